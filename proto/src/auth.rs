@@ -1,0 +1,28 @@
+//! Auth and pairing contract.
+
+use crate::pb::auth::v1::auth_service_client::AuthServiceClient as GrpcClient;
+use crate::pb::auth::v1::auth_service_server::{
+    AuthService as GrpcService, AuthServiceServer as GrpcServer,
+};
+pub use crate::pb::auth::v1::*;
+
+crate::macros::service_bindings! {
+    name: "auth",
+    trait AuthApi,
+    client AuthClient,
+    adapter AuthGrpc,
+    rpcs {
+        /// Verifies a connect handshake; the one call made before a principal exists.
+        public fn authenticate_connect(AuthenticateConnectRequest) -> AuthenticateConnectResponse;
+        authed fn issue_internal_token(IssueInternalTokenRequest) -> IssueInternalTokenResponse;
+        public fn check_token(CheckTokenRequest) -> CheckTokenResponse;
+        authed fn request_pairing(RequestPairingRequest) -> PairingRequest;
+        authed fn list_pairing(ListPairingRequest) -> ListPairingResponse;
+        authed fn approve_pairing(ApprovePairingRequest) -> ApprovePairingResponse;
+        authed fn reject_pairing(RejectPairingRequest) -> RejectPairingResponse;
+        authed fn remove_device(RemoveDeviceRequest) -> RemoveDeviceResponse;
+        public fn pairing_status(PairingStatusRequest) -> PairingStatusResponse;
+        authed fn rotate_device_token(RotateDeviceTokenRequest) -> DeviceTokenInfo;
+        authed fn revoke_device_token(RevokeDeviceTokenRequest) -> DeviceTokenInfo;
+    }
+}

@@ -1,0 +1,20 @@
+//! Agent runner contract: start, abort and inspect runs.
+
+use crate::pb::runner::v1::runner_service_client::RunnerServiceClient as GrpcClient;
+use crate::pb::runner::v1::runner_service_server::{
+    RunnerService as GrpcService, RunnerServiceServer as GrpcServer,
+};
+pub use crate::pb::runner::v1::*;
+
+crate::macros::service_bindings! {
+    name: "runner",
+    trait RunnerApi,
+    client RunnerClient,
+    adapter RunnerGrpc,
+    rpcs {
+        /// Accepts a message and starts a run; returns before the model is called.
+        authed fn start_run(StartRunRequest) -> StartRunResponse;
+        authed fn abort_run(AbortRunRequest) -> AbortRunResponse;
+        authed fn get_run(GetRunRequest) -> RunInfo;
+    }
+}

@@ -1,0 +1,26 @@
+//! Session service contract: sessions and their append-only transcripts.
+
+use crate::pb::session::v1::session_service_client::SessionServiceClient as GrpcClient;
+use crate::pb::session::v1::session_service_server::{
+    SessionService as GrpcService, SessionServiceServer as GrpcServer,
+};
+pub use crate::pb::session::v1::*;
+
+crate::macros::service_bindings! {
+    name: "session",
+    trait SessionApi,
+    client SessionClient,
+    adapter SessionGrpc,
+    rpcs {
+        /// Creates the caller's session `session_key` if it does not exist.
+        authed fn ensure_session(EnsureSessionRequest) -> Session;
+        authed fn get_session(GetSessionRequest) -> Session;
+        authed fn list_sessions(ListSessionsRequest) -> ListSessionsResponse;
+        authed fn patch_session(PatchSessionRequest) -> Session;
+        /// Soft delete.
+        authed fn delete_session(DeleteSessionRequest) -> DeleteSessionResponse;
+        /// Appends one transcript row; idempotent on (run_id, role) when run_id is set.
+        authed fn append_message(AppendMessageRequest) -> TranscriptMessage;
+        authed fn list_messages(ListMessagesRequest) -> ListMessagesResponse;
+    }
+}

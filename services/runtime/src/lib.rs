@@ -1,0 +1,9 @@
+//! Shared runtime of every clawgate process: the event bus, database pools and
+//! migrations, telemetry, and small helpers (clock, ids).
+//!
+//! Nothing here knows about a protocol dialect or a particular service's logic.
+
+pub mod bus;
+pub mod clock;
+
+pub use clawgate_proto::{ErrorCode, Principal, ServiceError};
