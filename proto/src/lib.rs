@@ -29,31 +29,37 @@ pub use principal::Principal;
 pub mod pb {
     pub mod common {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.common.v1");
         }
     }
     pub mod auth {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.auth.v1");
         }
     }
     pub mod runner {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.runner.v1");
         }
     }
     pub mod session {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.session.v1");
         }
     }
     pub mod cron {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.cron.v1");
         }
     }
     pub mod channel {
         pub mod v1 {
+            #![allow(clippy::large_enum_variant)]
             tonic::include_proto!("clawgate.channel.v1");
         }
     }

@@ -1,1 +1,15 @@
-//! placeholder
+//! The test kit of clawgate: everything the end-to-end tests need that is not
+//! clawgate itself, plus ways to start clawgate for a test.
+//!
+//! - [`mock_model`]: a real HTTP server speaking the OpenAI Chat Completions SSE format;
+//! - [`ws`]: a WebSocket client for both protocol dialects;
+//! - [`gateway`]: the whole gateway in this process (the embedded default);
+//! - [`cluster`]: the `clawgate` binary started as separate OS processes against
+//!   real PostgreSQL and Redis.
+//!
+//! Nothing here fakes a part of clawgate.
+
+pub mod cluster;
+pub mod gateway;
+pub mod mock_model;
+pub mod ws;

@@ -5,5 +5,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod db;
+pub mod telemetry;
 
 pub use clawgate_proto::{ErrorCode, Principal, ServiceError};

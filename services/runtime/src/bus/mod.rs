@@ -17,6 +17,7 @@
 //! Delivery is at most once, as with Redis pub/sub.
 
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;

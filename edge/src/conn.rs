@@ -1,0 +1,108 @@
+//! The seam between the socket lifecycle and a dialect: what a dialect
+//! connection must handle once the handshake succeeded, and the context it gets.
+//!
+//! Invariants: all of a connection's state is touched by its socket task only
+//! (no locks); service calls run in spawned tasks, at most
+//! `max_in_flight_requests` at a time, and report back through a channel sized
+//! for that many, so a finishing task never waits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clawgate_proto::Principal;
+use clawgate_proto::pb::common::v1::RunEvent;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use crate::frames::ErrorShape;
+use crate::out::Out;
+use crate::server::EdgeState;
+
+/// A handshake that succeeded: who connected and what to answer.
+#[derive(Debug)]
+pub struct Accepted {
+    pub principal: Principal,
+    /// Payload of the `res` to the connect request.
+    pub reply: Value,
+}
+
+/// A handshake that failed: the error `res` and how to close.
+#[derive(Debug)]
+pub struct Rejected {
+    pub error: ErrorShape,
+    /// A payload sent alongside the error, if any.
+    pub payload: Option<Value>,
+    pub close_code: u16,
+    pub close_reason: String,
+}
+
+/// Runs service calls for one connection and collects their results.
+pub struct Spawner<D> {
+    tx: mpsc::Sender<D>,
+    in_flight: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl<D: Send + 'static> Spawner<D> {
+    pub fn new(max: usize) -> (Self, mpsc::Receiver<D>) {
+        let max = max.max(1);
+        let (tx, rx) = mpsc::channel(max);
+        let spawner = Self {
+            tx,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max,
+        };
+        (spawner, rx)
+    }
+
+    /// Runs `work` in its own task; its result comes back through the receiver.
+    /// Returns false (and runs nothing) when too many calls are in flight.
+    pub fn spawn(&self, span: tracing::Span, work: impl Future<Output = D> + Send + 'static) -> bool {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let tx = self.tx.clone();
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(
+            async move {
+                let done = work.await;
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                // The socket may be gone; the call itself has had its effect.
+                let _ = tx.send(done).await;
+            }
+            .instrument(span),
+        );
+        true
+    }
+}
+
+/// What a dialect connection works with while handling one input.
+pub struct Cx<'a, D> {
+    pub state: &'a Arc<EdgeState>,
+    pub out: &'a mut Out,
+    pub spawner: &'a Spawner<D>,
+}
+
+/// A connection in one dialect, after its handshake.
+pub trait DialectConn: Send + 'static {
+    /// Result of a spawned service call.
+    type Done: Send + 'static;
+
+    /// Handles one text frame from the client.
+    fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Self::Done>);
+
+    /// Handles one run event of the connection's user.
+    fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Self::Done>);
+
+    /// Handles the result of a spawned call.
+    fn on_done(&mut self, done: Self::Done, cx: &mut Cx<'_, Self::Done>);
+
+    /// Called every `tick_interval`.
+    fn on_tick(&mut self, cx: &mut Cx<'_, Self::Done>);
+
+    /// The process is shutting down: say goodbye (the socket closes with 1012).
+    fn on_shutdown(&mut self, cx: &mut Cx<'_, Self::Done>);
+}

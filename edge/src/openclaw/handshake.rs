@@ -1,0 +1,379 @@
+//! OpenClaw `connect`: params schema (§2.2), validation order (§2.3), the auth
+//! call, and the `hello-ok` payload (§2.4).
+//!
+//! Invariants: params are a closed object with `client.id`/`client.mode` from the
+//! v3 enums; the protocol check runs before auth and closes 1002; every refusal is
+//! an error `res` followed by a close; `hello-ok.auth.scopes` are normalized
+//! (sorted, deduplicated, `admin` ⇒ +read +write, `write` ⇒ +read).
+
+use std::sync::Arc;
+
+use clawgate_proto::auth::{AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect};
+use clawgate_proto::pb::auth::v1::{authenticate_connect_request, authenticate_connect_response};
+use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::{ErrorCode, Principal, ServiceError};
+use serde_json::{Value, json};
+
+use super::methods::{EVENTS, METHODS};
+use crate::conn::{Accepted, Rejected};
+use crate::frames::{
+    CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, ErrorShape,
+};
+use crate::params::Obj;
+use crate::server::EdgeState;
+use crate::socket::SocketInfo;
+
+/// The protocol version this edge speaks.
+pub const PROTOCOL_VERSION: i64 = 3;
+
+/// `client.id` values of the v3 schema.
+pub const CLIENT_IDS: [&str; 13] = [
+    "webchat-ui",
+    "openclaw-control-ui",
+    "openclaw-tui",
+    "webchat",
+    "cli",
+    "gateway-client",
+    "openclaw-macos",
+    "openclaw-ios",
+    "openclaw-android",
+    "node-host",
+    "test",
+    "fingerprint",
+    "openclaw-probe",
+];
+
+/// `client.mode` values of the v3 schema.
+pub const CLIENT_MODES: [&str; 7] = ["webchat", "cli", "ui", "backend", "node", "probe", "test"];
+
+const CONNECT_KEYS: [&str; 13] = [
+    "minProtocol",
+    "maxProtocol",
+    "client",
+    "caps",
+    "commands",
+    "permissions",
+    "pathEnv",
+    "role",
+    "scopes",
+    "device",
+    "auth",
+    "locale",
+    "userAgent",
+];
+const CLIENT_KEYS: [&str; 8] = [
+    "id",
+    "displayName",
+    "version",
+    "platform",
+    "deviceFamily",
+    "modelIdentifier",
+    "mode",
+    "instanceId",
+];
+const DEVICE_KEYS: [&str; 5] = ["id", "publicKey", "signature", "signedAt", "nonce"];
+const AUTH_KEYS: [&str; 4] = ["token", "bootstrapToken", "deviceToken", "password"];
+
+/// Validated connect params.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectParams {
+    pub min_protocol: i64,
+    pub max_protocol: i64,
+    pub client: ClientInfo,
+    pub caps: Vec<String>,
+    pub role: Option<String>,
+    pub scopes: Vec<String>,
+    pub device: Option<DeviceProof>,
+    pub token: Option<String>,
+    pub bootstrap_token: Option<String>,
+    pub device_token: Option<String>,
+    pub password: Option<String>,
+}
+
+fn owned(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_owned()
+}
+
+/// Checks `params` against the closed `ConnectParamsSchema`.
+pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
+    let obj = Obj::new(params, "")?;
+    obj.closed(&CONNECT_KEYS)?;
+    let min_protocol = obj.req_int("minProtocol", 1, i64::MAX)?;
+    let max_protocol = obj.req_int("maxProtocol", 1, i64::MAX)?;
+    let client_obj = obj.req_obj("client")?;
+    client_obj.closed(&CLIENT_KEYS)?;
+    let client = ClientInfo {
+        id: client_obj.req_enum("id", &CLIENT_IDS)?.to_owned(),
+        display_name: owned(client_obj.opt_nonempty_str("displayName")?),
+        version: client_obj.req_nonempty_str("version")?.to_owned(),
+        platform: client_obj.req_nonempty_str("platform")?.to_owned(),
+        device_family: owned(client_obj.opt_str("deviceFamily")?),
+        model_identifier: owned(client_obj.opt_str("modelIdentifier")?),
+        mode: client_obj.req_enum("mode", &CLIENT_MODES)?.to_owned(),
+        instance_id: owned(client_obj.opt_str("instanceId")?),
+    };
+    let caps = obj.opt_str_array("caps")?.unwrap_or_default();
+    obj.opt_str_array("commands")?;
+    obj.opt_bool_map("permissions")?;
+    obj.opt_str("pathEnv")?;
+    let role = obj.opt_str("role")?.map(str::to_owned);
+    let scopes = obj.opt_str_array("scopes")?.unwrap_or_default();
+    let device = match obj.opt_obj("device")? {
+        None => None,
+        Some(device) => {
+            device.closed(&DEVICE_KEYS)?;
+            Some(DeviceProof {
+                id: device.req_nonempty_str("id")?.to_owned(),
+                public_key: device.req_nonempty_str("publicKey")?.to_owned(),
+                signature: device.req_nonempty_str("signature")?.to_owned(),
+                signed_at_ms: device.req_int("signedAt", 0, i64::MAX)?,
+                nonce: device.req_nonempty_str("nonce")?.to_owned(),
+            })
+        }
+    };
+    let (mut token, mut bootstrap_token, mut device_token, mut password) = (None, None, None, None);
+    if let Some(auth) = obj.opt_obj("auth")? {
+        auth.closed(&AUTH_KEYS)?;
+        token = auth.opt_str("token")?.map(str::to_owned);
+        bootstrap_token = auth.opt_str("bootstrapToken")?.map(str::to_owned);
+        device_token = auth.opt_str("deviceToken")?.map(str::to_owned);
+        password = auth.opt_str("password")?.map(str::to_owned);
+    }
+    obj.opt_str("locale")?;
+    obj.opt_str("userAgent")?;
+    Ok(ConnectParams {
+        min_protocol,
+        max_protocol,
+        client,
+        caps,
+        role,
+        scopes,
+        device,
+        token,
+        bootstrap_token,
+        device_token,
+        password,
+    })
+}
+
+/// Scopes as `hello-ok.auth.scopes` reports them.
+pub fn normalize_scopes(scopes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = scopes
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if out.iter().any(|s| s == SCOPE_ADMIN) {
+        out.push(SCOPE_READ.to_owned());
+        out.push(SCOPE_WRITE.to_owned());
+    }
+    if out.iter().any(|s| s == SCOPE_WRITE) {
+        out.push(SCOPE_READ.to_owned());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn refuse(err: &ServiceError, close_code: u16, close_reason: &str) -> Rejected {
+    Rejected {
+        error: ErrorShape::openclaw(err),
+        payload: None,
+        close_code,
+        close_reason: close_reason.to_owned(),
+    }
+}
+
+/// Maps an auth-service refusal to the OpenClaw error and close code.
+fn auth_refusal(mut err: ServiceError) -> Rejected {
+    match err.code {
+        ErrorCode::Unauthorized => {
+            if !err.message.starts_with("unauthorized") {
+                err.message = format!("unauthorized: {}", err.message);
+            }
+            let reason = err.message.clone();
+            refuse(&err, CLOSE_POLICY, &reason)
+        }
+        ErrorCode::Unavailable | ErrorCode::ResourceExhausted => {
+            refuse(&err, CLOSE_TRY_AGAIN_LATER, "try again later")
+        }
+        ErrorCode::Internal => refuse(&err, CLOSE_INTERNAL, "internal error"),
+        _ => {
+            let reason = err.message.clone();
+            refuse(&err, CLOSE_POLICY, &reason)
+        }
+    }
+}
+
+/// Runs the OpenClaw handshake for `params`.
+pub async fn handshake(
+    state: &Arc<EdgeState>,
+    info: &SocketInfo,
+    params: &Value,
+) -> Result<Accepted, Rejected> {
+    let connect = parse_connect(params).map_err(|why| {
+        let err = ServiceError::invalid(format!("invalid connect params: {why}"));
+        refuse(&err, CLOSE_POLICY, "invalid connect params")
+    })?;
+    if connect.max_protocol < PROTOCOL_VERSION || connect.min_protocol > PROTOCOL_VERSION {
+        let err = ServiceError::invalid("protocol mismatch")
+            .with_details(json!({ "expectedProtocol": PROTOCOL_VERSION }));
+        return Err(refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"));
+    }
+    let role = connect.role.clone().unwrap_or_else(|| "operator".to_owned());
+    if role != "operator" && role != "node" {
+        return Err(refuse(
+            &ServiceError::invalid("invalid role"),
+            CLOSE_POLICY,
+            "invalid role",
+        ));
+    }
+    let request = AuthenticateConnectRequest {
+        connection_id: info.conn_id.clone(),
+        remote_addr: info.peer.remote_addr.clone(),
+        is_local: info.peer.is_local,
+        connect: Some(authenticate_connect_request::Connect::Openclaw(
+            OpenClawConnect {
+                client: Some(connect.client.clone()),
+                role: role.clone(),
+                scopes: connect.scopes.clone(),
+                token: connect.token.clone(),
+                device_token: connect.device_token.clone(),
+                bootstrap_token: connect.bootstrap_token.clone(),
+                password: connect.password.clone(),
+                device: connect.device.clone(),
+                challenge_nonce: info.nonce.clone(),
+            },
+        )),
+    };
+    let response = state
+        .services
+        .auth
+        .authenticate_connect(&Principal::default(), request)
+        .await
+        .map_err(auth_refusal)?;
+    let principal = match response.outcome {
+        Some(authenticate_connect_response::Outcome::Principal(principal)) => principal,
+        Some(authenticate_connect_response::Outcome::Pairing(pending)) => {
+            let message = format!("pairing required: {}", pending.reason);
+            let err = ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(json!({
+                "code": "PAIRING_REQUIRED",
+                "reason": pending.reason,
+                "requestId": pending.request_id,
+                "deviceId": pending.device_id,
+            }));
+            let reason = format!("{message} (requestId: {})", pending.request_id);
+            return Err(refuse(&err, CLOSE_POLICY, &reason));
+        }
+        None => {
+            return Err(refuse(
+                &ServiceError::internal("auth returned no outcome"),
+                CLOSE_INTERNAL,
+                "internal error",
+            ));
+        }
+    };
+    let mut auth = json!({
+        "role": if principal.role.is_empty() { role } else { principal.role.clone() },
+        "scopes": normalize_scopes(&principal.scopes),
+    });
+    if !response.device_token.is_empty() {
+        auth["deviceToken"] = json!(response.device_token);
+        auth["issuedAtMs"] = json!(response.device_token_issued_at_ms);
+    }
+    let reply = hello_ok(state, &info.conn_id, auth);
+    Ok(Accepted { principal, reply })
+}
+
+/// The `hello-ok` payload.
+fn hello_ok(state: &EdgeState, conn_id: &str, auth: Value) -> Value {
+    let config = &state.config;
+    let agent = &config.default_agent_id;
+    json!({
+        "type": "hello-ok",
+        "protocol": PROTOCOL_VERSION,
+        "server": { "version": config.version, "connId": conn_id },
+        "features": { "methods": METHODS, "events": EVENTS },
+        "snapshot": {
+            "presence": [],
+            "health": {},
+            "stateVersion": { "presence": 1, "health": 1 },
+            "uptimeMs": state.uptime_ms(),
+            "sessionDefaults": {
+                "defaultAgentId": agent,
+                "mainKey": config.main_key,
+                "mainSessionKey": format!("agent:{agent}:{}", config.main_key),
+                "scope": "per-sender",
+            },
+        },
+        "auth": auth,
+        "policy": {
+            "maxPayload": config.max_payload_bytes,
+            "maxBufferedBytes": config.socket_queue_bytes,
+            "tickIntervalMs": u64::try_from(config.tick_interval.as_millis()).unwrap_or(u64::MAX),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Value {
+        json!({
+            "minProtocol": 3, "maxProtocol": 3,
+            "client": {"id": "cli", "version": "1.0", "platform": "linux", "mode": "cli"},
+            "role": "operator", "scopes": ["operator.read"],
+            "auth": {"token": "t"}
+        })
+    }
+
+    #[test]
+    fn accepts_valid_params() {
+        let params = parse_connect(&valid()).expect("valid");
+        assert_eq!(params.client.id, "cli");
+        assert_eq!(params.token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        let mut extra = valid();
+        extra["bogus"] = json!(1);
+        assert!(parse_connect(&extra).unwrap_err().contains("bogus"));
+        let mut bad_id = valid();
+        bad_id["client"]["id"] = json!("nope");
+        assert!(parse_connect(&bad_id).unwrap_err().contains("/client/id"));
+        let mut bad_mode = valid();
+        bad_mode["client"]["mode"] = json!("operator");
+        assert!(parse_connect(&bad_mode).unwrap_err().contains("/client/mode"));
+        let mut no_version = valid();
+        no_version["client"]
+            .as_object_mut()
+            .expect("object")
+            .remove("version");
+        assert!(parse_connect(&no_version).unwrap_err().contains("'version'"));
+        let mut bad_min = valid();
+        bad_min["minProtocol"] = json!("3");
+        assert!(parse_connect(&bad_min).unwrap_err().contains("/minProtocol"));
+        let mut bad_auth = valid();
+        bad_auth["auth"]["secret"] = json!("x");
+        assert!(parse_connect(&bad_auth).unwrap_err().contains("secret"));
+        assert!(parse_connect(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn scopes_are_normalized() {
+        let scopes = |list: &[&str]| {
+            normalize_scopes(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            scopes(&["operator.admin"]),
+            vec!["operator.admin", "operator.read", "operator.write"]
+        );
+        assert_eq!(
+            scopes(&["operator.write", " operator.write "]),
+            vec!["operator.read", "operator.write"]
+        );
+        assert!(scopes(&[]).is_empty());
+    }
+}

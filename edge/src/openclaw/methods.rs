@@ -1,0 +1,509 @@
+//! OpenClaw methods: the method → scope table (§4.3, §4.4), params schemas, and
+//! the handlers that call the services (§5.1, §5.2, §5.4).
+//!
+//! Invariants: authorization is default-deny (unlisted methods need
+//! `operator.admin`, `health` is open, `write` implies `read`); every params
+//! object is closed and errors read `invalid <method> params: …`; session keys
+//! are canonicalized on the way in and returned canonical; service errors are
+//! mapped to wire codes only through `ErrorCode::openclaw_code`.
+
+use std::sync::Arc;
+
+use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::runner::{AbortRunRequest, RunState, RunnerApi, StartRunRequest, StartStatus};
+use clawgate_proto::session::{ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi};
+use clawgate_proto::{ErrorCode, Principal, ServiceError};
+use clawgate_runtime::clock::now_ms;
+use serde_json::{Value, json};
+
+use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
+use crate::frames::ErrorShape;
+use crate::params::Obj;
+use crate::server::EdgeState;
+use crate::session_key;
+
+/// Methods this edge implements, as advertised in `hello-ok.features.methods`.
+pub const METHODS: [&str; 6] = [
+    "health",
+    "status",
+    "chat.send",
+    "chat.history",
+    "chat.abort",
+    "sessions.list",
+];
+
+/// Events this edge sends, as advertised in `hello-ok.features.events`.
+pub const EVENTS: [&str; 5] = ["connect.challenge", "agent", "chat", "tick", "shutdown"];
+
+/// Transcript rows larger than this are replaced by a placeholder in history.
+const MAX_HISTORY_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// The scope a method needs; `None` for methods open to every connection.
+pub fn required_scope(method: &str) -> Option<&'static str> {
+    match method {
+        "health" => None,
+        "status" | "chat.history" | "sessions.list" => Some(SCOPE_READ),
+        "chat.send" | "chat.abort" => Some(SCOPE_WRITE),
+        _ => Some(SCOPE_ADMIN),
+    }
+}
+
+/// Whether `principal` may call `method` (§4.3). The error is `Forbidden`;
+/// its message is the OpenClaw text.
+pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError> {
+    let Some(scope) = required_scope(method) else {
+        return Ok(());
+    };
+    if principal.role != "operator" {
+        let role = if principal.role.is_empty() { "none" } else { &principal.role };
+        return Err(ServiceError::forbidden(format!("unauthorized role: {role}")));
+    }
+    principal.require_scope(scope)
+}
+
+/// A validated call, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Status,
+    ChatSend(StartRunRequest),
+    ChatHistory { session_key: String, limit: u32, max_chars: Option<usize> },
+    ChatAbort { session_key: String, run_id: String },
+    SessionsList { limit: u32, agent_id: String },
+}
+
+impl Call {
+    /// The run whose events must wait until this call is answered.
+    pub fn holds_run(&self) -> Option<&str> {
+        match self {
+            Call::ChatSend(request) => Some(&request.idempotency_key),
+            _ => None,
+        }
+    }
+}
+
+/// An answer: payload, error, or both (`chat.send` of a failed run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub payload: Option<Value>,
+    pub error: Option<ErrorShape>,
+}
+
+impl Reply {
+    pub fn ok(payload: Value) -> Self {
+        Self { payload: Some(payload), error: None }
+    }
+
+    pub fn err(err: &ServiceError) -> Self {
+        Self { payload: None, error: Some(ErrorShape::openclaw(err)) }
+    }
+}
+
+fn invalid_params(method: &str, why: String) -> ServiceError {
+    ServiceError::invalid(format!("invalid {method} params: {why}"))
+}
+
+fn canonical(raw: &str, config: &EdgeConfig) -> Result<String, ServiceError> {
+    session_key::canonicalize(raw, &config.default_agent_id, &config.main_key)
+        .map_err(|err| ServiceError::invalid(err.to_string()))
+}
+
+/// Strips control characters other than newline, carriage return and tab.
+fn sanitize(message: &str) -> String {
+    message
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .collect()
+}
+
+/// Validates `params` of `method`. `Ok(None)`: the method is not implemented.
+pub fn parse(
+    method: &str,
+    params: &Value,
+    principal: &Principal,
+    config: &EdgeConfig,
+) -> Result<Option<Call>, ServiceError> {
+    let bad = |why: String| invalid_params(method, why);
+    let call = match method {
+        "status" => {
+            let obj = Obj::new(params, "").map_err(bad)?;
+            obj.closed(&["includeChannelSummary"]).map_err(bad)?;
+            obj.opt_bool("includeChannelSummary").map_err(bad)?;
+            Call::Status
+        }
+        "chat.send" => parse_chat_send(params, principal, config)?,
+        "chat.history" => {
+            let obj = Obj::new(params, "").map_err(bad)?;
+            obj.closed(&["sessionKey", "limit", "maxChars"]).map_err(bad)?;
+            let key = obj.req_str_len("sessionKey", 512).map_err(bad)?;
+            let limit = obj.opt_int("limit", 1, 1000).map_err(bad)?.unwrap_or(200);
+            let max_chars = obj.opt_int("maxChars", 1, 500_000).map_err(bad)?;
+            Call::ChatHistory {
+                session_key: canonical(key, config)?,
+                limit: u32::try_from(limit).unwrap_or(200),
+                max_chars: max_chars.and_then(|n| usize::try_from(n).ok()),
+            }
+        }
+        "chat.abort" => {
+            let obj = Obj::new(params, "").map_err(bad)?;
+            obj.closed(&["sessionKey", "runId"]).map_err(bad)?;
+            let key = obj.req_str_len("sessionKey", 512).map_err(bad)?;
+            let run_id = obj.opt_str("runId").map_err(bad)?.unwrap_or_default();
+            Call::ChatAbort {
+                session_key: canonical(key, config)?,
+                run_id: run_id.to_owned(),
+            }
+        }
+        "sessions.list" => {
+            let obj = Obj::new(params, "").map_err(bad)?;
+            obj.closed(&[
+                "limit", "activeMinutes", "includeGlobal", "includeUnknown",
+                "includeDerivedTitles", "includeLastMessage", "label", "spawnedBy",
+                "agentId", "search",
+            ])
+            .map_err(bad)?;
+            let limit = obj.opt_int("limit", 1, i64::MAX).map_err(bad)?.unwrap_or(100);
+            obj.opt_int("activeMinutes", 1, i64::MAX).map_err(bad)?;
+            for flag in ["includeGlobal", "includeUnknown", "includeDerivedTitles", "includeLastMessage"] {
+                obj.opt_bool(flag).map_err(bad)?;
+            }
+            for text in ["label", "spawnedBy", "search"] {
+                obj.opt_str(text).map_err(bad)?;
+            }
+            let agent_id = obj
+                .opt_str("agentId")
+                .map_err(bad)?
+                .map(|id| session_key::normalize_agent_id(id, &config.default_agent_id))
+                .unwrap_or_default();
+            Call::SessionsList {
+                limit: u32::try_from(limit.min(1000)).unwrap_or(1000),
+                agent_id,
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(call))
+}
+
+const CHAT_SEND_KEYS: [&str; 14] = [
+    "sessionKey", "message", "idempotencyKey", "sessionId", "thinking", "deliver",
+    "attachments", "timeoutMs", "originatingChannel", "originatingTo",
+    "originatingAccountId", "originatingThreadId", "systemInputProvenance",
+    "systemProvenanceReceipt",
+];
+
+fn parse_chat_send(
+    params: &Value,
+    principal: &Principal,
+    config: &EdgeConfig,
+) -> Result<Call, ServiceError> {
+    let bad = |why: String| invalid_params("chat.send", why);
+    let obj = Obj::new(params, "").map_err(bad)?;
+    obj.closed(&CHAT_SEND_KEYS).map_err(bad)?;
+    let key = obj.req_str_len("sessionKey", 512).map_err(bad)?;
+    let message = obj.req_str("message").map_err(bad)?;
+    let idempotency_key = obj.req_nonempty_str("idempotencyKey").map_err(bad)?;
+    obj.opt_str("sessionId").map_err(bad)?;
+    obj.opt_str("thinking").map_err(bad)?;
+    obj.opt_bool("deliver").map_err(bad)?;
+    let attachments = obj.opt_array("attachments").map_err(bad)?;
+    let timeout_ms = obj.opt_int("timeoutMs", 0, i64::from(u32::MAX)).map_err(bad)?;
+    let mut privileged = false;
+    for field in ["originatingChannel", "originatingTo", "originatingAccountId", "originatingThreadId"] {
+        privileged |= obj.opt_str(field).map_err(bad)?.is_some();
+    }
+    privileged |= obj.has("systemInputProvenance") || obj.has("systemProvenanceReceipt");
+    if privileged && !principal.has_scope(SCOPE_ADMIN) {
+        return Err(ServiceError::invalid(
+            "originating route and system provenance fields require operator.admin",
+        ));
+    }
+    if attachments.is_some_and(|list| !list.is_empty()) {
+        return Err(ServiceError::invalid("attachments are not supported"));
+    }
+    let message = sanitize(message);
+    if message.trim().is_empty() {
+        return Err(ServiceError::invalid("message or attachment required"));
+    }
+    let session_key = canonical(key, config)?;
+    let agent_id = session_key::agent_of(&session_key)
+        .unwrap_or(&config.default_agent_id)
+        .to_owned();
+    Ok(Call::ChatSend(StartRunRequest {
+        session_key,
+        agent_id,
+        message,
+        idempotency_key: idempotency_key.to_owned(),
+        timeout_ms: timeout_ms.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+    }))
+}
+
+/// The `health` payload (answered by the edge itself, without service calls).
+pub fn health(state: &EdgeState) -> Value {
+    let agent = &state.config.default_agent_id;
+    json!({
+        "ok": true,
+        "ts": now_ms(),
+        "durationMs": 0,
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "heartbeatSeconds": 0,
+        "defaultAgentId": agent,
+        "agents": [{ "agentId": agent, "isDefault": true }],
+    })
+}
+
+/// Runs a validated call.
+pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> Reply {
+    let result = match call {
+        Call::Status => status(&state, &principal).await,
+        Call::ChatSend(request) => return chat_send(&state, &principal, request).await,
+        Call::ChatHistory { session_key, limit, max_chars } => {
+            chat_history(&state, &principal, session_key, limit, max_chars).await
+        }
+        Call::ChatAbort { session_key, run_id } => {
+            let request = AbortRunRequest { session_key, run_id, stop_reason: "rpc".into() };
+            state.services.runner.abort_run(&principal, request).await.map(|res| {
+                json!({ "ok": true, "aborted": res.aborted, "runIds": res.run_ids })
+            })
+        }
+        Call::SessionsList { limit, agent_id } => {
+            sessions_list(&state, &principal, limit, agent_id).await
+        }
+    };
+    match result {
+        Ok(payload) => Reply::ok(payload),
+        Err(err) => Reply::err(&err),
+    }
+}
+
+async fn chat_send(state: &EdgeState, principal: &Principal, request: StartRunRequest) -> Reply {
+    let response = match state.services.runner.start_run(principal, request).await {
+        Ok(response) => response,
+        Err(err) => return Reply::err(&err),
+    };
+    let run_id = response.run_id;
+    match StartStatus::try_from(response.status) {
+        Ok(StartStatus::Started) => Reply::ok(json!({ "runId": run_id, "status": "started" })),
+        Ok(StartStatus::InFlight) => Reply::ok(json!({ "runId": run_id, "status": "in_flight" })),
+        Ok(StartStatus::StopCommand) => Reply::ok(json!({
+            "ok": true, "aborted": response.aborted, "runIds": response.aborted_run_ids,
+        })),
+        Ok(StartStatus::Done) => {
+            let run = response.run.unwrap_or_default();
+            if run.state == RunState::Failed as i32 {
+                let summary = if run.error.is_empty() { "run failed".to_owned() } else { run.error };
+                let err = ServiceError::new(ErrorCode::Unavailable, summary.clone()).not_retryable();
+                Reply {
+                    payload: Some(json!({ "runId": run_id, "status": "error", "summary": summary })),
+                    error: Some(ErrorShape::openclaw(&err)),
+                }
+            } else {
+                Reply::ok(json!({ "runId": run_id, "status": "ok" }))
+            }
+        }
+        Ok(StartStatus::Unspecified) | Err(_) => {
+            Reply::err(&ServiceError::internal("runner returned no start status"))
+        }
+    }
+}
+
+async fn status(state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
+    let request = ListSessionsRequest { limit: 10, offset: 0, agent_id: String::new() };
+    let sessions = state.services.session.list_sessions(principal, request).await?;
+    let recent: Vec<Value> = sessions
+        .sessions
+        .iter()
+        .map(|s| json!({ "key": s.session_key, "updatedAt": s.updated_at_ms }))
+        .collect();
+    let agent = &state.config.default_agent_id;
+    Ok(json!({
+        "runtimeVersion": state.config.version,
+        "heartbeat": { "defaultAgentId": agent, "agents": [] },
+        "channelSummary": [],
+        "queuedSystemEvents": [],
+        "sessions": {
+            "paths": [],
+            "count": sessions.total,
+            "defaults": { "model": null, "contextTokens": null },
+            "recent": recent,
+            "byAgent": [],
+        },
+    }))
+}
+
+async fn chat_history(
+    state: &EdgeState,
+    principal: &Principal,
+    session_key: String,
+    limit: u32,
+    max_chars: Option<usize>,
+) -> Result<Value, ServiceError> {
+    let request = ListMessagesRequest { session_key: session_key.clone(), limit };
+    let rows = match state.services.session.list_messages(principal, request).await {
+        Ok(response) => response.messages,
+        Err(err) if err.code == ErrorCode::NotFound => Vec::new(),
+        Err(err) => return Err(err),
+    };
+    let mut budget = MAX_RESPONSE_BYTES;
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows.iter().rev() {
+        let mut text = row.content.clone();
+        if let Some(max) = max_chars
+            && let Some((cut, _)) = text.char_indices().nth(max)
+        {
+            text.truncate(cut);
+        }
+        if text.len() > MAX_HISTORY_MESSAGE_BYTES {
+            text = "[message omitted: too large]".to_owned();
+        }
+        if text.len() + 256 > budget {
+            break;
+        }
+        budget -= text.len() + 256;
+        let role = if row.role == "tool" { "toolResult" } else { row.role.as_str() };
+        let mut message = json!({
+            "role": role,
+            "content": [{ "type": "text", "text": text }],
+            "timestamp": row.created_at_ms,
+        });
+        if !row.run_id.is_empty() {
+            message["runId"] = json!(row.run_id);
+        }
+        if row.status == MessageStatus::Aborted as i32 {
+            message["stopReason"] = json!("aborted");
+        } else if row.status == MessageStatus::Error as i32 {
+            message["stopReason"] = json!("error");
+            message["errorMessage"] = json!(row.error);
+        }
+        messages.push(message);
+    }
+    messages.reverse();
+    Ok(json!({ "sessionKey": session_key, "messages": messages }))
+}
+
+async fn sessions_list(
+    state: &EdgeState,
+    principal: &Principal,
+    limit: u32,
+    agent_id: String,
+) -> Result<Value, ServiceError> {
+    let request = ListSessionsRequest { limit, offset: 0, agent_id };
+    let response = state.services.session.list_sessions(principal, request).await?;
+    let rows: Vec<Value> = response
+        .sessions
+        .iter()
+        .map(|s| {
+            let mut row = json!({
+                "key": s.session_key,
+                "kind": session_key::kind_of(&s.session_key),
+                "updatedAt": s.updated_at_ms,
+                "sessionId": s.session_key,
+                "hasActiveRun": false,
+            });
+            if !s.label.is_empty() {
+                row["label"] = json!(s.label);
+                row["displayName"] = json!(s.label);
+            }
+            if !s.last_message_preview.is_empty() {
+                row["lastMessagePreview"] = json!(s.last_message_preview);
+            }
+            row
+        })
+        .collect();
+    let count = rows.len() as u64;
+    Ok(json!({
+        "ts": now_ms(),
+        "path": "",
+        "count": count,
+        "totalCount": response.total,
+        "limitApplied": limit,
+        "hasMore": response.total > count,
+        "defaults": {
+            "modelProvider": null, "model": null, "contextTokens": null,
+            "thinkingLevels": [], "thinkingOptions": [], "thinkingDefault": null,
+        },
+        "sessions": rows,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: &str, scopes: &[&str]) -> Principal {
+        Principal {
+            tenant_id: "t".into(),
+            user_id: "u".into(),
+            role: role.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn authorization_table() {
+        let read = principal("operator", &[SCOPE_READ]);
+        let write = principal("operator", &[SCOPE_WRITE]);
+        let admin = principal("operator", &[SCOPE_ADMIN]);
+        let none = principal("operator", &[]);
+        assert!(authorize(&none, "health").is_ok());
+        assert!(authorize(&read, "chat.history").is_ok());
+        assert!(authorize(&write, "chat.history").is_ok(), "write implies read");
+        let denied = authorize(&read, "chat.send").unwrap_err();
+        assert_eq!(denied.message, "missing scope: operator.write");
+        assert_eq!(denied.code.openclaw_code(), "INVALID_REQUEST");
+        assert_eq!(
+            authorize(&write, "config.get").unwrap_err().message,
+            "missing scope: operator.admin"
+        );
+        assert!(authorize(&admin, "anything.else").is_ok());
+        let node = principal("node", &[]);
+        assert_eq!(authorize(&node, "chat.send").unwrap_err().message, "unauthorized role: node");
+        assert!(authorize(&node, "health").is_ok());
+    }
+
+    #[test]
+    fn chat_send_params() {
+        let config = EdgeConfig::default();
+        let writer = principal("operator", &[SCOPE_WRITE]);
+        let params = json!({"sessionKey": "Main", "message": "hi\u{7}", "idempotencyKey": "k1"});
+        match parse("chat.send", &params, &writer, &config) {
+            Ok(Some(Call::ChatSend(req))) => {
+                assert_eq!(req.session_key, "agent:main:main");
+                assert_eq!(req.agent_id, "main");
+                assert_eq!(req.message, "hi");
+                assert_eq!(req.idempotency_key, "k1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let missing = json!({"sessionKey": "main", "message": "hi"});
+        let err = parse("chat.send", &missing, &writer, &config).unwrap_err();
+        assert!(err.message.starts_with("invalid chat.send params: "), "{}", err.message);
+        assert!(err.message.contains("idempotencyKey"));
+        let typed = json!({"sessionKey": 5, "message": "hi", "idempotencyKey": "k"});
+        assert!(parse("chat.send", &typed, &writer, &config).is_err());
+        let extra = json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k", "x": 1});
+        assert!(parse("chat.send", &extra, &writer, &config).unwrap_err().message.contains("'x'"));
+        let routed = json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k", "originatingTo": "x"});
+        assert!(parse("chat.send", &routed, &writer, &config).is_err());
+        assert_eq!(parse("nope", &json!({}), &writer, &config), Ok(None));
+    }
+
+    #[test]
+    fn other_params() {
+        let config = EdgeConfig::default();
+        let reader = principal("operator", &[SCOPE_READ]);
+        match parse("chat.history", &json!({"sessionKey": "x"}), &reader, &config) {
+            Ok(Some(Call::ChatHistory { session_key, limit, .. })) => {
+                assert_eq!(session_key, "agent:main:x");
+                assert_eq!(limit, 200);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("chat.history", &json!({"sessionKey": "x", "limit": 0}), &reader, &config).is_err());
+        assert!(parse("chat.abort", &json!({}), &reader, &config).is_err());
+        assert!(parse("sessions.list", &json!({"limit": "5"}), &reader, &config).is_err());
+        assert!(parse("status", &json!([]), &reader, &config).is_err());
+    }
+}

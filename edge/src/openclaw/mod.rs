@@ -1,0 +1,201 @@
+//! The OpenClaw v3 dialect of an authenticated connection: request dispatch,
+//! event projection, keepalive `tick`, and `shutdown`.
+//!
+//! Invariants: a `chat.send` is acknowledged before any event of its run reaches
+//! the client (events of a run whose ack is pending are held, boundedly); `agent`
+//! and `chat` events reach only connections with `operator.read` (write and admin
+//! satisfy it); post-handshake garbage follows §1.4 (non-JSON ignored, invalid
+//! frames answered, the socket stays open).
+
+pub mod handshake;
+pub mod methods;
+pub mod projection;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use clawgate_proto::pb::common::v1::RunEvent;
+use clawgate_proto::principal::SCOPE_READ;
+use clawgate_proto::{Principal, ServiceError};
+use clawgate_runtime::clock::now_ms;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::conn::{Cx, DialectConn};
+use crate::frames::{self, CLOSE_POLICY, ErrorShape, Inbound, Request};
+use crate::out::EventOut;
+use crate::socket::SocketInfo;
+use methods::Reply;
+use projection::Projector;
+
+/// Events held per run while its `chat.send` ack is outstanding; beyond this they
+/// are released (the ack is then late rather than memory unbounded).
+const MAX_HELD_EVENTS: usize = 256;
+
+/// Consecutive `unauthorized role` errors after which the socket is closed.
+const MAX_UNAUTHORIZED_STREAK: u32 = 10;
+
+/// The result of a spawned call.
+#[derive(Debug)]
+pub struct Done {
+    id: String,
+    reply: Reply,
+    release_run: Option<String>,
+}
+
+pub struct Conn {
+    principal: Principal,
+    sees_events: bool,
+    projector: Projector,
+    /// Run id → events waiting for the run's `chat.send` ack.
+    held: HashMap<String, Vec<Arc<RunEvent>>>,
+    unauthorized_streak: u32,
+}
+
+impl Conn {
+    pub fn new(principal: Principal, info: &SocketInfo, connect_params: &Value) -> Self {
+        let tool_events = connect_params
+            .get("caps")
+            .and_then(Value::as_array)
+            .is_some_and(|caps| caps.iter().any(|cap| cap == "tool-events"));
+        let sees_events = principal.role == "operator" && principal.has_scope(SCOPE_READ);
+        tracing::debug!(conn_id = %info.conn_id, sees_events, tool_events, "openclaw connection");
+        Self {
+            principal,
+            sees_events,
+            projector: Projector::new(tool_events),
+            held: HashMap::new(),
+            unauthorized_streak: 0,
+        }
+    }
+
+    fn respond(cx: &mut Cx<'_, Done>, id: &str, reply: &Reply) {
+        cx.out.response(id, reply.payload.as_ref(), reply.error.as_ref());
+    }
+
+    fn project(&mut self, event: &RunEvent, cx: &mut Cx<'_, Done>) {
+        for frame in self.projector.project(event, Instant::now()) {
+            cx.out.event(frame);
+        }
+    }
+
+    fn request(&mut self, request: Request, cx: &mut Cx<'_, Done>) {
+        let span = tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
+        let _enter = span.enter();
+        tracing::debug!("request");
+        if let Err(err) = methods::authorize(&self.principal, &request.method) {
+            Self::respond(cx, &request.id, &Reply::err(&err));
+            if err.message.starts_with("unauthorized role") {
+                self.unauthorized_streak += 1;
+                if self.unauthorized_streak > MAX_UNAUTHORIZED_STREAK {
+                    cx.out.close(CLOSE_POLICY, "repeated unauthorized calls");
+                }
+            }
+            return;
+        }
+        self.unauthorized_streak = 0;
+        match request.method.as_str() {
+            "health" => {
+                Self::respond(cx, &request.id, &Reply::ok(methods::health(cx.state)));
+                return;
+            }
+            "connect" => {
+                let err = ServiceError::invalid("connect is only valid as the first request");
+                Self::respond(cx, &request.id, &Reply::err(&err));
+                return;
+            }
+            _ => {}
+        }
+        let call = match methods::parse(&request.method, &request.params, &self.principal, &cx.state.config) {
+            Ok(Some(call)) => call,
+            Ok(None) => {
+                let err = ServiceError::invalid(format!("unknown method: {}", request.method));
+                Self::respond(cx, &request.id, &Reply::err(&err));
+                return;
+            }
+            Err(err) => {
+                Self::respond(cx, &request.id, &Reply::err(&err));
+                return;
+            }
+        };
+        let release_run = call.holds_run().map(str::to_owned);
+        let newly_held = match &release_run {
+            Some(run_id) if !self.held.contains_key(run_id) => {
+                self.held.insert(run_id.clone(), Vec::new());
+                true
+            }
+            _ => false,
+        };
+        let (state, principal, id) = (cx.state.clone(), self.principal.clone(), request.id.clone());
+        let release = release_run.clone();
+        let spawned = cx.spawner.spawn(span.clone(), async move {
+            let reply = methods::run(call, state, principal).await;
+            Done { id, reply, release_run: release }
+        });
+        if !spawned {
+            if newly_held && let Some(run_id) = &release_run {
+                self.held.remove(run_id);
+            }
+            let err = ServiceError::unavailable("too many requests in flight");
+            Self::respond(cx, &request.id, &Reply::err(&err));
+        }
+    }
+}
+
+impl DialectConn for Conn {
+    type Done = Done;
+
+    fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Done>) {
+        match frames::parse_openclaw(text) {
+            Inbound::NotJson(err) => tracing::debug!(error = %err, "ignoring non-JSON frame"),
+            Inbound::Invalid { id, reason } => {
+                let err = ServiceError::invalid(format!("invalid request frame: {reason}"));
+                let id = id.unwrap_or_else(|| "invalid".to_owned());
+                cx.out.response(&id, None, Some(&ErrorShape::openclaw(&err)));
+            }
+            Inbound::Request(request) => self.request(request, cx),
+        }
+    }
+
+    fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+        if !self.sees_events {
+            return;
+        }
+        if let Some(held) = self.held.get_mut(&event.run_id) {
+            if held.len() < MAX_HELD_EVENTS {
+                held.push(event);
+                return;
+            }
+            let held = self.held.remove(&event.run_id).unwrap_or_default();
+            for earlier in held {
+                self.project(&earlier, cx);
+            }
+        }
+        self.project(&event, cx);
+    }
+
+    fn on_done(&mut self, done: Done, cx: &mut Cx<'_, Done>) {
+        Self::respond(cx, &done.id, &done.reply);
+        if let Some(run_id) = done.release_run
+            && let Some(held) = self.held.remove(&run_id)
+        {
+            for event in held {
+                self.project(&event, cx);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
+        cx.out.event(EventOut::broadcast("tick", json!({ "ts": now_ms() })));
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Cx<'_, Done>) {
+        cx.out.event(EventOut::broadcast(
+            "shutdown",
+            json!({
+                "reason": "service restart",
+                "restartExpectedMs": cx.state.config.restart_expected_ms,
+            }),
+        ));
+    }
+}

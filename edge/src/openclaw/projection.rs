@@ -1,0 +1,300 @@
+//! Turns the internal `RunEvent` stream into OpenClaw `agent` and `chat` events
+//! (§6.2, §6.3), per connection.
+//!
+//! Invariants, per run:
+//! - `agent` events carry the run's seq; assistant data is `{text: full text so
+//!   far, delta}`;
+//! - `chat` deltas carry the **full text so far**, at most one per
+//!   [`DELTA_THROTTLE`]; text held back by the throttle is flushed as a last delta
+//!   before a tool starts and before `final`/`error`;
+//! - exactly one terminal `chat` event (`final`, `aborted` with the partial text,
+//!   or `error`), after which the run's state is dropped;
+//! - if text is missing (the socket joined mid-run, or an event was lost), no more
+//!   deltas are sent for that run: a delta must never claim a wrong "full text";
+//!   the terminal event still carries the complete text;
+//! - tool events go only to connections that asked for `caps:["tool-events"]`, as
+//!   targeted frames without a frame seq.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clawgate_proto::pb::common::v1::{RunEvent, RunOutcome, Usage, run_event};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::out::EventOut;
+
+/// Minimum spacing of `chat` deltas of one run.
+pub const DELTA_THROTTLE: Duration = Duration::from_millis(150);
+
+/// Runs tracked per connection; the oldest is forgotten beyond this.
+const MAX_RUNS: usize = 256;
+
+#[derive(Debug, Default)]
+struct RunState {
+    text: String,
+    /// Length of `text` when the last delta was sent.
+    sent_len: usize,
+    last_delta_at: Option<Instant>,
+    /// Seq of the event that last changed `text`.
+    text_seq: u64,
+    gapped: bool,
+    order: u64,
+}
+
+/// Per-connection projection state.
+#[derive(Debug, Default)]
+pub struct Projector {
+    runs: HashMap<String, RunState>,
+    next_order: u64,
+    tool_events: bool,
+}
+
+/// A JSON string field parsed as JSON when it is JSON, else kept as a string.
+fn json_or_string(raw: &str) -> Value {
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+pub fn usage_json(usage: Option<&Usage>) -> Option<Value> {
+    usage.map(|u| {
+        json!({
+            "input": u.prompt_tokens,
+            "output": u.completion_tokens,
+            "total": u.total_tokens,
+        })
+    })
+}
+
+fn message(text: &str, ts: i64) -> Value {
+    json!({
+        "role": "assistant",
+        "content": [{ "type": "text", "text": text }],
+        "timestamp": ts,
+    })
+}
+
+impl Projector {
+    pub fn new(tool_events: bool) -> Self {
+        Self {
+            tool_events,
+            ..Self::default()
+        }
+    }
+
+    /// Runs currently tracked.
+    pub fn live_runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn run(&mut self, run_id: &str) -> &mut RunState {
+        if !self.runs.contains_key(run_id) && self.runs.len() >= MAX_RUNS {
+            let oldest = self
+                .runs
+                .iter()
+                .min_by_key(|(_, run)| run.order)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                self.runs.remove(&oldest);
+            }
+        }
+        self.next_order += 1;
+        let order = self.next_order;
+        self.runs.entry(run_id.to_owned()).or_insert_with(|| RunState {
+            order,
+            ..RunState::default()
+        })
+    }
+
+    /// The frames `event` produces on this connection at time `now`.
+    pub fn project(&mut self, event: &RunEvent, now: Instant) -> Vec<EventOut> {
+        let mut out = Vec::new();
+        let Some(kind) = &event.kind else {
+            return out;
+        };
+        let agent = |stream: &str, data: Value| {
+            EventOut::broadcast(
+                "agent",
+                json!({
+                    "runId": event.run_id,
+                    "seq": event.seq,
+                    "stream": stream,
+                    "ts": event.ts_ms,
+                    "data": data,
+                    "sessionKey": event.session_key,
+                }),
+            )
+        };
+        match kind {
+            run_event::Kind::Start(start) => {
+                self.run(&event.run_id);
+                out.push(agent(
+                    "lifecycle",
+                    json!({ "phase": "start", "startedAt": start.started_at_ms }),
+                ));
+            }
+            run_event::Kind::Assistant(delta) => {
+                let run = self.run(&event.run_id);
+                if run.gapped || delta.delta.is_empty() {
+                    return out;
+                }
+                let offset = usize::try_from(delta.offset).unwrap_or(usize::MAX);
+                if offset > run.text.len() || !run.text.is_char_boundary(offset) {
+                    tracing::debug!(run_id = %event.run_id, offset, "assistant text gap");
+                    run.gapped = true;
+                    return out;
+                }
+                run.text.truncate(offset);
+                run.sent_len = run.sent_len.min(offset);
+                run.text.push_str(&delta.delta);
+                run.text_seq = event.seq;
+                out.push(agent(
+                    "assistant",
+                    json!({ "text": run.text, "delta": delta.delta }),
+                ));
+                let due = run
+                    .last_delta_at
+                    .is_none_or(|at| now.duration_since(at) >= DELTA_THROTTLE);
+                if due {
+                    out.push(chat_delta(event, run));
+                    run.last_delta_at = Some(now);
+                    run.sent_len = run.text.len();
+                }
+            }
+            run_event::Kind::ToolStart(tool) => {
+                if let Some(flush) = self.flush(event) {
+                    out.push(flush);
+                }
+                if self.tool_events {
+                    out.push(EventOut::targeted(
+                        "agent",
+                        json!({
+                            "runId": event.run_id, "seq": event.seq, "stream": "tool",
+                            "ts": event.ts_ms, "sessionKey": event.session_key,
+                            "data": {
+                                "phase": "start", "name": tool.name,
+                                "toolCallId": tool.tool_call_id,
+                                "args": json_or_string(&tool.arguments_json),
+                            },
+                        }),
+                    ));
+                }
+            }
+            run_event::Kind::ToolResult(tool) => {
+                if self.tool_events {
+                    out.push(EventOut::targeted(
+                        "agent",
+                        json!({
+                            "runId": event.run_id, "seq": event.seq, "stream": "tool",
+                            "ts": event.ts_ms, "sessionKey": event.session_key,
+                            "data": {
+                                "phase": "result", "name": tool.name,
+                                "toolCallId": tool.tool_call_id, "isError": tool.is_error,
+                                "result": json_or_string(&tool.result_json),
+                            },
+                        }),
+                    ));
+                }
+            }
+            run_event::Kind::End(end) => {
+                let aborted = end.outcome == RunOutcome::Aborted as i32;
+                if !aborted && let Some(flush) = self.flush(event) {
+                    out.push(flush);
+                }
+                self.runs.remove(&event.run_id);
+                let mut chat = json!({
+                    "runId": event.run_id,
+                    "sessionKey": event.session_key,
+                    "seq": event.seq,
+                    "state": if aborted { "aborted" } else { "final" },
+                });
+                if !end.stop_reason.is_empty() {
+                    chat["stopReason"] = json!(end.stop_reason);
+                }
+                if !end.text.is_empty() {
+                    chat["message"] = message(&end.text, event.ts_ms);
+                }
+                let lifecycle = if aborted {
+                    json!({
+                        "phase": "end", "status": "cancelled", "aborted": true,
+                        "stopReason": end.stop_reason,
+                        "startedAt": end.started_at_ms, "endedAt": end.ended_at_ms,
+                    })
+                } else {
+                    if let Some(usage) = usage_json(end.usage.as_ref()) {
+                        chat["usage"] = usage;
+                    }
+                    json!({
+                        "phase": "end", "stopReason": end.stop_reason,
+                        "startedAt": end.started_at_ms, "endedAt": end.ended_at_ms,
+                    })
+                };
+                out.push(agent("lifecycle", lifecycle));
+                out.push(EventOut::broadcast("chat", chat));
+            }
+            run_event::Kind::Error(error) => {
+                if let Some(flush) = self.flush(event) {
+                    out.push(flush);
+                }
+                self.runs.remove(&event.run_id);
+                out.push(agent(
+                    "lifecycle",
+                    json!({
+                        "phase": "error", "error": error.message,
+                        "startedAt": error.started_at_ms, "endedAt": error.ended_at_ms,
+                    }),
+                ));
+                let kind = if error.kind.is_empty() {
+                    "unknown"
+                } else {
+                    &error.kind
+                };
+                let mut chat = json!({
+                    "runId": event.run_id,
+                    "sessionKey": event.session_key,
+                    "seq": event.seq,
+                    "state": "error",
+                    "errorMessage": error.message,
+                    "errorKind": kind,
+                });
+                if !error.text.is_empty() {
+                    chat["message"] = message(&error.text, event.ts_ms);
+                }
+                out.push(EventOut::broadcast("chat", chat));
+            }
+        }
+        out
+    }
+
+    /// The delta holding text the throttle kept back, if any.
+    fn flush(&mut self, event: &RunEvent) -> Option<EventOut> {
+        let run = self.runs.get_mut(&event.run_id)?;
+        if run.gapped || run.sent_len == run.text.len() {
+            return None;
+        }
+        run.sent_len = run.text.len();
+        let seq = run.text_seq;
+        let mut delta = chat_delta(event, run);
+        delta.payload["seq"] = json!(seq);
+        Some(delta)
+    }
+}
+
+fn chat_delta(event: &RunEvent, run: &RunState) -> EventOut {
+    EventOut::droppable(
+        "chat",
+        json!({
+            "runId": event.run_id,
+            "sessionKey": event.session_key,
+            "seq": run.text_seq,
+            "state": "delta",
+            "message": message(&run.text, event.ts_ms),
+        }),
+    )
+}
+
+#[cfg(test)]
+#[path = "projection_tests.rs"]
+mod tests;

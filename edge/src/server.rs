@@ -1,0 +1,253 @@
+//! The HTTP side of the edge: the router (WebSocket upgrade on any path,
+//! `/healthz`, `/readyz`), serving with graceful shutdown, and the state shared by
+//! all sockets of the process.
+//!
+//! Invariants: every upgrade is configured with explicit, small tungstenite
+//! buffers and a bounded write buffer; after shutdown starts no new socket is
+//! accepted, every live socket is told `shutdown` and closed with 1012, and
+//! [`Edge::serve`] returns once they are gone (or the drain timeout passed).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clawgate_proto::auth::AuthClient;
+use clawgate_proto::runner::RunnerClient;
+use clawgate_proto::session::SessionClient;
+use clawgate_runtime::bus::EventBus;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EdgeConfig;
+use crate::error::EdgeError;
+use crate::hub::Hub;
+use crate::socket::{self, Peer};
+
+/// The services the edge calls, local or remote.
+#[derive(Clone)]
+pub struct EdgeServices {
+    pub auth: AuthClient,
+    pub runner: RunnerClient,
+    pub session: SessionClient,
+    pub bus: Arc<dyn EventBus>,
+}
+
+impl std::fmt::Debug for EdgeServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeServices")
+            .field("auth", &self.auth)
+            .field("runner", &self.runner)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counts live sockets so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct SocketTracker {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a socket task while it runs.
+pub(crate) struct SocketGuard(Arc<EdgeState>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if self.0.sockets.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.sockets.idle.notify_waiters();
+        }
+    }
+}
+
+impl SocketTracker {
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+/// State shared by the router and every socket of this process.
+pub(crate) struct EdgeState {
+    pub config: EdgeConfig,
+    pub services: EdgeServices,
+    pub hub: Hub,
+    pub shutdown: CancellationToken,
+    pub sockets: SocketTracker,
+    pub started: Instant,
+}
+
+impl EdgeState {
+    pub fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn track(self: &Arc<Self>) -> SocketGuard {
+        self.sockets.live.fetch_add(1, Ordering::AcqRel);
+        SocketGuard(self.clone())
+    }
+}
+
+/// One edge process.
+#[derive(Clone)]
+pub struct Edge {
+    state: Arc<EdgeState>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Edge {
+    /// Opens the bus subscriber and starts the fan-out hub.
+    pub async fn start(config: EdgeConfig, services: EdgeServices) -> Result<Edge, EdgeError> {
+        if config.max_payload_bytes == 0 || config.socket_queue_bytes == 0 {
+            return Err(EdgeError::Config(
+                "max_payload_bytes and socket_queue_bytes must be positive".into(),
+            ));
+        }
+        if config.tick_interval.is_zero() || config.ping_interval.is_zero() {
+            return Err(EdgeError::Config(
+                "tick_interval and ping_interval must be positive".into(),
+            ));
+        }
+        let hub = Hub::start(
+            services.bus.as_ref(),
+            config.bus_queue_capacity,
+            config.socket_queue_bytes,
+        )
+        .await?;
+        let state = Arc::new(EdgeState {
+            config,
+            services,
+            hub,
+            shutdown: CancellationToken::new(),
+            sockets: SocketTracker::default(),
+            started: Instant::now(),
+        });
+        Ok(Edge { state })
+    }
+
+    /// The router: `GET /healthz`, `GET /readyz`, and a WebSocket upgrade on every
+    /// other path.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .fallback(upgrade)
+            .with_state(self.state.clone())
+    }
+
+    /// Sockets currently open on this edge (any phase).
+    pub fn live_sockets(&self) -> usize {
+        self.state.sockets.live.load(Ordering::Acquire)
+    }
+
+    /// Starts shutdown without serving: new upgrades are refused and live sockets
+    /// get `shutdown` and close 1012.
+    pub fn begin_shutdown(&self) {
+        self.state.shutdown.cancel();
+    }
+
+    /// Serves until `shutdown` resolves, then drains sockets.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let token = self.state.shutdown.clone();
+        let stop = {
+            let token = token.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => token.cancel(),
+                    () = token.cancelled() => {}
+                }
+            }
+        };
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await;
+        token.cancel();
+        let drain = self.state.config.drain_timeout;
+        if tokio::time::timeout(drain, self.state.sockets.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(live = self.live_sockets(), "sockets still open after drain timeout");
+        }
+        served
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
+    if state.shutdown.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn upgrade(
+    State(state): State<Arc<EdgeState>>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let addr = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    let peer = Peer {
+        remote_addr: addr.map(|a| a.to_string()).unwrap_or_default(),
+        is_local: addr.is_some_and(|a| a.ip().is_loopback()) && !proxied,
+    };
+    let config = &state.config;
+    let guard = state.track();
+    upgrade
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        .max_write_buffer_size(config.max_write_buffer())
+        .max_message_size(config.reader_limit())
+        .max_frame_size(config.reader_limit())
+        .on_upgrade(move |ws| async move {
+            let state = guard.0.clone();
+            socket::serve_socket(ws, state, peer).await;
+            drop(guard);
+        })
+}

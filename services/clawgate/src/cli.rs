@@ -1,0 +1,132 @@
+//! Command-line options. Every option is also an environment variable `CLAWGATE_*`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "clawgate", version, about = "A multi-tenant AI agent gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in this process on the embedded default (SQLite under the
+    /// data directory, in-process event bus).
+    Up(UpArgs),
+    /// Run a chosen set of services, reaching the others over gRPC.
+    Serve(ServeArgs),
+    /// Apply database migrations of the chosen services and exit.
+    Migrate(MigrateArgs),
+}
+
+/// Options every service-running command shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Shared gateway token clients present on connect. `up` creates and keeps one
+    /// in the data directory when unset.
+    #[arg(long, env = "CLAWGATE_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: Option<String>,
+
+    /// Tenant of connections authenticated with the gateway token.
+    #[arg(long, env = "CLAWGATE_DEFAULT_TENANT", default_value = "default")]
+    pub default_tenant: String,
+
+    /// User of connections that do not name one (OpenClaw clients).
+    #[arg(long, env = "CLAWGATE_DEFAULT_USER", default_value = "owner")]
+    pub default_user: String,
+
+    /// goclaw user ids that get the owner role (comma separated).
+    #[arg(long, env = "CLAWGATE_OWNER_IDS", value_delimiter = ',')]
+    pub owner_ids: Vec<String>,
+
+    /// Base URL of an OpenAI-compatible Chat Completions API
+    /// (e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1).
+    #[arg(long, env = "CLAWGATE_MODEL_BASE_URL")]
+    pub model_base_url: Option<String>,
+
+    /// Model name sent to the provider.
+    #[arg(long, env = "CLAWGATE_MODEL", default_value = "gpt-4o-mini")]
+    pub model: String,
+
+    /// API key for the provider (optional for local servers).
+    #[arg(long, env = "CLAWGATE_MODEL_API_KEY", hide_env_values = true)]
+    pub model_api_key: Option<String>,
+
+    /// How long the runner gathers tokens before publishing them, in milliseconds.
+    #[arg(long, env = "CLAWGATE_COALESCE_MS", default_value_t = 40)]
+    pub coalesce_ms: u64,
+
+    /// Address the WebSocket edge listens on.
+    #[arg(long, env = "CLAWGATE_LISTEN", default_value = "127.0.0.1:18789")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Where the embedded databases and the gateway token live
+    /// (default: $HOME/.clawgate).
+    #[arg(long, env = "CLAWGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The services a process can run.
+pub const SERVICES: [&str; 4] = ["edge", "auth", "runner", "session"];
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Services to run in this process: any of edge, auth, runner, session.
+    #[arg(long, env = "CLAWGATE_SERVICES", value_delimiter = ',', required = true,
+          value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
+    pub services: Vec<String>,
+
+    /// Database of the services that store data: postgres://… or sqlite://…
+    #[arg(long, env = "CLAWGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Redis for the event bus between processes. Without it the bus is
+    /// in-process, which only works when edge and runner share this process.
+    #[arg(long, env = "CLAWGATE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel (lets deployments share a Redis).
+    #[arg(long, env = "CLAWGATE_REDIS_PREFIX", default_value = "clawgate")]
+    pub redis_prefix: String,
+
+    /// Address the gRPC server of this process listens on (when it runs any
+    /// service besides the edge).
+    #[arg(long, env = "CLAWGATE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub grpc_listen: SocketAddr,
+
+    /// gRPC address of the auth service when it runs elsewhere.
+    #[arg(long, env = "CLAWGATE_AUTH_URL")]
+    pub auth_url: Option<String>,
+
+    /// gRPC address of the runner service when it runs elsewhere.
+    #[arg(long, env = "CLAWGATE_RUNNER_URL")]
+    pub runner_url: Option<String>,
+
+    /// gRPC address of the session service when it runs elsewhere.
+    #[arg(long, env = "CLAWGATE_SESSION_URL")]
+    pub session_url: Option<String>,
+
+    /// Apply this process's migrations before serving.
+    #[arg(long, env = "CLAWGATE_MIGRATE", default_value_t = false)]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database to migrate: postgres://… or sqlite://…
+    #[arg(long, env = "CLAWGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}

@@ -1,0 +1,309 @@
+//! Composes the services one process runs and serves them.
+//!
+//! Order of construction follows the dependencies: session, auth, runner (calls
+//! session), edge (calls all three). A service in this process is wired with its
+//! local client; one elsewhere with a lazily connecting gRPC client, so a process
+//! can start before its peers are up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
+use clawgate_edge::{Edge, EdgeConfig, EdgeServices};
+use clawgate_proto::auth::{AuthClient, AuthGrpc};
+use clawgate_proto::runner::{RunnerClient, RunnerGrpc};
+use clawgate_proto::session::{SessionClient, SessionGrpc};
+use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
+use clawgate_runtime::bus::memory::MemoryBus;
+use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_runtime::bus::EventBus;
+use clawgate_session::SessionService;
+use tokio::net::TcpListener;
+
+use crate::cli::{CommonArgs, MigrateArgs, ServeArgs};
+
+/// The services of one process and how to reach the others.
+pub struct Plan {
+    pub common: CommonArgs,
+    pub services: Vec<String>,
+    /// Database URL per storing service (already specific to that service).
+    pub database_url: Option<String>,
+    pub bus: Arc<dyn EventBus>,
+    pub auth_url: Option<String>,
+    pub runner_url: Option<String>,
+    pub session_url: Option<String>,
+    pub gateway_token: Option<GatewayToken>,
+    pub migrate: bool,
+}
+
+/// What a process built: clients for every service it runs or calls.
+pub struct Wired {
+    pub auth: Option<AuthClient>,
+    pub runner: Option<RunnerClient>,
+    pub session: Option<SessionClient>,
+    /// gRPC services to serve, when this process runs any non-edge service.
+    pub grpc: Option<tonic::service::Routes>,
+    pub edge: Option<Edge>,
+}
+
+impl Plan {
+    fn runs(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == service)
+    }
+}
+
+/// The database URL a storing service uses: PostgreSQL URLs are shared (each
+/// service has its own schema); a SQLite URL names one file per service
+/// (`clawgate.sqlite` ⇒ `clawgate.session.sqlite`) so each keeps its own
+/// migration history.
+pub fn database_url_for(url: &str, service: &str) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url.to_owned();
+    };
+    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    let path = std::path::Path::new(path);
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("clawgate");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("sqlite");
+    let file = path.with_file_name(format!("{stem}.{service}.{ext}"));
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", file.display()),
+        None => format!("sqlite://{}?mode=rwc", file.display()),
+    }
+}
+
+fn client_url(url: &Option<String>, service: &str) -> anyhow::Result<String> {
+    url.clone().with_context(|| {
+        format!(
+            "the {service} service is not in this process: set --{service}-url (CLAWGATE_{}_URL)",
+            service.to_uppercase()
+        )
+    })
+}
+
+/// Builds every service the plan names.
+pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
+    let mut routes = tonic::service::RoutesBuilder::default();
+    let mut serves_grpc = false;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+
+    let session = if plan.runs("session") {
+        let url = plan
+            .database_url
+            .as_deref()
+            .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
+        let service = SessionService::connect(&database_url_for(url, "session")).await?;
+        if plan.migrate {
+            service.migrate().await?;
+        }
+        let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
+        routes.add_service(SessionGrpc::new(service.clone()).into_server());
+        health_reporter
+            .set_service_status("clawgate.session.v1.SessionService", tonic_health::ServingStatus::Serving)
+            .await;
+        serves_grpc = true;
+        Some(SessionClient::local(service))
+    } else if plan.runs("runner") || plan.runs("edge") {
+        Some(SessionClient::connect_lazy(&client_url(&plan.session_url, "session")?)?)
+    } else {
+        None
+    };
+
+    let auth = if plan.runs("auth") {
+        let Some(token) = plan.gateway_token.clone() else {
+            bail!("the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)");
+        };
+        let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(AuthService::new(AuthConfig {
+            gateway_token: token,
+            default_tenant_id: plan.common.default_tenant.clone(),
+            default_user_id: plan.common.default_user.clone(),
+            owner_ids: plan.common.owner_ids.clone(),
+        }));
+        routes.add_service(AuthGrpc::new(service.clone()).into_server());
+        health_reporter
+            .set_service_status("clawgate.auth.v1.AuthService", tonic_health::ServingStatus::Serving)
+            .await;
+        serves_grpc = true;
+        Some(AuthClient::local(service))
+    } else if plan.runs("edge") {
+        Some(AuthClient::connect_lazy(&client_url(&plan.auth_url, "auth")?)?)
+    } else {
+        None
+    };
+
+    let runner = if plan.runs("runner") {
+        let session = session.clone().context("runner needs a session client")?;
+        let service: Arc<dyn clawgate_proto::runner::RunnerApi> = Arc::new(RunnerService::new(
+            runner_config(&plan.common),
+            session,
+            plan.bus.clone(),
+        ));
+        routes.add_service(RunnerGrpc::new(service.clone()).into_server());
+        health_reporter
+            .set_service_status("clawgate.runner.v1.RunnerService", tonic_health::ServingStatus::Serving)
+            .await;
+        serves_grpc = true;
+        Some(RunnerClient::local(service))
+    } else if plan.runs("edge") {
+        Some(RunnerClient::connect_lazy(&client_url(&plan.runner_url, "runner")?)?)
+    } else {
+        None
+    };
+
+    let edge = if plan.runs("edge") {
+        let services = EdgeServices {
+            auth: auth.clone().context("edge needs auth")?,
+            runner: runner.clone().context("edge needs runner")?,
+            session: session.clone().context("edge needs session")?,
+            bus: plan.bus.clone(),
+        };
+        let config = EdgeConfig {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..EdgeConfig::default()
+        };
+        Some(Edge::start(config, services).await?)
+    } else {
+        None
+    };
+
+    let grpc = serves_grpc.then(|| {
+        routes.add_service(health_service);
+        routes.routes()
+    });
+    Ok(Wired {
+        auth,
+        runner,
+        session,
+        grpc,
+        edge,
+    })
+}
+
+fn runner_config(common: &CommonArgs) -> RunnerConfig {
+    let provider = common.model_base_url.as_ref().map(|base_url| ProviderConfig {
+        base_url: base_url.clone(),
+        api_key: common.model_api_key.clone(),
+        model: common.model.clone(),
+    });
+    RunnerConfig {
+        provider,
+        coalesce_window: Duration::from_millis(common.coalesce_ms),
+        ..RunnerConfig::default()
+    }
+}
+
+/// Serves what `wire` built until `shutdown` resolves.
+pub async fn run_wired(
+    wired: Wired,
+    edge_listener: Option<TcpListener>,
+    grpc_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(routes), Some(listener)) = (wired.grpc, grpc_listener) {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = stopped();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await
+                .context("gRPC server failed")
+        });
+    }
+    if let (Some(edge), Some(listener)) = (wired.edge, edge_listener) {
+        let stop = stopped();
+        tasks.spawn(async move { edge.serve(listener, stop).await.context("edge server failed") });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.context("server task panicked")??;
+    }
+    Ok(())
+}
+
+/// `clawgate serve`.
+pub async fn serve(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bus: Arc<dyn EventBus> = match &args.redis_url {
+        Some(url) => Arc::new(RedisBus::connect(url, &args.redis_prefix).await?),
+        None => Arc::new(MemoryBus::new()),
+    };
+    let plan = Plan {
+        gateway_token: args.common.gateway_token.clone().map(GatewayToken::new),
+        common: args.common.clone(),
+        services: args.services.clone(),
+        database_url: args.database_url.clone(),
+        bus,
+        auth_url: args.auth_url.clone(),
+        runner_url: args.runner_url.clone(),
+        session_url: args.session_url.clone(),
+        migrate: args.migrate,
+    };
+    let wired = wire(&plan).await?;
+    let grpc_listener = match wired.grpc {
+        Some(_) => Some(
+            TcpListener::bind(args.grpc_listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.grpc_listen))?,
+        ),
+        None => None,
+    };
+    let edge_listener = match wired.edge {
+        Some(_) => Some(
+            TcpListener::bind(args.common.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.common.listen))?,
+        ),
+        None => None,
+    };
+    if let Some(listener) = &grpc_listener {
+        tracing::info!(addr = %listener.local_addr()?, services = ?args.services, "gRPC listening");
+    }
+    if let Some(listener) = &edge_listener {
+        tracing::info!(addr = %listener.local_addr()?, "edge listening");
+    }
+    run_wired(wired, edge_listener, grpc_listener, shutdown).await
+}
+
+/// `clawgate migrate`.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let session = SessionService::connect(&database_url_for(&args.database_url, "session")).await?;
+    session.migrate().await?;
+    tracing::info!("session migrations applied");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url_for;
+
+    #[test]
+    fn sqlite_urls_get_one_file_per_service() {
+        assert_eq!(
+            database_url_for("sqlite:///data/clawgate.sqlite", "session"),
+            "sqlite:///data/clawgate.session.sqlite?mode=rwc"
+        );
+        assert_eq!(
+            database_url_for("sqlite://db/x.db?mode=rwc", "auth"),
+            "sqlite://db/x.auth.db?mode=rwc"
+        );
+        assert_eq!(
+            database_url_for("postgres://u@h/db", "session"),
+            "postgres://u@h/db"
+        );
+    }
+}

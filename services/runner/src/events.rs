@@ -1,0 +1,102 @@
+//! Publishing a run's events on the bus.
+//!
+//! Invariants: every event of a run carries the run's tenant, user, session key,
+//! run id and agent id, and a `seq` that starts at 1 and grows by exactly one per
+//! event, whether or not its publish succeeded (so a receiver can see a gap). A
+//! failed or stalled publish is logged and given up after a timeout; it never
+//! stops the run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, TraceContext, bus_message, run_event};
+use clawgate_runtime::bus::{EventBus, Topic};
+use clawgate_runtime::clock::now_ms;
+use prost::Message as _;
+use tracing::Instrument as _;
+
+/// The identity stamped on every event of one run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RunIdentity {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub session_key: String,
+    pub run_id: String,
+    pub agent_id: String,
+}
+
+pub(crate) struct EventPublisher {
+    bus: Arc<dyn EventBus>,
+    topic: Topic,
+    identity: RunIdentity,
+    seq: u64,
+    timeout: Duration,
+}
+
+impl EventPublisher {
+    pub fn new(bus: Arc<dyn EventBus>, identity: RunIdentity, timeout: Duration) -> Self {
+        Self {
+            topic: Topic::user(&identity.tenant_id, &identity.user_id),
+            bus,
+            identity,
+            seq: 0,
+            timeout,
+        }
+    }
+
+    /// Publishes one event of the run. Failures are logged, never returned.
+    pub async fn publish(&mut self, kind: run_event::Kind) {
+        self.seq += 1;
+        let event = RunEvent {
+            tenant_id: self.identity.tenant_id.clone(),
+            user_id: self.identity.user_id.clone(),
+            session_key: self.identity.session_key.clone(),
+            run_id: self.identity.run_id.clone(),
+            seq: self.seq,
+            ts_ms: now_ms(),
+            trace: current_trace_context(),
+            agent_id: self.identity.agent_id.clone(),
+            kind: Some(kind),
+        };
+        let payload = BusMessage {
+            body: Some(bus_message::Body::RunEvent(event)),
+        }
+        .encode_to_vec();
+        let span = tracing::debug_span!("bus.publish", topic = %self.topic, seq = self.seq);
+        let publish = self.bus.publish(&self.topic, payload.into());
+        match tokio::time::timeout(self.timeout, publish)
+            .instrument(span)
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, run_id = %self.identity.run_id, seq = self.seq, "run event publish failed");
+            }
+            Err(_) => {
+                tracing::warn!(run_id = %self.identity.run_id, seq = self.seq, "run event publish timed out");
+            }
+        }
+    }
+}
+
+/// The W3C trace context of the current span, when OpenTelemetry is recording it.
+fn current_trace_context() -> Option<TraceContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return None;
+    }
+    Some(TraceContext {
+        traceparent: format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        ),
+        tracestate: span_context.trace_state().header(),
+    })
+}

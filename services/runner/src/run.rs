@@ -1,0 +1,415 @@
+//! One run, from the first event to the last: loads the transcript as context,
+//! streams the model, coalesces its text into deltas, and ends the run.
+//!
+//! Invariants:
+//! - events go out as `start` → (`assistant` | `tool_start`)* → exactly one of
+//!   `end` / `error`, with seq 1, 2, 3, …;
+//! - the concatenated deltas equal the terminal event's text (pending text is
+//!   flushed before a tool event and before the terminal event);
+//! - nothing is written per token: the assistant turn is written once, when the
+//!   run ends, *before* the session is freed and the terminal event published, so
+//!   a client that sees the terminal event can read the turn from history and
+//!   send its next message without hitting `session-busy`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawgate_proto::Principal;
+use clawgate_proto::pb::common::v1::{
+    AssistantDelta, LifecycleEnd, LifecycleError, LifecycleStart, RunOutcome, ToolStart, Usage,
+    run_event,
+};
+use clawgate_proto::runner::{RunInfo, RunState};
+use clawgate_proto::session::{
+    AppendMessageRequest, ListMessagesRequest, MessageStatus, SessionApi as _, SessionClient,
+    TranscriptMessage,
+};
+use clawgate_runtime::clock::now_ms;
+use futures_util::StreamExt as _;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::coalesce::Coalescer;
+use crate::config::RunnerConfig;
+use crate::events::{EventPublisher, RunIdentity};
+use crate::provider::{
+    ChatMessage, ModelEvent, ModelProvider, ModelRequest, ProviderError, ProviderErrorKind,
+    TokenUsage,
+};
+use crate::registry::{RunControl, RunRegistry};
+
+/// Attempts at writing the assistant turn before giving up (and logging).
+const TRANSCRIPT_WRITE_ATTEMPTS: u32 = 3;
+
+/// Everything a run needs; consumed by [`RunTask::run`].
+pub(crate) struct RunTask {
+    pub principal: Principal,
+    pub identity: RunIdentity,
+    pub started_at_ms: i64,
+    pub timeout: Duration,
+    pub control: Arc<RunControl>,
+    pub provider: Arc<dyn ModelProvider>,
+    pub session: SessionClient,
+    pub registry: Arc<dyn RunRegistry>,
+    pub publisher: EventPublisher,
+    pub config: Arc<RunnerConfig>,
+}
+
+/// How the model part of a run ended.
+enum Ending {
+    Completed {
+        stop_reason: String,
+        usage: Option<TokenUsage>,
+    },
+    Aborted {
+        stop_reason: String,
+    },
+    Failed(ProviderError),
+}
+
+/// What the model loop waits for next.
+enum Step {
+    Abort,
+    Timeout,
+    Flush,
+    Model(Option<Result<ModelEvent, ProviderError>>),
+}
+
+impl RunTask {
+    pub async fn run(mut self) {
+        self.publisher
+            .publish(run_event::Kind::Start(LifecycleStart {
+                started_at_ms: self.started_at_ms,
+            }))
+            .await;
+        let mut coalescer =
+            Coalescer::new(self.config.coalesce_window, self.config.coalesce_max_bytes);
+        let deadline = Instant::now() + self.timeout;
+        let ending = match self.load_context().await {
+            Ok(messages) => {
+                let span = model_span(self.provider.as_ref());
+                self.call_model(messages, deadline, &mut coalescer)
+                    .instrument(span)
+                    .await
+            }
+            Err(ending) => ending,
+        };
+        if let Some(delta) = coalescer.flush() {
+            self.publish_delta(delta.text, delta.offset).await;
+        }
+        self.end(ending, coalescer.into_text()).await;
+    }
+
+    async fn load_context(&self) -> Result<Vec<ChatMessage>, Ending> {
+        let request = ListMessagesRequest {
+            session_key: self.identity.session_key.clone(),
+            limit: self.config.max_history_messages,
+        };
+        match self.session.list_messages(&self.principal, request).await {
+            Ok(response) => Ok(context_messages(
+                self.config.system_prompt.as_deref(),
+                &response.messages,
+            )),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot load the session transcript");
+                Err(Ending::Failed(ProviderError::new(
+                    ProviderErrorKind::Unknown,
+                    "the session history could not be loaded",
+                )))
+            }
+        }
+    }
+
+    async fn call_model(
+        &mut self,
+        messages: Vec<ChatMessage>,
+        deadline: Instant,
+        coalescer: &mut Coalescer,
+    ) -> Ending {
+        let cancel = self.control.cancelled().clone();
+        let request = ModelRequest { messages };
+        let opened = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return self.aborted(),
+            () = tokio::time::sleep_until(deadline) => return self.timed_out(),
+            opened = self.provider.stream(request) => opened,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(err) => return failed(err),
+        };
+        loop {
+            let flush_at = coalescer.deadline();
+            let step = tokio::select! {
+                biased;
+                () = cancel.cancelled() => Step::Abort,
+                () = tokio::time::sleep_until(deadline) => Step::Timeout,
+                () = sleep_until_some(flush_at) => Step::Flush,
+                next = stream.next() => Step::Model(next),
+            };
+            match step {
+                Step::Abort => return self.aborted(),
+                Step::Timeout => return self.timed_out(),
+                Step::Flush => self.flush(coalescer).await,
+                Step::Model(Some(Ok(ModelEvent::Text(text)))) => {
+                    if coalescer.push(&text, Instant::now()) {
+                        self.flush(coalescer).await;
+                    }
+                }
+                Step::Model(Some(Ok(ModelEvent::ToolCall {
+                    id,
+                    name,
+                    arguments_json,
+                }))) => {
+                    self.flush(coalescer).await;
+                    self.publisher
+                        .publish(run_event::Kind::ToolStart(ToolStart {
+                            tool_call_id: id,
+                            name,
+                            arguments_json,
+                        }))
+                        .await;
+                }
+                Step::Model(Some(Ok(ModelEvent::Done {
+                    finish_reason,
+                    usage,
+                }))) => {
+                    let span = tracing::Span::current();
+                    if let Some(reason) = &finish_reason {
+                        span.record("gen_ai.response.finish_reasons", reason.as_str());
+                    }
+                    if let Some(usage) = usage {
+                        span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+                        span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+                    }
+                    return Ending::Completed {
+                        stop_reason: finish_reason.unwrap_or_else(|| "stop".to_owned()),
+                        usage,
+                    };
+                }
+                Step::Model(Some(Err(err))) => return failed(err),
+                Step::Model(None) => {
+                    return failed(ProviderError::new(
+                        ProviderErrorKind::Network,
+                        "the model stream ended before the reply was complete",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn aborted(&self) -> Ending {
+        let stop_reason = self.control.stop_reason();
+        tracing::info!(stop_reason = %stop_reason, "run aborted");
+        Ending::Aborted { stop_reason }
+    }
+
+    fn timed_out(&self) -> Ending {
+        failed(ProviderError::new(
+            ProviderErrorKind::Timeout,
+            format!("the run timed out after {} s", self.timeout.as_secs()),
+        ))
+    }
+
+    async fn flush(&mut self, coalescer: &mut Coalescer) {
+        if let Some(delta) = coalescer.flush() {
+            self.publish_delta(delta.text, delta.offset).await;
+        }
+    }
+
+    async fn publish_delta(&mut self, delta: String, offset: u64) {
+        self.publisher
+            .publish(run_event::Kind::Assistant(AssistantDelta { delta, offset }))
+            .await;
+    }
+
+    /// Writes the assistant turn, frees the session, then publishes the terminal event.
+    async fn end(mut self, ending: Ending, text: String) {
+        let ended_at_ms = now_ms();
+        let mut info = RunInfo {
+            run_id: self.identity.run_id.clone(),
+            session_key: self.identity.session_key.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            tenant_id: self.identity.tenant_id.clone(),
+            user_id: self.identity.user_id.clone(),
+            started_at_ms: self.started_at_ms,
+            ended_at_ms,
+            text: text.clone(),
+            ..Default::default()
+        };
+        let (status, error, terminal) = match ending {
+            Ending::Completed { stop_reason, usage } => {
+                let usage = usage.map(to_usage);
+                info.state = RunState::Completed as i32;
+                info.stop_reason = stop_reason.clone();
+                info.usage = usage;
+                let end = LifecycleEnd {
+                    started_at_ms: self.started_at_ms,
+                    ended_at_ms,
+                    outcome: RunOutcome::Completed as i32,
+                    stop_reason,
+                    text: text.clone(),
+                    usage,
+                };
+                (
+                    MessageStatus::Complete,
+                    String::new(),
+                    run_event::Kind::End(end),
+                )
+            }
+            Ending::Aborted { stop_reason } => {
+                info.state = RunState::Aborted as i32;
+                info.stop_reason = stop_reason.clone();
+                let end = LifecycleEnd {
+                    started_at_ms: self.started_at_ms,
+                    ended_at_ms,
+                    outcome: RunOutcome::Aborted as i32,
+                    stop_reason,
+                    text: text.clone(),
+                    usage: None,
+                };
+                (
+                    MessageStatus::Aborted,
+                    String::new(),
+                    run_event::Kind::End(end),
+                )
+            }
+            Ending::Failed(err) => {
+                let kind = err.kind.wire_kind();
+                info.state = RunState::Failed as i32;
+                info.error = err.message.clone();
+                if err.kind == ProviderErrorKind::Timeout {
+                    info.stop_reason = "timeout".to_owned();
+                }
+                tracing::warn!(error = %err.message, kind, "run failed");
+                let error = LifecycleError {
+                    started_at_ms: self.started_at_ms,
+                    ended_at_ms,
+                    message: err.message.clone(),
+                    kind: kind.to_owned(),
+                    text: text.clone(),
+                };
+                (
+                    MessageStatus::Error,
+                    err.message,
+                    run_event::Kind::Error(error),
+                )
+            }
+        };
+        self.write_assistant_turn(text, status, error).await;
+        self.registry.finish(info).await;
+        self.publisher.publish(terminal).await;
+        self.control.mark_ended();
+    }
+
+    async fn write_assistant_turn(&self, content: String, status: MessageStatus, error: String) {
+        let request = AppendMessageRequest {
+            session_key: self.identity.session_key.clone(),
+            role: "assistant".to_owned(),
+            content,
+            run_id: self.identity.run_id.clone(),
+            status: status as i32,
+            error,
+            agent_id: self.identity.agent_id.clone(),
+        };
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=TRANSCRIPT_WRITE_ATTEMPTS {
+            match self
+                .session
+                .append_message(&self.principal, request.clone())
+                .await
+            {
+                Ok(_) => return,
+                Err(err) if attempt < TRANSCRIPT_WRITE_ATTEMPTS => {
+                    tracing::warn!(error = %err, attempt, "assistant turn write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "assistant turn could not be written");
+                }
+            }
+        }
+    }
+}
+
+fn failed(err: ProviderError) -> Ending {
+    tracing::Span::current().record("otel.status_code", "ERROR");
+    Ending::Failed(err)
+}
+
+fn to_usage(usage: TokenUsage) -> Usage {
+    Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.total_tokens,
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The span of one model call, with OpenTelemetry gen_ai attributes.
+fn model_span(provider: &dyn ModelProvider) -> tracing::Span {
+    tracing::info_span!(
+        "gen_ai.chat",
+        otel.name = %format!("chat {}", provider.model()),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.system = provider.system(),
+        gen_ai.operation.name = "chat",
+        gen_ai.request.model = provider.model(),
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+    )
+}
+
+/// The transcript rows the model sees, oldest first, after an optional system prompt.
+/// Tool rows and empty turns (e.g. a run aborted before any text) are left out.
+fn context_messages(system_prompt: Option<&str>, rows: &[TranscriptMessage]) -> Vec<ChatMessage> {
+    let mut messages = Vec::with_capacity(rows.len() + 1);
+    if let Some(prompt) = system_prompt.filter(|prompt| !prompt.is_empty()) {
+        messages.push(ChatMessage::new("system", prompt));
+    }
+    messages.extend(
+        rows.iter()
+            .filter(|row| matches!(row.role.as_str(), "user" | "assistant" | "system"))
+            .filter(|row| !row.content.is_empty())
+            .map(|row| ChatMessage::new(row.role.clone(), row.content.clone())),
+    );
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(role: &str, content: &str) -> TranscriptMessage {
+        TranscriptMessage {
+            role: role.into(),
+            content: content.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn context_skips_tool_rows_and_empty_turns() {
+        let rows = [
+            row("user", "hi"),
+            row("assistant", ""),
+            row("tool", "{}"),
+            row("assistant", "hello"),
+            row("user", "again"),
+        ];
+        let messages = context_messages(Some("be brief"), &rows);
+        let roles: Vec<_> = messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(messages[3].content, "again");
+    }
+}

@@ -1,0 +1,231 @@
+//! The `clawgate` binary started as separate OS processes on loopback: one process
+//! each for auth, session and runner, and any number of edges, against real
+//! PostgreSQL and Redis. Processes are killed when the cluster is dropped; their
+//! output goes to log files that are printed if the test fails.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub edges: usize,
+    /// PostgreSQL database of this test (already created, not yet migrated).
+    pub database_url: String,
+    pub redis_url: String,
+    pub model_base_url: String,
+}
+
+/// A running process of the cluster.
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct Cluster {
+    /// `ws://` URLs of the edges, in start order.
+    pub edge_urls: Vec<String>,
+    pub gateway_token: String,
+    pub redis_prefix: String,
+    processes: Vec<Process>,
+    dir: tempfile::TempDir,
+}
+
+pub const CLUSTER_TOKEN: &str = "cluster-gateway-token";
+
+/// The `clawgate` binary: `CLAWGATE_BIN`, else the one cargo built next to this
+/// test, built first when missing.
+pub fn clawgate_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("CLAWGATE_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/clawgate
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot locate the target directory")?;
+    let bin = profile_dir.join("clawgate");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "clawgate", "--bin", "clawgate"])
+            .status()
+            .context("cannot run cargo to build the clawgate binary")?;
+        if !status.success() {
+            bail!("building the clawgate binary failed");
+        }
+    }
+    Ok(bin)
+}
+
+/// A loopback address with a free port.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+impl Cluster {
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        let bin = clawgate_binary()?;
+        let dir = tempfile::tempdir()?;
+        let redis_prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
+        let mut cluster = Self {
+            edge_urls: Vec::new(),
+            gateway_token: CLUSTER_TOKEN.to_owned(),
+            redis_prefix,
+            processes: Vec::new(),
+            dir,
+        };
+
+        let migrate = tokio::process::Command::new(&bin)
+            .args(["migrate", "--database-url", &options.database_url])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .await?;
+        if !migrate.status.success() {
+            bail!(
+                "clawgate migrate failed: {}",
+                String::from_utf8_lossy(&migrate.stderr)
+            );
+        }
+
+        let session = free_addr()?;
+        let auth = free_addr()?;
+        let runner = free_addr()?;
+        let url = |addr: SocketAddr| format!("http://{addr}");
+
+        cluster
+            .spawn(&bin, "session", &[
+                "serve", "--services", "session",
+                "--grpc-listen", &session.to_string(),
+                "--database-url", &options.database_url,
+            ])
+            .await?;
+        cluster
+            .spawn(&bin, "auth", &["serve", "--services", "auth", "--grpc-listen", &auth.to_string()])
+            .await?;
+        let redis_prefix = cluster.redis_prefix.clone();
+        cluster
+            .spawn(&bin, "runner", &[
+                "serve", "--services", "runner",
+                "--grpc-listen", &runner.to_string(),
+                "--session-url", &url(session),
+                "--redis-url", &options.redis_url,
+                "--redis-prefix", &redis_prefix,
+                "--model-base-url", &options.model_base_url,
+            ])
+            .await?;
+        for addr in [session, auth, runner] {
+            wait_for_port(addr).await?;
+        }
+        for index in 0..options.edges {
+            let listen = free_addr()?;
+            cluster
+                .spawn(&bin, &format!("edge{index}"), &[
+                    "serve", "--services", "edge",
+                    "--listen", &listen.to_string(),
+                    "--auth-url", &url(auth),
+                    "--runner-url", &url(runner),
+                    "--session-url", &url(session),
+                    "--redis-url", &options.redis_url,
+                    "--redis-prefix", &redis_prefix,
+                ])
+                .await?;
+            wait_for_ready(listen).await?;
+            cluster.edge_urls.push(format!("ws://{listen}/"));
+        }
+        Ok(cluster)
+    }
+
+    async fn spawn(&mut self, bin: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CLAWGATE_GATEWAY_TOKEN", &self.gateway_token)
+            .env("CLAWGATE_MODEL", "mock-model")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.processes.push(Process {
+            name: name.to_owned(),
+            child,
+            log,
+        });
+        Ok(())
+    }
+
+    /// Kills a process by name (e.g. "edge0", "runner") with SIGKILL.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let process = self
+            .processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))?;
+        process.child.kill().await?;
+        Ok(())
+    }
+
+    /// The output of every process so far.
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+                format!("===== {} =====\n{text}", p.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/readyz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("edge {addr} not ready after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,135 @@
+//! End to end with the binary started as separate OS processes: two edges, auth,
+//! session and runner, against real PostgreSQL and Redis.
+
+use std::time::Duration;
+
+use clawgate_runtime::db::testing::fresh_postgres_url;
+use clawgate_tests::cluster::{Cluster, ClusterOptions};
+use clawgate_tests::mock_model::{MockModel, Script};
+use clawgate_tests::ws::WsClient;
+use serde_json::{Value, json};
+
+const REPLY: &str = "Distributed hello from the model.";
+
+fn redis_url() -> String {
+    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Value> {
+    client
+        .event_where(|e| {
+            e["event"] == "chat" && e["payload"]["runId"] == run_id && e["payload"]["state"] != "delta"
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<()> {
+    let model = MockModel::start(
+        Script::tokens(["Distributed ", "hello ", "from ", "the ", "model."])
+            .with_delay(Duration::from_millis(30)),
+    )
+    .await?;
+    let database = fresh_postgres_url().await?;
+    let cluster = Cluster::start(ClusterOptions {
+        edges: 2,
+        database_url: database.url().to_owned(),
+        redis_url: redis_url(),
+        model_base_url: model.base_url(),
+    })
+    .await?;
+    let token = cluster.gateway_token.clone();
+
+    // Two OpenClaw sockets of the same user on different edges, and a goclaw
+    // socket of that user on the second edge.
+    let mut sender = WsClient::connect(&cluster.edge_urls[0]).await?;
+    sender.openclaw_handshake(&token).await?;
+    let mut watcher = WsClient::connect(&cluster.edge_urls[1]).await?;
+    watcher.openclaw_handshake(&token).await?;
+    let mut go_watcher = WsClient::connect(&cluster.edge_urls[1]).await?;
+    go_watcher.goclaw_handshake(&token, "owner").await?;
+    // A socket of another user must not see the run.
+    let mut stranger = WsClient::connect(&cluster.edge_urls[1]).await?;
+    stranger.goclaw_handshake(&token, "someone-else").await?;
+
+    let res = sender
+        .request("chat.send", json!({"sessionKey": "main", "message": "hello?", "idempotencyKey": "dist-1"}))
+        .await?;
+    assert_eq!(res["payload"], json!({"runId": "dist-1", "status": "started"}), "{res}");
+
+    for client in [&mut sender, &mut watcher] {
+        let terminal = terminal_chat(client, "dist-1").await?;
+        assert_eq!(terminal["payload"]["state"], "final");
+        assert_eq!(terminal["payload"]["message"]["content"][0]["text"], REPLY);
+    }
+    // The watcher saw the whole agent stream in per-run order.
+    let completed = go_watcher.event("run.completed").await?;
+    assert_eq!(completed["payload"]["runId"], "dist-1");
+    assert_eq!(completed["payload"]["content"], REPLY);
+
+    // History read through the other edge has both turns.
+    let history = watcher.request("chat.history", json!({"sessionKey": "main"})).await?;
+    let messages = history["payload"]["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2, "{history}");
+    assert_eq!(messages[0]["content"][0]["text"], "hello?");
+    assert_eq!(messages[1]["content"][0]["text"], REPLY);
+
+    // The stranger received nothing of it: its next frame is its own response.
+    let own = stranger.request("chat.history", json!({"sessionKey": "main"})).await?;
+    assert_eq!(own["payload"]["messages"], json!([]), "{own}");
+    let leaked = tokio::time::timeout(Duration::from_millis(300), stranger.event_where(|e| {
+        e["event"] == "run.completed" || e["event"] == "chunk" || e["event"] == "run.started"
+    }))
+    .await;
+    assert!(leaked.is_err(), "a run event reached another user's socket: {leaked:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
+    let model = MockModel::start(Script::tokens(["half ", "way"]).then_hang()).await?;
+    let database = fresh_postgres_url().await?;
+    let cluster = Cluster::start(ClusterOptions {
+        edges: 2,
+        database_url: database.url().to_owned(),
+        redis_url: redis_url(),
+        model_base_url: model.base_url(),
+    })
+    .await?;
+    let token = cluster.gateway_token.clone();
+
+    let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
+    client.goclaw_handshake(&token, "alice").await?;
+    let mut other_edge = WsClient::connect(&cluster.edge_urls[1]).await?;
+    other_edge.goclaw_handshake(&token, "alice").await?;
+
+    let send_id = client
+        .send_request("chat.send", json!({"message": "start", "sessionKey": "agent:main:ws:direct:x"}))
+        .await?;
+    let started = client.event("run.started").await?;
+    let run_id = started["payload"]["runId"].as_str().expect("runId").to_owned();
+    // Wait for the partial text to reach the other edge, then abort from there.
+    let mut text = String::new();
+    while text != "half way" {
+        let chunk = other_edge.event("chunk").await?;
+        text.push_str(chunk["payload"]["content"].as_str().unwrap_or_default());
+    }
+    let abort = other_edge
+        .request("chat.abort", json!({"sessionKey": "agent:main:ws:direct:x"}))
+        .await?;
+    assert_eq!(abort["payload"]["aborted"], true, "{abort}");
+    assert_eq!(abort["payload"]["runIds"], json!([run_id]));
+
+    let res = client.response(&send_id).await?;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["cancelled"], true);
+    assert_eq!(res["payload"]["content"], "half way");
+
+    let history = other_edge
+        .request("chat.history", json!({"sessionKey": "agent:main:ws:direct:x"}))
+        .await?;
+    let messages = history["payload"]["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2, "{history}");
+    assert_eq!(messages[1]["content"], "half way");
+    Ok(())
+}
