@@ -43,6 +43,9 @@ pub struct EdgeConfig {
     pub max_pending_chat_sends: usize,
     /// Capacity, in messages, of the process's one bus subscriber.
     pub bus_queue_capacity: usize,
+    /// How long a closing socket's writer may take to deliver what is queued and
+    /// the close frame (a client that stopped reading is dropped after this).
+    pub close_timeout: Duration,
     /// How long shutdown waits for sockets to say goodbye before dropping them.
     pub drain_timeout: Duration,
     /// `restartExpectedMs` announced in the `shutdown` event.
@@ -65,7 +68,8 @@ impl Default for EdgeConfig {
             max_in_flight_requests: 64,
             max_pending_chat_sends: 64,
             bus_queue_capacity: 4096,
-            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
             restart_expected_ms: None,
         }
     }

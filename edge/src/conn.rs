@@ -59,7 +59,11 @@ impl<D: Send + 'static> Spawner<D> {
 
     /// Runs `work` in its own task; its result comes back through the receiver.
     /// Returns false (and runs nothing) when too many calls are in flight.
-    pub fn spawn(&self, span: tracing::Span, work: impl Future<Output = D> + Send + 'static) -> bool {
+    pub fn spawn(
+        &self,
+        span: tracing::Span,
+        work: impl Future<Output = D> + Send + 'static,
+    ) -> bool {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return false;

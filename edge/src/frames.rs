@@ -33,7 +33,10 @@ pub enum Inbound {
     /// Not JSON at all.
     NotJson(String),
     /// JSON, but not a valid request frame. `id` is the frame's id when readable.
-    Invalid { id: Option<String>, reason: String },
+    Invalid {
+        id: Option<String>,
+        reason: String,
+    },
     Request(Request),
 }
 
@@ -59,14 +62,19 @@ pub fn parse_openclaw(text: &str) -> Inbound {
     }
     let id = match map.get("id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        Some(Value::String(_)) => return invalid(None, "at /id: must NOT have fewer than 1 characters"),
+        Some(Value::String(_)) => {
+            return invalid(None, "at /id: must NOT have fewer than 1 characters");
+        }
         Some(_) => return invalid(None, "at /id: must be string"),
         None => return invalid(None, "at root: must have required property 'id'"),
     };
     let method = match map.get("method") {
         Some(Value::String(method)) if !method.is_empty() => method.clone(),
         Some(Value::String(_)) => {
-            return invalid(Some(id), "at /method: must NOT have fewer than 1 characters");
+            return invalid(
+                Some(id),
+                "at /method: must NOT have fewer than 1 characters",
+            );
         }
         Some(_) => return invalid(Some(id), "at /method: must be string"),
         None => return invalid(Some(id), "at root: must have required property 'method'"),
@@ -258,7 +266,10 @@ mod tests {
     #[test]
     fn encodes_frames() {
         let res = encode_res("1", Some(&json!({"a":1})), None);
-        assert_eq!(res, r#"{"type":"res","id":"1","ok":true,"payload":{"a":1}}"#);
+        assert_eq!(
+            res,
+            r#"{"type":"res","id":"1","ok":true,"payload":{"a":1}}"#
+        );
         let err = ServiceError::new(ErrorCode::Unavailable, "later").retry_after(500);
         let res = encode_res("2", None, Some(&ErrorShape::openclaw(&err)));
         assert_eq!(
@@ -266,7 +277,10 @@ mod tests {
             r#"{"type":"res","id":"2","ok":false,"error":{"code":"UNAVAILABLE","message":"later","retryable":true,"retryAfterMs":500}}"#
         );
         let event = encode_event("tick", &json!({"ts":1}), Some(3));
-        assert_eq!(event, r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":3}"#);
+        assert_eq!(
+            event,
+            r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":3}"#
+        );
         let event = encode_event("connect.challenge", &json!({}), None);
         assert!(!event.contains("seq"));
     }

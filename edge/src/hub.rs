@@ -30,7 +30,9 @@ const EVENT_OVERHEAD_BYTES: usize = 128;
 pub type EventInbox = ByteQueue<Arc<RunEvent>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Default)]

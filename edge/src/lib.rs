@@ -1,1 +1,36 @@
-//! placeholder
+//! clawgate's WebSocket edge: the only place that knows wire dialects.
+//!
+//! A stateless process part that accepts WebSocket clients speaking OpenClaw v3 or
+//! goclaw, authenticates them through the auth service, turns their requests into
+//! calls of the runner and session services, and fans run events from the event
+//! bus out to every socket of the run's user, projected into each socket's dialect.
+//!
+//! Map of the crate:
+//! - [`server`]: router, upgrade, serving and graceful shutdown;
+//! - `socket`: one socket's lifecycle (challenge, handshake, loop, goodbye);
+//! - `hub`: the process's one bus subscriber and per-socket inboxes;
+//! - `queue`, `out`, `writer`: byte-bounded queues, frame numbering and
+//!   backpressure, batched writes;
+//! - `frames`, `params`, [`session_key`]: framing, params checks, session keys;
+//! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect.
+//!
+//! Runs belong to runners, not sockets: closing a socket never aborts a run.
+
+pub mod config;
+mod conn;
+pub mod error;
+mod frames;
+mod goclaw;
+mod hub;
+mod openclaw;
+mod out;
+mod params;
+mod queue;
+pub mod server;
+pub mod session_key;
+mod socket;
+mod writer;
+
+pub use config::EdgeConfig;
+pub use error::EdgeError;
+pub use server::{Edge, EdgeServices};

@@ -106,6 +106,7 @@ impl Out {
     }
 
     /// The last frame seq handed out.
+    #[cfg(test)]
     pub fn last_seq(&self) -> u64 {
         self.seq
     }
@@ -256,9 +257,10 @@ mod tests {
 
     #[test]
     fn responses_get_more_room() {
-        let queue = Arc::new(OutQueue::new(64));
+        let queue = Arc::new(OutQueue::new(100));
         let mut out = Out::new(queue.clone());
         out.event(EventOut::broadcast("tick", json!({"pad": "x".repeat(80)})));
+        assert!(queue.backlog() > 100);
         out.response("1", Some(&json!({})), None);
         assert!(!out.is_closing());
     }

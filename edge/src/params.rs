@@ -49,12 +49,8 @@ impl<'a> Obj<'a> {
     }
 
     fn required(&self, key: &str) -> Result<&'a Value, String> {
-        self.get(key).ok_or_else(|| {
-            format!(
-                "at {}: must have required property '{key}'",
-                at(&self.path)
-            )
-        })
+        self.get(key)
+            .ok_or_else(|| format!("at {}: must have required property '{key}'", at(&self.path)))
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -229,7 +225,10 @@ mod tests {
             inner.req_enum("c", &["y"]).unwrap_err(),
             "at /b/c: must be equal to one of the allowed values"
         );
-        assert_eq!(obj.opt_int("n", 0, 9).unwrap_err(), "at /n: must be integer");
+        assert_eq!(
+            obj.opt_int("n", 0, 9).unwrap_err(),
+            "at /n: must be integer"
+        );
         assert_eq!(obj.opt_int("a", 2, 9).unwrap_err(), "at /a: must be >= 2");
         assert!(obj.closed(&["a", "b"]).unwrap_err().contains("'n'"));
         assert!(Obj::new(&json!([]), "").is_err());

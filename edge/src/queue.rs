@@ -106,6 +106,7 @@ impl<T> ByteQueue<T> {
     }
 
     /// Queues `item` if the backlog is within the queue's own limit.
+    #[cfg(test)]
     pub fn push(&self, item: T, size: usize) -> Result<(), Refused> {
         self.push_within(item, size, self.limit)
     }
@@ -150,10 +151,6 @@ impl<T> ByteQueue<T> {
         self.notify.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
     /// Takes everything queued without waiting; `None` when nothing is queued.
     pub fn try_pop_all(&self) -> Option<Popped<T>> {
         let mut state = self.lock();
@@ -191,7 +188,10 @@ mod tests {
     async fn admits_while_backlog_within_limit() {
         let queue = ByteQueue::new(10);
         assert!(queue.push("a", 8).is_ok());
-        assert!(queue.push("b", 8).is_ok(), "backlog 8 <= 10 before the push");
+        assert!(
+            queue.push("b", 8).is_ok(),
+            "backlog 8 <= 10 before the push"
+        );
         assert_eq!(queue.push("c", 1), Err(Refused::Full));
         assert_eq!(queue.backlog(), 16);
         match queue.pop_all().await {
@@ -204,7 +204,10 @@ mod tests {
     #[tokio::test]
     async fn overflow_marks_the_queue() {
         let queue = ByteQueue::new(10);
-        assert!(queue.push_or_overflow(1, 20).is_ok(), "an empty queue admits one");
+        assert!(
+            queue.push_or_overflow(1, 20).is_ok(),
+            "an empty queue admits one"
+        );
         assert_eq!(queue.push_or_overflow(2, 1), Err(Refused::Full));
         assert!(matches!(queue.pop_all().await, Popped::Overflowed));
     }

@@ -197,7 +197,10 @@ impl Edge {
             .await
             .is_err()
         {
-            tracing::warn!(live = self.live_sockets(), "sockets still open after drain timeout");
+            tracing::warn!(
+                live = self.live_sockets(),
+                "sockets still open after drain timeout"
+            );
         }
         served
     }

@@ -113,8 +113,14 @@ mod tests {
         assert_eq!(canon("global").as_deref(), Ok("global"));
         assert_eq!(canon("UNKNOWN").as_deref(), Ok("unknown"));
         assert_eq!(canon(""), Err(SessionKeyError::Empty));
-        assert!(matches!(canon("agent:x"), Err(SessionKeyError::Malformed(_))));
-        assert!(matches!(canon("agent::x"), Err(SessionKeyError::Malformed(_))));
+        assert!(matches!(
+            canon("agent:x"),
+            Err(SessionKeyError::Malformed(_))
+        ));
+        assert!(matches!(
+            canon("agent::x"),
+            Err(SessionKeyError::Malformed(_))
+        ));
         assert_eq!(
             canonicalize("x", "Ops Team", "main").as_deref(),
             Ok("agent:ops-team:x")
@@ -127,7 +133,13 @@ mod tests {
 
     #[test]
     fn canonicalize_is_idempotent() {
-        for raw in ["main", "X", "agent:A b:c", "global", "agent:main:ws:direct:1"] {
+        for raw in [
+            "main",
+            "X",
+            "agent:A b:c",
+            "global",
+            "agent:main:ws:direct:1",
+        ] {
             let once = canon(raw).expect("valid");
             assert_eq!(canon(&once).expect("valid"), once);
         }

@@ -14,7 +14,6 @@
 //! then dropped, so a client that stops reading cannot hold the task.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use clawgate_proto::ServiceError;
@@ -38,9 +37,6 @@ use crate::out::{Out, OutQueue};
 use crate::queue::Popped;
 use crate::server::EdgeState;
 use crate::{goclaw, openclaw, writer};
-
-/// How long the writer may take to deliver the last frames and the close frame.
-const GOODBYE_GRACE: Duration = Duration::from_secs(1);
 
 /// Where a socket comes from.
 #[derive(Debug, Clone)]
@@ -66,7 +62,8 @@ pub async fn serve_socket(ws: WebSocket, state: Arc<EdgeState>, peer: Peer) {
         nonce: uuid::Uuid::new_v4().to_string(),
         peer,
     };
-    let span = tracing::info_span!("ws.conn", conn_id = %info.conn_id, remote = %info.peer.remote_addr);
+    let span =
+        tracing::info_span!("ws.conn", conn_id = %info.conn_id, remote = %info.peer.remote_addr);
     run(ws, state, info).instrument(span).await;
 }
 
@@ -88,17 +85,34 @@ async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo) {
     if let Some(connected) = handshake(&state, &info, &mut stream, &mut out).await {
         writer_done = match connected {
             Connected::OpenClaw(conn, registration) => {
-                authenticated(conn, registration, &state, &mut stream, &mut out, &mut writer).await
+                authenticated(
+                    conn,
+                    registration,
+                    &state,
+                    &mut stream,
+                    &mut out,
+                    &mut writer,
+                )
+                .await
             }
             Connected::Goclaw(conn, registration) => {
-                authenticated(conn, registration, &state, &mut stream, &mut out, &mut writer).await
+                authenticated(
+                    conn,
+                    registration,
+                    &state,
+                    &mut stream,
+                    &mut out,
+                    &mut writer,
+                )
+                .await
             }
         };
     }
     if !out.is_closing() {
         out.close_quietly();
     }
-    if !writer_done && tokio::time::timeout(GOODBYE_GRACE, &mut writer).await.is_err() {
+    let grace = state.config.close_timeout;
+    if !writer_done && tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
     tracing::debug!("socket closed");

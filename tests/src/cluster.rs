@@ -103,25 +103,54 @@ impl Cluster {
         let url = |addr: SocketAddr| format!("http://{addr}");
 
         cluster
-            .spawn(&bin, "session", &[
-                "serve", "--services", "session",
-                "--grpc-listen", &session.to_string(),
-                "--database-url", &options.database_url,
-            ])
+            .spawn(
+                &bin,
+                "session",
+                &[
+                    "serve",
+                    "--services",
+                    "session",
+                    "--grpc-listen",
+                    &session.to_string(),
+                    "--database-url",
+                    &options.database_url,
+                ],
+            )
             .await?;
         cluster
-            .spawn(&bin, "auth", &["serve", "--services", "auth", "--grpc-listen", &auth.to_string()])
+            .spawn(
+                &bin,
+                "auth",
+                &[
+                    "serve",
+                    "--services",
+                    "auth",
+                    "--grpc-listen",
+                    &auth.to_string(),
+                ],
+            )
             .await?;
         let redis_prefix = cluster.redis_prefix.clone();
         cluster
-            .spawn(&bin, "runner", &[
-                "serve", "--services", "runner",
-                "--grpc-listen", &runner.to_string(),
-                "--session-url", &url(session),
-                "--redis-url", &options.redis_url,
-                "--redis-prefix", &redis_prefix,
-                "--model-base-url", &options.model_base_url,
-            ])
+            .spawn(
+                &bin,
+                "runner",
+                &[
+                    "serve",
+                    "--services",
+                    "runner",
+                    "--grpc-listen",
+                    &runner.to_string(),
+                    "--session-url",
+                    &url(session),
+                    "--redis-url",
+                    &options.redis_url,
+                    "--redis-prefix",
+                    &redis_prefix,
+                    "--model-base-url",
+                    &options.model_base_url,
+                ],
+            )
             .await?;
         for addr in [session, auth, runner] {
             wait_for_port(addr).await?;
@@ -129,15 +158,27 @@ impl Cluster {
         for index in 0..options.edges {
             let listen = free_addr()?;
             cluster
-                .spawn(&bin, &format!("edge{index}"), &[
-                    "serve", "--services", "edge",
-                    "--listen", &listen.to_string(),
-                    "--auth-url", &url(auth),
-                    "--runner-url", &url(runner),
-                    "--session-url", &url(session),
-                    "--redis-url", &options.redis_url,
-                    "--redis-prefix", &redis_prefix,
-                ])
+                .spawn(
+                    &bin,
+                    &format!("edge{index}"),
+                    &[
+                        "serve",
+                        "--services",
+                        "edge",
+                        "--listen",
+                        &listen.to_string(),
+                        "--auth-url",
+                        &url(auth),
+                        "--runner-url",
+                        &url(runner),
+                        "--session-url",
+                        &url(session),
+                        "--redis-url",
+                        &options.redis_url,
+                        "--redis-prefix",
+                        &redis_prefix,
+                    ],
+                )
                 .await?;
             wait_for_ready(listen).await?;
             cluster.edge_urls.push(format!("ws://{listen}/"));
@@ -218,10 +259,10 @@ async fn wait_for_ready(addr: SocketAddr) -> anyhow::Result<()> {
     let url = format!("http://{addr}/readyz");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = client.get(&url).send().await {
-            if response.status().is_success() {
-                return Ok(());
-            }
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("edge {addr} not ready after 30 s");

@@ -18,7 +18,9 @@ fn redis_url() -> String {
 async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Value> {
     client
         .event_where(|e| {
-            e["event"] == "chat" && e["payload"]["runId"] == run_id && e["payload"]["state"] != "delta"
+            e["event"] == "chat"
+                && e["payload"]["runId"] == run_id
+                && e["payload"]["state"] != "delta"
         })
         .await
 }
@@ -53,9 +55,16 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     stranger.goclaw_handshake(&token, "someone-else").await?;
 
     let res = sender
-        .request("chat.send", json!({"sessionKey": "main", "message": "hello?", "idempotencyKey": "dist-1"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "hello?", "idempotencyKey": "dist-1"}),
+        )
         .await?;
-    assert_eq!(res["payload"], json!({"runId": "dist-1", "status": "started"}), "{res}");
+    assert_eq!(
+        res["payload"],
+        json!({"runId": "dist-1", "status": "started"}),
+        "{res}"
+    );
 
     for client in [&mut sender, &mut watcher] {
         let terminal = terminal_chat(client, "dist-1").await?;
@@ -68,20 +77,30 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     assert_eq!(completed["payload"]["content"], REPLY);
 
     // History read through the other edge has both turns.
-    let history = watcher.request("chat.history", json!({"sessionKey": "main"})).await?;
+    let history = watcher
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
     let messages = history["payload"]["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2, "{history}");
     assert_eq!(messages[0]["content"][0]["text"], "hello?");
     assert_eq!(messages[1]["content"][0]["text"], REPLY);
 
     // The stranger received nothing of it: its next frame is its own response.
-    let own = stranger.request("chat.history", json!({"sessionKey": "main"})).await?;
+    let own = stranger
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
     assert_eq!(own["payload"]["messages"], json!([]), "{own}");
-    let leaked = tokio::time::timeout(Duration::from_millis(300), stranger.event_where(|e| {
-        e["event"] == "run.completed" || e["event"] == "chunk" || e["event"] == "run.started"
-    }))
+    let leaked = tokio::time::timeout(
+        Duration::from_millis(300),
+        stranger.event_where(|e| {
+            e["event"] == "run.completed" || e["event"] == "chunk" || e["event"] == "run.started"
+        }),
+    )
     .await;
-    assert!(leaked.is_err(), "a run event reached another user's socket: {leaked:?}");
+    assert!(
+        leaked.is_err(),
+        "a run event reached another user's socket: {leaked:?}"
+    );
     Ok(())
 }
 
@@ -104,10 +123,16 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
     other_edge.goclaw_handshake(&token, "alice").await?;
 
     let send_id = client
-        .send_request("chat.send", json!({"message": "start", "sessionKey": "agent:main:ws:direct:x"}))
+        .send_request(
+            "chat.send",
+            json!({"message": "start", "sessionKey": "agent:main:ws:direct:x"}),
+        )
         .await?;
     let started = client.event("run.started").await?;
-    let run_id = started["payload"]["runId"].as_str().expect("runId").to_owned();
+    let run_id = started["payload"]["runId"]
+        .as_str()
+        .expect("runId")
+        .to_owned();
     // Wait for the partial text to reach the other edge, then abort from there.
     let mut text = String::new();
     while text != "half way" {
@@ -115,7 +140,10 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
         text.push_str(chunk["payload"]["content"].as_str().unwrap_or_default());
     }
     let abort = other_edge
-        .request("chat.abort", json!({"sessionKey": "agent:main:ws:direct:x"}))
+        .request(
+            "chat.abort",
+            json!({"sessionKey": "agent:main:ws:direct:x"}),
+        )
         .await?;
     assert_eq!(abort["payload"]["aborted"], true, "{abort}");
     assert_eq!(abort["payload"]["runIds"], json!([run_id]));
@@ -126,7 +154,10 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
     assert_eq!(res["payload"]["content"], "half way");
 
     let history = other_edge
-        .request("chat.history", json!({"sessionKey": "agent:main:ws:direct:x"}))
+        .request(
+            "chat.history",
+            json!({"sessionKey": "agent:main:ws:direct:x"}),
+        )
         .await?;
     let messages = history["payload"]["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2, "{history}");

@@ -26,7 +26,10 @@ fn streaming_reply() -> Script {
 }
 
 /// Collects `agent` and `chat` events of `run_id` until its terminal chat event.
-async fn openclaw_run_events(client: &mut WsClient, run_id: &str) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+async fn openclaw_run_events(
+    client: &mut WsClient,
+    run_id: &str,
+) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
     let mut agent = Vec::new();
     let mut chat = Vec::new();
     loop {
@@ -69,25 +72,41 @@ async fn openclaw_chat_streams_in_order_and_lands_in_history() -> anyhow::Result
         )
         .await?;
     assert_eq!(res["ok"], true, "{res}");
-    assert_eq!(res["payload"], json!({"runId": "run-1", "status": "started"}));
+    assert_eq!(
+        res["payload"],
+        json!({"runId": "run-1", "status": "started"})
+    );
 
     let (agent, chat) = openclaw_run_events(&mut client, "run-1").await?;
 
     // agent events: per-run seq 1, 2, 3 … with lifecycle start first and end last.
-    let seqs: Vec<u64> = agent.iter().map(|e| e["payload"]["seq"].as_u64().unwrap_or(0)).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "agent seqs {seqs:?}");
+    let seqs: Vec<u64> = agent
+        .iter()
+        .map(|e| e["payload"]["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "agent seqs {seqs:?}"
+    );
     assert_eq!(agent[0]["payload"]["stream"], "lifecycle");
     assert_eq!(agent[0]["payload"]["data"]["phase"], "start");
     let last = agent.last().expect("agent events");
     assert_eq!(last["payload"]["data"]["phase"], "end");
-    let assistant: Vec<&Value> = agent.iter().filter(|e| e["payload"]["stream"] == "assistant").collect();
+    let assistant: Vec<&Value> = agent
+        .iter()
+        .filter(|e| e["payload"]["stream"] == "assistant")
+        .collect();
     assert!(!assistant.is_empty());
     let joined: String = assistant
         .iter()
         .map(|e| e["payload"]["data"]["delta"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(joined, REPLY);
-    assert_eq!(assistant.last().expect("assistant")["payload"]["data"]["text"], REPLY);
+    assert_eq!(
+        assistant.last().expect("assistant")["payload"]["data"]["text"],
+        REPLY
+    );
 
     // chat events: deltas carry the growing full text, then exactly one final.
     let (terminal, deltas) = chat.split_last().expect("chat events");
@@ -97,17 +116,26 @@ async fn openclaw_chat_streams_in_order_and_lands_in_history() -> anyhow::Result
     let mut previous = String::new();
     for delta in deltas {
         let text = chat_text(delta);
-        assert!(text.starts_with(&previous) && REPLY.starts_with(&text), "delta {text:?}");
+        assert!(
+            text.starts_with(&previous) && REPLY.starts_with(&text),
+            "delta {text:?}"
+        );
         previous = text;
     }
     // Frame seq is per connection and strictly increasing.
-    let frame_seqs: Vec<u64> = agent.iter().chain(chat.iter()).map(|e| e["seq"].as_u64().unwrap_or(0)).collect();
+    let frame_seqs: Vec<u64> = agent
+        .iter()
+        .chain(chat.iter())
+        .map(|e| e["seq"].as_u64().unwrap_or(0))
+        .collect();
     let mut sorted = frame_seqs.clone();
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), frame_seqs.len(), "frame seqs are unique");
 
-    let history = client.request("chat.history", json!({"sessionKey": "main"})).await?;
+    let history = client
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
     assert_eq!(history["ok"], true, "{history}");
     let messages = history["payload"]["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2, "{history}");
@@ -120,7 +148,10 @@ async fn openclaw_chat_streams_in_order_and_lands_in_history() -> anyhow::Result
     let requests = model.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].body["model"], "mock-model");
-    assert_eq!(requests[0].authorization.as_deref(), Some("Bearer test-api-key"));
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some("Bearer test-api-key")
+    );
     let sent = requests[0].body["messages"].as_array().expect("messages");
     assert_eq!(sent.last().expect("last")["content"], "tell me about foxes");
     Ok(())
@@ -130,7 +161,9 @@ async fn openclaw_chat_streams_in_order_and_lands_in_history() -> anyhow::Result
 async fn goclaw_chat_streams_chunks_and_answers_at_the_end() -> anyhow::Result<()> {
     let (gateway, _model) = gateway_with(streaming_reply()).await?;
     let mut client = WsClient::connect(&gateway.ws_url).await?;
-    let hello = client.goclaw_handshake(&gateway.gateway_token, "alice").await?;
+    let hello = client
+        .goclaw_handshake(&gateway.gateway_token, "alice")
+        .await?;
     assert_eq!(hello["protocol"], 3);
     assert_eq!(hello["user_id"], "alice");
 
@@ -141,7 +174,10 @@ async fn goclaw_chat_streams_chunks_and_answers_at_the_end() -> anyhow::Result<(
         )
         .await?;
     let started = client.event("run.started").await?;
-    let run_id = started["payload"]["runId"].as_str().expect("runId").to_owned();
+    let run_id = started["payload"]["runId"]
+        .as_str()
+        .expect("runId")
+        .to_owned();
     let mut text = String::new();
     loop {
         let event = client
@@ -163,14 +199,25 @@ async fn goclaw_chat_streams_chunks_and_answers_at_the_end() -> anyhow::Result<(
     assert_eq!(res["payload"]["content"], REPLY);
 
     let history = client
-        .request("chat.history", json!({"sessionKey": "agent:main:ws:direct:t1"}))
+        .request(
+            "chat.history",
+            json!({"sessionKey": "agent:main:ws:direct:t1"}),
+        )
         .await?;
     let messages = history["payload"]["messages"].as_array().expect("messages");
     let turns: Vec<(&str, &str)> = messages
         .iter()
-        .map(|m| (m["role"].as_str().unwrap_or(""), m["content"].as_str().unwrap_or("")))
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or(""),
+                m["content"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(turns, vec![("user", "tell me about foxes"), ("assistant", REPLY)]);
+    assert_eq!(
+        turns,
+        vec![("user", "tell me about foxes"), ("assistant", REPLY)]
+    );
     Ok(())
 }
 
@@ -182,7 +229,10 @@ async fn abort_mid_stream_ends_with_aborted_and_keeps_the_partial_text() -> anyh
     let mut client = WsClient::connect(&gateway.ws_url).await?;
     client.openclaw_handshake(&gateway.gateway_token).await?;
     let res = client
-        .request("chat.send", json!({"sessionKey": "main", "message": "go", "idempotencyKey": "run-abort"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "go", "idempotencyKey": "run-abort"}),
+        )
         .await?;
     assert_eq!(res["payload"]["status"], "started");
     // Wait until the whole partial text has streamed.
@@ -190,7 +240,9 @@ async fn abort_mid_stream_ends_with_aborted_and_keeps_the_partial_text() -> anyh
         .event_where(|e| e["event"] == "agent" && e["payload"]["data"]["text"] == "partial answer")
         .await?;
 
-    let abort = client.request("chat.abort", json!({"sessionKey": "main"})).await?;
+    let abort = client
+        .request("chat.abort", json!({"sessionKey": "main"}))
+        .await?;
     assert_eq!(abort["ok"], true, "{abort}");
     assert_eq!(abort["payload"]["aborted"], true);
     assert_eq!(abort["payload"]["runIds"], json!(["run-abort"]));
@@ -203,9 +255,16 @@ async fn abort_mid_stream_ends_with_aborted_and_keeps_the_partial_text() -> anyh
     assert_eq!(end["payload"]["data"]["phase"], "end");
     assert_eq!(end["payload"]["data"]["aborted"], true);
     // Exactly one terminal chat event.
-    assert_eq!(chat.iter().filter(|e| e["payload"]["state"] != "delta").count(), 1);
+    assert_eq!(
+        chat.iter()
+            .filter(|e| e["payload"]["state"] != "delta")
+            .count(),
+        1
+    );
 
-    let history = client.request("chat.history", json!({"sessionKey": "main"})).await?;
+    let history = client
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
     let messages = history["payload"]["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 2, "{history}");
     assert_eq!(messages[1]["role"], "assistant");
@@ -213,7 +272,10 @@ async fn abort_mid_stream_ends_with_aborted_and_keeps_the_partial_text() -> anyh
 
     // The session is free again.
     let next = client
-        .request("chat.send", json!({"sessionKey": "main", "message": "again", "idempotencyKey": "run-next"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "again", "idempotencyKey": "run-next"}),
+        )
         .await?;
     assert_eq!(next["payload"]["status"], "started", "{next}");
     Ok(())
@@ -228,9 +290,15 @@ async fn resending_an_idempotency_key_returns_the_same_run() -> anyhow::Result<(
     let params = json!({"sessionKey": "main", "message": "once", "idempotencyKey": "same-key"});
 
     let first = client.request("chat.send", params.clone()).await?;
-    assert_eq!(first["payload"], json!({"runId": "same-key", "status": "started"}));
+    assert_eq!(
+        first["payload"],
+        json!({"runId": "same-key", "status": "started"})
+    );
     let again = client.request("chat.send", params.clone()).await?;
-    assert_eq!(again["payload"], json!({"runId": "same-key", "status": "in_flight"}));
+    assert_eq!(
+        again["payload"],
+        json!({"runId": "same-key", "status": "in_flight"})
+    );
 
     let (_, chat) = openclaw_run_events(&mut client, "same-key").await?;
     assert_eq!(chat.last().expect("final")["payload"]["state"], "final");
@@ -240,8 +308,13 @@ async fn resending_an_idempotency_key_returns_the_same_run() -> anyhow::Result<(
     assert_eq!(after["payload"]["status"], "ok");
 
     assert_eq!(model.requests().len(), 1, "one run, one model call");
-    let history = client.request("chat.history", json!({"sessionKey": "main"})).await?;
-    assert_eq!(history["payload"]["messages"].as_array().map(Vec::len), Some(2));
+    let history = client
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
+    assert_eq!(
+        history["payload"]["messages"].as_array().map(Vec::len),
+        Some(2)
+    );
     Ok(())
 }
 
@@ -251,7 +324,10 @@ async fn closing_the_socket_does_not_stop_the_run() -> anyhow::Result<()> {
     let mut first = WsClient::connect(&gateway.ws_url).await?;
     first.openclaw_handshake(&gateway.gateway_token).await?;
     let res = first
-        .request("chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "orphan"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "orphan"}),
+        )
         .await?;
     assert_eq!(res["payload"]["status"], "started");
     first.close().await;
@@ -260,13 +336,21 @@ async fn closing_the_socket_does_not_stop_the_run() -> anyhow::Result<()> {
     second.openclaw_handshake(&gateway.gateway_token).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let history = second.request("chat.history", json!({"sessionKey": "main"})).await?;
-        let messages = history["payload"]["messages"].as_array().cloned().unwrap_or_default();
+        let history = second
+            .request("chat.history", json!({"sessionKey": "main"}))
+            .await?;
+        let messages = history["payload"]["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if messages.len() == 2 {
             assert_eq!(messages[1]["content"][0]["text"], REPLY);
             return Ok(());
         }
-        assert!(tokio::time::Instant::now() < deadline, "run did not finish: {history}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run did not finish: {history}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -277,7 +361,10 @@ async fn without_a_model_chat_send_names_the_setting() -> anyhow::Result<()> {
     let mut client = WsClient::connect(&gateway.ws_url).await?;
     client.openclaw_handshake(&gateway.gateway_token).await?;
     let res = client
-        .request("chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k"}),
+        )
         .await?;
     assert_eq!(res["ok"], false, "{res}");
     let message = res["error"]["message"].as_str().unwrap_or_default();

@@ -11,7 +11,10 @@ use tokio::process::{Child, Command};
 
 /// Starts `clawgate up` and returns it with the lines it printed up to the URL
 /// line (and the token line, when it prints one).
-async fn start_up(data_dir: &std::path::Path, listen: std::net::SocketAddr) -> anyhow::Result<(Child, Vec<String>)> {
+async fn start_up(
+    data_dir: &std::path::Path,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<(Child, Vec<String>)> {
     let mut child = Command::new(clawgate_binary()?)
         .args(["up", "--data-dir"])
         .arg(data_dir)
@@ -25,7 +28,9 @@ async fn start_up(data_dir: &std::path::Path, listen: std::net::SocketAddr) -> a
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await?? {
+    while let Some(line) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await??
+    {
         let done = line.starts_with("gateway token");
         seen.push(line);
         if done {
@@ -44,9 +49,15 @@ async fn up_creates_a_token_prints_it_and_accepts_a_connect_quickly() -> anyhow:
 
     let started = Instant::now();
     let (mut child, lines) = start_up(data.path(), listen).await?;
-    let url_line = lines.iter().find(|l| l.contains("ws://")).context("URL line")?;
+    let url_line = lines
+        .iter()
+        .find(|l| l.contains("ws://"))
+        .context("URL line")?;
     assert!(url_line.contains(&format!("ws://{listen}")), "{lines:?}");
-    let token_line = lines.iter().find(|l| l.starts_with("gateway token")).context("token line")?;
+    let token_line = lines
+        .iter()
+        .find(|l| l.starts_with("gateway token"))
+        .context("token line")?;
     let token = token_line.rsplit(' ').next().context("token")?.to_owned();
     assert!(token.len() >= 32, "{token_line}");
 
@@ -54,7 +65,10 @@ async fn up_creates_a_token_prints_it_and_accepts_a_connect_quickly() -> anyhow:
     let hello = client.openclaw_handshake(&token).await?;
     let elapsed = started.elapsed();
     assert_eq!(hello["type"], "hello-ok");
-    eprintln!("clawgate up: first connect accepted {} ms after start", elapsed.as_millis());
+    eprintln!(
+        "clawgate up: first connect accepted {} ms after start",
+        elapsed.as_millis()
+    );
     assert!(elapsed < Duration::from_secs(3), "connect took {elapsed:?}");
 
     // The token is kept in the data directory, readable by the owner only.
@@ -63,7 +77,9 @@ async fn up_creates_a_token_prints_it_and_accepts_a_connect_quickly() -> anyhow:
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.path().join("gateway-token"))?.permissions().mode();
+        let mode = std::fs::metadata(data.path().join("gateway-token"))?
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     client.close().await;
@@ -71,7 +87,12 @@ async fn up_creates_a_token_prints_it_and_accepts_a_connect_quickly() -> anyhow:
     child.wait().await?;
 
     // A second start keeps the token and does not print it again.
+    let listen = free_addr()?;
     let (mut child, lines) = start_up(data.path(), listen).await?;
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("ws://{listen}"))),
+        "{lines:?}"
+    );
     assert!(lines.iter().all(|l| !l.contains(&token)), "{lines:?}");
     let mut client = WsClient::connect(&format!("ws://{listen}/")).await?;
     client.openclaw_handshake(&token).await?;

@@ -78,13 +78,15 @@ pub async fn handshake(
         connection_id: info.conn_id.clone(),
         remote_addr: info.peer.remote_addr.clone(),
         is_local: info.peer.is_local,
-        connect: Some(authenticate_connect_request::Connect::Goclaw(GoclawConnect {
-            token: connect.token,
-            user_id: connect.user_id,
-            sender_id: connect.sender_id,
-            tenant_id: connect.tenant_id,
-            locale: connect.locale,
-        })),
+        connect: Some(authenticate_connect_request::Connect::Goclaw(
+            GoclawConnect {
+                token: connect.token,
+                user_id: connect.user_id,
+                sender_id: connect.sender_id,
+                tenant_id: connect.tenant_id,
+                locale: connect.locale,
+            },
+        )),
     };
     let server = json!({ "name": "clawgate", "version": state.config.version });
     let response = state
@@ -125,7 +127,12 @@ pub async fn handshake(
                 "sender_id": pending.sender_id,
                 "server": server,
             });
-            Err(refuse(&err, Some(payload), CLOSE_POLICY, "pairing required"))
+            Err(refuse(
+                &err,
+                Some(payload),
+                CLOSE_POLICY,
+                "pairing required",
+            ))
         }
         None => Err(refuse(
             &ServiceError::internal("auth returned no outcome"),
@@ -142,19 +149,29 @@ mod tests {
 
     #[test]
     fn detects_the_dialect() {
-        assert!(is_goclaw_connect(&json!({"token": "t", "user_id": "alice"})));
+        assert!(is_goclaw_connect(
+            &json!({"token": "t", "user_id": "alice"})
+        ));
         assert!(is_goclaw_connect(&json!({})));
-        assert!(!is_goclaw_connect(&json!({"minProtocol": 3, "maxProtocol": 3})));
+        assert!(!is_goclaw_connect(
+            &json!({"minProtocol": 3, "maxProtocol": 3})
+        ));
         assert!(!is_goclaw_connect(&json!({"maxProtocol": 3})));
         assert!(!is_goclaw_connect(&json!("x")));
     }
 
     #[test]
     fn parses_params() {
-        let params = parse_connect(&json!({"token": "t", "user_id": "alice", "tenant_hint": "acme", "extra": 1}))
-            .expect("valid");
+        let params = parse_connect(
+            &json!({"token": "t", "user_id": "alice", "tenant_hint": "acme", "extra": 1}),
+        )
+        .expect("valid");
         assert_eq!(params.user_id, "alice");
         assert_eq!(params.tenant_id, "acme");
-        assert!(parse_connect(&json!({"token": 5})).unwrap_err().contains("/token"));
+        assert!(
+            parse_connect(&json!({"token": 5}))
+                .unwrap_err()
+                .contains("/token")
+        );
     }
 }

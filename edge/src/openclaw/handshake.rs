@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use clawgate_proto::auth::{AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect};
+use clawgate_proto::auth::{
+    AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect,
+};
 use clawgate_proto::pb::auth::v1::{authenticate_connect_request, authenticate_connect_response};
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -220,7 +222,10 @@ pub async fn handshake(
             .with_details(json!({ "expectedProtocol": PROTOCOL_VERSION }));
         return Err(refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"));
     }
-    let role = connect.role.clone().unwrap_or_else(|| "operator".to_owned());
+    let role = connect
+        .role
+        .clone()
+        .unwrap_or_else(|| "operator".to_owned());
     if role != "operator" && role != "node" {
         return Err(refuse(
             &ServiceError::invalid("invalid role"),
@@ -256,12 +261,13 @@ pub async fn handshake(
         Some(authenticate_connect_response::Outcome::Principal(principal)) => principal,
         Some(authenticate_connect_response::Outcome::Pairing(pending)) => {
             let message = format!("pairing required: {}", pending.reason);
-            let err = ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(json!({
-                "code": "PAIRING_REQUIRED",
-                "reason": pending.reason,
-                "requestId": pending.request_id,
-                "deviceId": pending.device_id,
-            }));
+            let err =
+                ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(json!({
+                    "code": "PAIRING_REQUIRED",
+                    "reason": pending.reason,
+                    "requestId": pending.request_id,
+                    "deviceId": pending.device_id,
+                }));
             let reason = format!("{message} (requestId: {})", pending.request_id);
             return Err(refuse(&err, CLOSE_POLICY, &reason));
         }
@@ -345,16 +351,28 @@ mod tests {
         assert!(parse_connect(&bad_id).unwrap_err().contains("/client/id"));
         let mut bad_mode = valid();
         bad_mode["client"]["mode"] = json!("operator");
-        assert!(parse_connect(&bad_mode).unwrap_err().contains("/client/mode"));
+        assert!(
+            parse_connect(&bad_mode)
+                .unwrap_err()
+                .contains("/client/mode")
+        );
         let mut no_version = valid();
         no_version["client"]
             .as_object_mut()
             .expect("object")
             .remove("version");
-        assert!(parse_connect(&no_version).unwrap_err().contains("'version'"));
+        assert!(
+            parse_connect(&no_version)
+                .unwrap_err()
+                .contains("'version'")
+        );
         let mut bad_min = valid();
         bad_min["minProtocol"] = json!("3");
-        assert!(parse_connect(&bad_min).unwrap_err().contains("/minProtocol"));
+        assert!(
+            parse_connect(&bad_min)
+                .unwrap_err()
+                .contains("/minProtocol")
+        );
         let mut bad_auth = valid();
         bad_auth["auth"]["secret"] = json!("x");
         assert!(parse_connect(&bad_auth).unwrap_err().contains("secret"));

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
 use clawgate_proto::runner::{AbortRunRequest, RunState, RunnerApi, StartRunRequest, StartStatus};
-use clawgate_proto::session::{ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi};
+use clawgate_proto::session::{
+    ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi,
+};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
@@ -55,8 +57,14 @@ pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError
         return Ok(());
     };
     if principal.role != "operator" {
-        let role = if principal.role.is_empty() { "none" } else { &principal.role };
-        return Err(ServiceError::forbidden(format!("unauthorized role: {role}")));
+        let role = if principal.role.is_empty() {
+            "none"
+        } else {
+            &principal.role
+        };
+        return Err(ServiceError::forbidden(format!(
+            "unauthorized role: {role}"
+        )));
     }
     principal.require_scope(scope)
 }
@@ -66,9 +74,19 @@ pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError
 pub enum Call {
     Status,
     ChatSend(StartRunRequest),
-    ChatHistory { session_key: String, limit: u32, max_chars: Option<usize> },
-    ChatAbort { session_key: String, run_id: String },
-    SessionsList { limit: u32, agent_id: String },
+    ChatHistory {
+        session_key: String,
+        limit: u32,
+        max_chars: Option<usize>,
+    },
+    ChatAbort {
+        session_key: String,
+        run_id: String,
+    },
+    SessionsList {
+        limit: u32,
+        agent_id: String,
+    },
 }
 
 impl Call {
@@ -90,11 +108,17 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(payload: Value) -> Self {
-        Self { payload: Some(payload), error: None }
+        Self {
+            payload: Some(payload),
+            error: None,
+        }
     }
 
     pub fn err(err: &ServiceError) -> Self {
-        Self { payload: None, error: Some(ErrorShape::openclaw(err)) }
+        Self {
+            payload: None,
+            error: Some(ErrorShape::openclaw(err)),
+        }
     }
 }
 
@@ -133,7 +157,8 @@ pub fn parse(
         "chat.send" => parse_chat_send(params, principal, config)?,
         "chat.history" => {
             let obj = Obj::new(params, "").map_err(bad)?;
-            obj.closed(&["sessionKey", "limit", "maxChars"]).map_err(bad)?;
+            obj.closed(&["sessionKey", "limit", "maxChars"])
+                .map_err(bad)?;
             let key = obj.req_str_len("sessionKey", 512).map_err(bad)?;
             let limit = obj.opt_int("limit", 1, 1000).map_err(bad)?.unwrap_or(200);
             let max_chars = obj.opt_int("maxChars", 1, 500_000).map_err(bad)?;
@@ -156,14 +181,29 @@ pub fn parse(
         "sessions.list" => {
             let obj = Obj::new(params, "").map_err(bad)?;
             obj.closed(&[
-                "limit", "activeMinutes", "includeGlobal", "includeUnknown",
-                "includeDerivedTitles", "includeLastMessage", "label", "spawnedBy",
-                "agentId", "search",
+                "limit",
+                "activeMinutes",
+                "includeGlobal",
+                "includeUnknown",
+                "includeDerivedTitles",
+                "includeLastMessage",
+                "label",
+                "spawnedBy",
+                "agentId",
+                "search",
             ])
             .map_err(bad)?;
-            let limit = obj.opt_int("limit", 1, i64::MAX).map_err(bad)?.unwrap_or(100);
+            let limit = obj
+                .opt_int("limit", 1, i64::MAX)
+                .map_err(bad)?
+                .unwrap_or(100);
             obj.opt_int("activeMinutes", 1, i64::MAX).map_err(bad)?;
-            for flag in ["includeGlobal", "includeUnknown", "includeDerivedTitles", "includeLastMessage"] {
+            for flag in [
+                "includeGlobal",
+                "includeUnknown",
+                "includeDerivedTitles",
+                "includeLastMessage",
+            ] {
                 obj.opt_bool(flag).map_err(bad)?;
             }
             for text in ["label", "spawnedBy", "search"] {
@@ -185,9 +225,19 @@ pub fn parse(
 }
 
 const CHAT_SEND_KEYS: [&str; 14] = [
-    "sessionKey", "message", "idempotencyKey", "sessionId", "thinking", "deliver",
-    "attachments", "timeoutMs", "originatingChannel", "originatingTo",
-    "originatingAccountId", "originatingThreadId", "systemInputProvenance",
+    "sessionKey",
+    "message",
+    "idempotencyKey",
+    "sessionId",
+    "thinking",
+    "deliver",
+    "attachments",
+    "timeoutMs",
+    "originatingChannel",
+    "originatingTo",
+    "originatingAccountId",
+    "originatingThreadId",
+    "systemInputProvenance",
     "systemProvenanceReceipt",
 ];
 
@@ -206,9 +256,16 @@ fn parse_chat_send(
     obj.opt_str("thinking").map_err(bad)?;
     obj.opt_bool("deliver").map_err(bad)?;
     let attachments = obj.opt_array("attachments").map_err(bad)?;
-    let timeout_ms = obj.opt_int("timeoutMs", 0, i64::from(u32::MAX)).map_err(bad)?;
+    let timeout_ms = obj
+        .opt_int("timeoutMs", 0, i64::from(u32::MAX))
+        .map_err(bad)?;
     let mut privileged = false;
-    for field in ["originatingChannel", "originatingTo", "originatingAccountId", "originatingThreadId"] {
+    for field in [
+        "originatingChannel",
+        "originatingTo",
+        "originatingAccountId",
+        "originatingThreadId",
+    ] {
         privileged |= obj.opt_str(field).map_err(bad)?.is_some();
     }
     privileged |= obj.has("systemInputProvenance") || obj.has("systemProvenanceReceipt");
@@ -258,14 +315,26 @@ pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> Rep
     let result = match call {
         Call::Status => status(&state, &principal).await,
         Call::ChatSend(request) => return chat_send(&state, &principal, request).await,
-        Call::ChatHistory { session_key, limit, max_chars } => {
-            chat_history(&state, &principal, session_key, limit, max_chars).await
-        }
-        Call::ChatAbort { session_key, run_id } => {
-            let request = AbortRunRequest { session_key, run_id, stop_reason: "rpc".into() };
-            state.services.runner.abort_run(&principal, request).await.map(|res| {
-                json!({ "ok": true, "aborted": res.aborted, "runIds": res.run_ids })
-            })
+        Call::ChatHistory {
+            session_key,
+            limit,
+            max_chars,
+        } => chat_history(&state, &principal, session_key, limit, max_chars).await,
+        Call::ChatAbort {
+            session_key,
+            run_id,
+        } => {
+            let request = AbortRunRequest {
+                session_key,
+                run_id,
+                stop_reason: "rpc".into(),
+            };
+            state
+                .services
+                .runner
+                .abort_run(&principal, request)
+                .await
+                .map(|res| json!({ "ok": true, "aborted": res.aborted, "runIds": res.run_ids }))
         }
         Call::SessionsList { limit, agent_id } => {
             sessions_list(&state, &principal, limit, agent_id).await
@@ -292,10 +361,17 @@ async fn chat_send(state: &EdgeState, principal: &Principal, request: StartRunRe
         Ok(StartStatus::Done) => {
             let run = response.run.unwrap_or_default();
             if run.state == RunState::Failed as i32 {
-                let summary = if run.error.is_empty() { "run failed".to_owned() } else { run.error };
-                let err = ServiceError::new(ErrorCode::Unavailable, summary.clone()).not_retryable();
+                let summary = if run.error.is_empty() {
+                    "run failed".to_owned()
+                } else {
+                    run.error
+                };
+                let err =
+                    ServiceError::new(ErrorCode::Unavailable, summary.clone()).not_retryable();
                 Reply {
-                    payload: Some(json!({ "runId": run_id, "status": "error", "summary": summary })),
+                    payload: Some(
+                        json!({ "runId": run_id, "status": "error", "summary": summary }),
+                    ),
                     error: Some(ErrorShape::openclaw(&err)),
                 }
             } else {
@@ -309,8 +385,16 @@ async fn chat_send(state: &EdgeState, principal: &Principal, request: StartRunRe
 }
 
 async fn status(state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
-    let request = ListSessionsRequest { limit: 10, offset: 0, agent_id: String::new() };
-    let sessions = state.services.session.list_sessions(principal, request).await?;
+    let request = ListSessionsRequest {
+        limit: 10,
+        offset: 0,
+        agent_id: String::new(),
+    };
+    let sessions = state
+        .services
+        .session
+        .list_sessions(principal, request)
+        .await?;
     let recent: Vec<Value> = sessions
         .sessions
         .iter()
@@ -339,8 +423,16 @@ async fn chat_history(
     limit: u32,
     max_chars: Option<usize>,
 ) -> Result<Value, ServiceError> {
-    let request = ListMessagesRequest { session_key: session_key.clone(), limit };
-    let rows = match state.services.session.list_messages(principal, request).await {
+    let request = ListMessagesRequest {
+        session_key: session_key.clone(),
+        limit,
+    };
+    let rows = match state
+        .services
+        .session
+        .list_messages(principal, request)
+        .await
+    {
         Ok(response) => response.messages,
         Err(err) if err.code == ErrorCode::NotFound => Vec::new(),
         Err(err) => return Err(err),
@@ -361,7 +453,11 @@ async fn chat_history(
             break;
         }
         budget -= text.len() + 256;
-        let role = if row.role == "tool" { "toolResult" } else { row.role.as_str() };
+        let role = if row.role == "tool" {
+            "toolResult"
+        } else {
+            row.role.as_str()
+        };
         let mut message = json!({
             "role": role,
             "content": [{ "type": "text", "text": text }],
@@ -388,8 +484,16 @@ async fn sessions_list(
     limit: u32,
     agent_id: String,
 ) -> Result<Value, ServiceError> {
-    let request = ListSessionsRequest { limit, offset: 0, agent_id };
-    let response = state.services.session.list_sessions(principal, request).await?;
+    let request = ListSessionsRequest {
+        limit,
+        offset: 0,
+        agent_id,
+    };
+    let response = state
+        .services
+        .session
+        .list_sessions(principal, request)
+        .await?;
     let rows: Vec<Value> = response
         .sessions
         .iter()
@@ -449,7 +553,10 @@ mod tests {
         let none = principal("operator", &[]);
         assert!(authorize(&none, "health").is_ok());
         assert!(authorize(&read, "chat.history").is_ok());
-        assert!(authorize(&write, "chat.history").is_ok(), "write implies read");
+        assert!(
+            authorize(&write, "chat.history").is_ok(),
+            "write implies read"
+        );
         let denied = authorize(&read, "chat.send").unwrap_err();
         assert_eq!(denied.message, "missing scope: operator.write");
         assert_eq!(denied.code.openclaw_code(), "INVALID_REQUEST");
@@ -459,7 +566,10 @@ mod tests {
         );
         assert!(authorize(&admin, "anything.else").is_ok());
         let node = principal("node", &[]);
-        assert_eq!(authorize(&node, "chat.send").unwrap_err().message, "unauthorized role: node");
+        assert_eq!(
+            authorize(&node, "chat.send").unwrap_err().message,
+            "unauthorized role: node"
+        );
         assert!(authorize(&node, "health").is_ok());
     }
 
@@ -479,12 +589,21 @@ mod tests {
         }
         let missing = json!({"sessionKey": "main", "message": "hi"});
         let err = parse("chat.send", &missing, &writer, &config).unwrap_err();
-        assert!(err.message.starts_with("invalid chat.send params: "), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid chat.send params: "),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("idempotencyKey"));
         let typed = json!({"sessionKey": 5, "message": "hi", "idempotencyKey": "k"});
         assert!(parse("chat.send", &typed, &writer, &config).is_err());
         let extra = json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k", "x": 1});
-        assert!(parse("chat.send", &extra, &writer, &config).unwrap_err().message.contains("'x'"));
+        assert!(
+            parse("chat.send", &extra, &writer, &config)
+                .unwrap_err()
+                .message
+                .contains("'x'")
+        );
         let routed = json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k", "originatingTo": "x"});
         assert!(parse("chat.send", &routed, &writer, &config).is_err());
         assert_eq!(parse("nope", &json!({}), &writer, &config), Ok(None));
@@ -494,14 +613,29 @@ mod tests {
     fn other_params() {
         let config = EdgeConfig::default();
         let reader = principal("operator", &[SCOPE_READ]);
-        match parse("chat.history", &json!({"sessionKey": "x"}), &reader, &config) {
-            Ok(Some(Call::ChatHistory { session_key, limit, .. })) => {
+        match parse(
+            "chat.history",
+            &json!({"sessionKey": "x"}),
+            &reader,
+            &config,
+        ) {
+            Ok(Some(Call::ChatHistory {
+                session_key, limit, ..
+            })) => {
                 assert_eq!(session_key, "agent:main:x");
                 assert_eq!(limit, 200);
             }
             other => panic!("{other:?}"),
         }
-        assert!(parse("chat.history", &json!({"sessionKey": "x", "limit": 0}), &reader, &config).is_err());
+        assert!(
+            parse(
+                "chat.history",
+                &json!({"sessionKey": "x", "limit": 0}),
+                &reader,
+                &config
+            )
+            .is_err()
+        );
         assert!(parse("chat.abort", &json!({}), &reader, &config).is_err());
         assert!(parse("sessions.list", &json!({"limit": "5"}), &reader, &config).is_err());
         assert!(parse("status", &json!([]), &reader, &config).is_err());

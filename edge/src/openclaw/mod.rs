@@ -70,7 +70,8 @@ impl Conn {
     }
 
     fn respond(cx: &mut Cx<'_, Done>, id: &str, reply: &Reply) {
-        cx.out.response(id, reply.payload.as_ref(), reply.error.as_ref());
+        cx.out
+            .response(id, reply.payload.as_ref(), reply.error.as_ref());
     }
 
     fn project(&mut self, event: &RunEvent, cx: &mut Cx<'_, Done>) {
@@ -80,7 +81,8 @@ impl Conn {
     }
 
     fn request(&mut self, request: Request, cx: &mut Cx<'_, Done>) {
-        let span = tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
+        let span =
+            tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
         let _enter = span.enter();
         tracing::debug!("request");
         if let Err(err) = methods::authorize(&self.principal, &request.method) {
@@ -106,7 +108,12 @@ impl Conn {
             }
             _ => {}
         }
-        let call = match methods::parse(&request.method, &request.params, &self.principal, &cx.state.config) {
+        let call = match methods::parse(
+            &request.method,
+            &request.params,
+            &self.principal,
+            &cx.state.config,
+        ) {
             Ok(Some(call)) => call,
             Ok(None) => {
                 let err = ServiceError::invalid(format!("unknown method: {}", request.method));
@@ -130,7 +137,11 @@ impl Conn {
         let release = release_run.clone();
         let spawned = cx.spawner.spawn(span.clone(), async move {
             let reply = methods::run(call, state, principal).await;
-            Done { id, reply, release_run: release }
+            Done {
+                id,
+                reply,
+                release_run: release,
+            }
         });
         if !spawned {
             if newly_held && let Some(run_id) = &release_run {
@@ -151,7 +162,8 @@ impl DialectConn for Conn {
             Inbound::Invalid { id, reason } => {
                 let err = ServiceError::invalid(format!("invalid request frame: {reason}"));
                 let id = id.unwrap_or_else(|| "invalid".to_owned());
-                cx.out.response(&id, None, Some(&ErrorShape::openclaw(&err)));
+                cx.out
+                    .response(&id, None, Some(&ErrorShape::openclaw(&err)));
             }
             Inbound::Request(request) => self.request(request, cx),
         }
@@ -186,7 +198,8 @@ impl DialectConn for Conn {
     }
 
     fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
-        cx.out.event(EventOut::broadcast("tick", json!({ "ts": now_ms() })));
+        cx.out
+            .event(EventOut::broadcast("tick", json!({ "ts": now_ms() })));
     }
 
     fn on_shutdown(&mut self, cx: &mut Cx<'_, Done>) {

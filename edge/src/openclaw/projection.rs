@@ -85,6 +85,7 @@ impl Projector {
     }
 
     /// Runs currently tracked.
+    #[cfg(test)]
     pub fn live_runs(&self) -> usize {
         self.runs.len()
     }
@@ -102,10 +103,12 @@ impl Projector {
         }
         self.next_order += 1;
         let order = self.next_order;
-        self.runs.entry(run_id.to_owned()).or_insert_with(|| RunState {
-            order,
-            ..RunState::default()
-        })
+        self.runs
+            .entry(run_id.to_owned())
+            .or_insert_with(|| RunState {
+                order,
+                ..RunState::default()
+            })
     }
 
     /// The frames `event` produces on this connection at time `now`.

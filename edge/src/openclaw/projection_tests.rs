@@ -32,7 +32,12 @@ fn end(seq: u64, outcome: RunOutcome, text: &str) -> RunEvent {
         seq,
         run_event::Kind::End(LifecycleEnd {
             outcome: outcome as i32,
-            stop_reason: if outcome == RunOutcome::Aborted { "rpc" } else { "stop" }.into(),
+            stop_reason: if outcome == RunOutcome::Aborted {
+                "rpc"
+            } else {
+                "stop"
+            }
+            .into(),
             text: text.into(),
             ..Default::default()
         }),
@@ -74,7 +79,10 @@ fn deltas_are_throttled_full_text_and_flushed_before_final() {
     let ms = |n: u64| t0 + Duration::from_millis(n);
     let mut frames = Vec::new();
     frames.extend(p.project(
-        &ev(1, run_event::Kind::Start(LifecycleStart { started_at_ms: 1 })),
+        &ev(
+            1,
+            run_event::Kind::Start(LifecycleStart { started_at_ms: 1 }),
+        ),
         ms(0),
     ));
     frames.extend(p.project(&assistant(2, 0, "a"), ms(0)));
@@ -125,7 +133,10 @@ fn abort_carries_partial_text_without_a_flush() {
     let frames = p.project(&end(3, RunOutcome::Aborted, "partial"), now);
     assert_eq!(
         summary(&frames),
-        vec![s("agent", "lifecycle", "end"), s("chat", "aborted", "partial")]
+        vec![
+            s("agent", "lifecycle", "end"),
+            s("chat", "aborted", "partial")
+        ]
     );
     assert_eq!(frames[0].payload["data"]["status"], "cancelled");
     assert_eq!(frames[0].payload["data"]["aborted"], true);
@@ -178,7 +189,10 @@ fn tool_start_flushes_and_tool_events_need_the_cap() {
     let mut plain = Projector::new(false);
     plain.project(&assistant(1, 0, "a"), now);
     plain.project(&assistant(2, 1, "b"), now);
-    assert_eq!(summary(&plain.project(&tool(), now)), vec![s("chat", "delta", "ab")]);
+    assert_eq!(
+        summary(&plain.project(&tool(), now)),
+        vec![s("chat", "delta", "ab")]
+    );
 
     let mut with_cap = Projector::new(true);
     let frames = with_cap.project(&tool(), now);
@@ -196,7 +210,10 @@ fn a_gap_stops_deltas_but_not_the_final() {
     let frames = p.project(&end(6, RunOutcome::Completed, "0123456789later"), now);
     assert_eq!(
         summary(&frames),
-        vec![s("agent", "lifecycle", "end"), s("chat", "final", "0123456789later")]
+        vec![
+            s("agent", "lifecycle", "end"),
+            s("chat", "final", "0123456789later")
+        ]
     );
 }
 

@@ -87,7 +87,10 @@ async fn goclaw_roles_follow_owner_ids() {
             .await
             .expect("alice"),
     );
-    assert_eq!((alice.user_id.as_str(), alice.role.as_str()), ("alice", "owner"));
+    assert_eq!(
+        (alice.user_id.as_str(), alice.role.as_str()),
+        ("alice", "owner")
+    );
     let bob = principal(
         auth.authenticate_connect(&Principal::default(), goclaw("s3cret", "bob"))
             .await

@@ -38,7 +38,9 @@ fn default_data_dir() -> PathBuf {
 pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<(GatewayToken, bool)> {
     let path = data_dir.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok((GatewayToken::new(token.trim()), false)),
+        Ok(token) if !token.trim().is_empty() => {
+            return Ok((GatewayToken::new(token.trim()), false));
+        }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
@@ -84,7 +86,9 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
         .with_context(|| format!("cannot listen on {}", args.common.listen))?;
     let plan = Plan {
         common: args.common,
-        services: ["session", "auth", "runner", "edge"].map(str::to_owned).to_vec(),
+        services: ["session", "auth", "runner", "edge"]
+            .map(str::to_owned)
+            .to_vec(),
         database_url: Some(database_url),
         bus: Arc::new(MemoryBus::new()),
         auth_url: None,
@@ -102,18 +106,26 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
 }
 
 /// `clawgate up`.
-pub async fn up(args: UpArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn up(
+    args: UpArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let embedded = prepare(args).await?;
     let wired = wire(&embedded.plan).await?;
     let addr = embedded.listener.local_addr()?;
     println!("clawgate is listening on ws://{addr}");
     if embedded.token_created {
-        println!("gateway token (created now, kept in the data directory): {}", embedded.token.expose());
+        println!(
+            "gateway token (created now, kept in the data directory): {}",
+            embedded.token.expose()
+        );
     } else {
         println!("gateway token: the one in the data directory (file {TOKEN_FILE})");
     }
     if embedded.plan.common.model_base_url.is_none() {
-        println!("no model provider configured yet: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)");
+        println!(
+            "no model provider configured yet: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)"
+        );
     }
     run_wired(wired, Some(embedded.listener), None, shutdown).await
 }

@@ -16,9 +16,9 @@ use clawgate_proto::auth::{AuthClient, AuthGrpc};
 use clawgate_proto::runner::{RunnerClient, RunnerGrpc};
 use clawgate_proto::session::{SessionClient, SessionGrpc};
 use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
+use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::bus::EventBus;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
@@ -62,10 +62,18 @@ pub fn database_url_for(url: &str, service: &str) -> String {
     let Some(rest) = url.strip_prefix("sqlite://") else {
         return url.to_owned();
     };
-    let (path, query) = rest.split_once('?').map_or((rest, None), |(p, q)| (p, Some(q)));
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
     let path = std::path::Path::new(path);
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("clawgate");
-    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("sqlite");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("clawgate");
+    let ext = path
+        .extension()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sqlite");
     let file = path.with_file_name(format!("{stem}.{service}.{ext}"));
     match query {
         Some(query) => format!("sqlite://{}?{query}", file.display()),
@@ -100,34 +108,49 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
         routes.add_service(SessionGrpc::new(service.clone()).into_server());
         health_reporter
-            .set_service_status("clawgate.session.v1.SessionService", tonic_health::ServingStatus::Serving)
+            .set_service_status(
+                "clawgate.session.v1.SessionService",
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         serves_grpc = true;
         Some(SessionClient::local(service))
     } else if plan.runs("runner") || plan.runs("edge") {
-        Some(SessionClient::connect_lazy(&client_url(&plan.session_url, "session")?)?)
+        Some(SessionClient::connect_lazy(&client_url(
+            &plan.session_url,
+            "session",
+        )?)?)
     } else {
         None
     };
 
     let auth = if plan.runs("auth") {
         let Some(token) = plan.gateway_token.clone() else {
-            bail!("the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)");
+            bail!(
+                "the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)"
+            );
         };
-        let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(AuthService::new(AuthConfig {
-            gateway_token: token,
-            default_tenant_id: plan.common.default_tenant.clone(),
-            default_user_id: plan.common.default_user.clone(),
-            owner_ids: plan.common.owner_ids.clone(),
-        }));
+        let service: Arc<dyn clawgate_proto::auth::AuthApi> =
+            Arc::new(AuthService::new(AuthConfig {
+                gateway_token: token,
+                default_tenant_id: plan.common.default_tenant.clone(),
+                default_user_id: plan.common.default_user.clone(),
+                owner_ids: plan.common.owner_ids.clone(),
+            }));
         routes.add_service(AuthGrpc::new(service.clone()).into_server());
         health_reporter
-            .set_service_status("clawgate.auth.v1.AuthService", tonic_health::ServingStatus::Serving)
+            .set_service_status(
+                "clawgate.auth.v1.AuthService",
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         serves_grpc = true;
         Some(AuthClient::local(service))
     } else if plan.runs("edge") {
-        Some(AuthClient::connect_lazy(&client_url(&plan.auth_url, "auth")?)?)
+        Some(AuthClient::connect_lazy(&client_url(
+            &plan.auth_url,
+            "auth",
+        )?)?)
     } else {
         None
     };
@@ -141,12 +164,18 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         ));
         routes.add_service(RunnerGrpc::new(service.clone()).into_server());
         health_reporter
-            .set_service_status("clawgate.runner.v1.RunnerService", tonic_health::ServingStatus::Serving)
+            .set_service_status(
+                "clawgate.runner.v1.RunnerService",
+                tonic_health::ServingStatus::Serving,
+            )
             .await;
         serves_grpc = true;
         Some(RunnerClient::local(service))
     } else if plan.runs("edge") {
-        Some(RunnerClient::connect_lazy(&client_url(&plan.runner_url, "runner")?)?)
+        Some(RunnerClient::connect_lazy(&client_url(
+            &plan.runner_url,
+            "runner",
+        )?)?)
     } else {
         None
     };
@@ -181,11 +210,14 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
 }
 
 fn runner_config(common: &CommonArgs) -> RunnerConfig {
-    let provider = common.model_base_url.as_ref().map(|base_url| ProviderConfig {
-        base_url: base_url.clone(),
-        api_key: common.model_api_key.clone(),
-        model: common.model.clone(),
-    });
+    let provider = common
+        .model_base_url
+        .as_ref()
+        .map(|base_url| ProviderConfig {
+            base_url: base_url.clone(),
+            api_key: common.model_api_key.clone(),
+            model: common.model.clone(),
+        });
     RunnerConfig {
         provider,
         coalesce_window: Duration::from_millis(common.coalesce_ms),
@@ -213,7 +245,8 @@ pub async fn run_wired(
     };
     let mut tasks = tokio::task::JoinSet::new();
     if let (Some(routes), Some(listener)) = (wired.grpc, grpc_listener) {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = stopped();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
@@ -225,7 +258,11 @@ pub async fn run_wired(
     }
     if let (Some(edge), Some(listener)) = (wired.edge, edge_listener) {
         let stop = stopped();
-        tasks.spawn(async move { edge.serve(listener, stop).await.context("edge server failed") });
+        tasks.spawn(async move {
+            edge.serve(listener, stop)
+                .await
+                .context("edge server failed")
+        });
     }
     while let Some(result) = tasks.join_next().await {
         result.context("server task panicked")??;

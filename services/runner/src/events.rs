@@ -9,9 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, TraceContext, bus_message, run_event};
+use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, bus_message, run_event};
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
+use clawgate_runtime::telemetry::current_trace_context;
 use prost::Message as _;
 use tracing::Instrument as _;
 
@@ -54,7 +55,7 @@ impl EventPublisher {
             run_id: self.identity.run_id.clone(),
             seq: self.seq,
             ts_ms: now_ms(),
-            trace: current_trace_context(),
+            trace: Some(current_trace_context()).filter(|trace| !trace.traceparent.is_empty()),
             agent_id: self.identity.agent_id.clone(),
             kind: Some(kind),
         };
@@ -77,26 +78,4 @@ impl EventPublisher {
             }
         }
     }
-}
-
-/// The W3C trace context of the current span, when OpenTelemetry is recording it.
-fn current_trace_context() -> Option<TraceContext> {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if !span_context.is_valid() {
-        return None;
-    }
-    Some(TraceContext {
-        traceparent: format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        ),
-        tracestate: span_context.trace_state().header(),
-    })
 }

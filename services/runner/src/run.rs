@@ -76,6 +76,21 @@ enum Step {
 }
 
 impl RunTask {
+    /// What the registry records if the run dies without ending properly.
+    pub fn failed_info(&self) -> RunInfo {
+        RunInfo {
+            run_id: self.identity.run_id.clone(),
+            session_key: self.identity.session_key.clone(),
+            agent_id: self.identity.agent_id.clone(),
+            tenant_id: self.identity.tenant_id.clone(),
+            user_id: self.identity.user_id.clone(),
+            started_at_ms: self.started_at_ms,
+            state: RunState::Failed as i32,
+            error: "internal error".to_owned(),
+            ..Default::default()
+        }
+    }
+
     pub async fn run(mut self) {
         self.publisher
             .publish(run_event::Kind::Start(LifecycleStart {

@@ -10,7 +10,9 @@
 //!   while it is remembered (running, or finished within the dedupe TTL);
 //! - at most one active run per session.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +26,7 @@ use clawgate_proto::session::{
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::clock::now_ms;
+use futures_util::FutureExt as _;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -56,6 +59,8 @@ struct Inner {
     bus: Arc<dyn EventBus>,
     registry: Arc<dyn RunRegistry>,
     tasks: TaskTracker,
+    /// Set by [`RunnerService::shutdown`]: no new runs are accepted.
+    draining: AtomicBool,
 }
 
 /// The runner service. Cheap to clone; clones share their runs.
@@ -119,14 +124,16 @@ impl RunnerService {
                 bus,
                 registry,
                 tasks: TaskTracker::new(),
+                draining: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Aborts every active run (stop reason "shutdown") and waits up to `grace`
-    /// for them to write their partial text. New runs are still accepted; stop
-    /// routing calls here first.
+    /// Stops accepting runs (`UNAVAILABLE`, retryable), aborts every active run
+    /// (stop reason "shutdown") and waits up to `grace` for them to write their
+    /// partial text and publish their last event.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner.draining.store(true, Ordering::SeqCst);
         for entry in self.inner.registry.all_active().await {
             entry.control.abort("shutdown");
         }
@@ -137,7 +144,6 @@ impl RunnerService {
         {
             tracing::warn!("runs still ending after the shutdown grace period");
         }
-        self.inner.tasks.reopen();
     }
 
     fn provider(&self) -> Result<Arc<dyn ModelProvider>, ServiceError> {
@@ -317,6 +323,9 @@ impl RunnerApi for RunnerService {
             });
         }
         let provider = self.provider()?;
+        if self.inner.draining.load(Ordering::SeqCst) {
+            return Err(ServiceError::unavailable("the runner is shutting down"));
+        }
 
         let started_at_ms = now_ms();
         let info = RunInfo {
@@ -390,7 +399,21 @@ impl RunnerApi for RunnerService {
             registry: registry.clone(),
             config: self.inner.config.clone(),
         };
-        self.inner.tasks.spawn(task.run().instrument(span));
+        let registry = registry.clone();
+        self.inner.tasks.spawn(
+            async move {
+                let mut failed_info = task.failed_info();
+                let control = task.control.clone();
+                // A bug in a run must not leave its session busy forever.
+                if AssertUnwindSafe(task.run()).catch_unwind().await.is_err() {
+                    tracing::error!("run panicked");
+                    failed_info.ended_at_ms = now_ms();
+                    registry.finish(failed_info).await;
+                    control.mark_ended();
+                }
+            }
+            .instrument(span),
+        );
         Ok(StartRunResponse {
             run_id: request.run_id,
             status: StartStatus::Started as i32,

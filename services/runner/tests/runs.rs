@@ -588,3 +588,24 @@ async fn a_failing_bus_does_not_stop_the_run_or_its_transcript() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn shutdown_aborts_active_runs_and_refuses_new_ones() {
+    let mut h = Harness::with_script(Script::tokens(["unfinished"]).then_hang()).await;
+    h.start_run(start("main", "hi", "sd"))
+        .await
+        .expect("started");
+    h.first_delta("sd").await;
+    h.runner.shutdown(Duration::from_secs(5)).await;
+    let events = h.run_events("sd").await;
+    let end = end_of(events.last().expect("end"));
+    assert_eq!(end.outcome, RunOutcome::Aborted as i32);
+    assert_eq!(end.stop_reason, "shutdown");
+    assert_eq!(end.text, "unfinished");
+    let err = h
+        .start_run(start("main", "again", "sd2"))
+        .await
+        .expect_err("draining");
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(err.retryable);
+}

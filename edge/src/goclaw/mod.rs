@@ -1,0 +1,376 @@
+//! The goclaw dialect of an authenticated connection.
+//!
+//! `chat.send` answers only when its run ends: the connection keeps a waiter per
+//! run id, registered *before* the run is started, so a run that ends before
+//! `start_run` returns is still answered. A waiter whose terminal event never
+//! arrives (the bus is at most once) is checked against the runner on each tick.
+//! Runs outlive sockets: a client that reconnects elsewhere loses the pending
+//! answer and recovers with `chat.history`.
+//!
+//! Invariants: waiters are bounded (`max_pending_chat_sends`); every request is
+//! answered exactly once; errors carry goclaw codes.
+
+pub mod connect;
+pub mod methods;
+pub mod projection;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use clawgate_proto::pb::common::v1::RunEvent;
+use clawgate_proto::runner::{GetRunRequest, RunInfo, RunnerApi, StartRunResponse, StartStatus};
+use clawgate_proto::{Principal, ServiceError};
+use clawgate_runtime::clock::now_ms;
+use serde_json::{Value, json};
+
+use crate::conn::{Cx, DialectConn};
+use crate::frames::{self, ErrorShape, Inbound, Request};
+use crate::out::EventOut;
+use crate::socket::SocketInfo;
+
+/// Formats Unix milliseconds as RFC 3339 UTC with milliseconds, as goclaw's Go
+/// `time.Time` values appear in JSON.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The result of a spawned call.
+#[derive(Debug)]
+pub enum Done {
+    Reply {
+        id: String,
+        result: Result<Value, ServiceError>,
+    },
+    Started {
+        id: String,
+        run_id: String,
+        result: Result<StartRunResponse, ServiceError>,
+    },
+    Checked {
+        run_id: String,
+        result: Result<RunInfo, ServiceError>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Waiter {
+    /// Requests whose `start_run` has not returned yet.
+    starting: Vec<String>,
+    /// Requests waiting for the run to end.
+    waiting: Vec<String>,
+    /// The run's terminal event, if it came while requests were starting.
+    terminal: Option<Arc<RunEvent>>,
+    /// Ticks seen while requests were waiting.
+    ticks: u32,
+}
+
+pub struct Conn {
+    principal: Principal,
+    remote_addr: String,
+    connected_at_ms: i64,
+    waiters: HashMap<String, Waiter>,
+}
+
+fn respond(cx: &mut Cx<'_, Done>, id: &str, result: &Result<Value, ServiceError>) {
+    match result {
+        Ok(payload) => cx.out.response(id, Some(payload), None),
+        Err(err) => cx.out.response(id, None, Some(&ErrorShape::goclaw(err))),
+    }
+}
+
+impl Conn {
+    pub fn new(principal: Principal, info: &SocketInfo) -> Self {
+        Self {
+            principal,
+            remote_addr: info.peer.remote_addr.clone(),
+            connected_at_ms: now_ms(),
+            waiters: HashMap::new(),
+        }
+    }
+
+    fn request(&mut self, request: Request, cx: &mut Cx<'_, Done>) {
+        let span =
+            tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
+        let _enter = span.enter();
+        tracing::debug!("request");
+        if let Err(err) = methods::authorize(&self.principal, &request.method) {
+            respond(cx, &request.id, &Err(err));
+            return;
+        }
+        let config = &cx.state.config;
+        match request.method.as_str() {
+            "connect" => {
+                respond(
+                    cx,
+                    &request.id,
+                    &Err(ServiceError::invalid("already connected")),
+                );
+            }
+            "health" => {
+                let payload = methods::health(
+                    cx.state,
+                    &self.principal,
+                    &self.remote_addr,
+                    self.connected_at_ms,
+                );
+                respond(cx, &request.id, &Ok(payload));
+            }
+            "chat.send" => match methods::parse_chat_send(&request.params, config) {
+                Ok(start) => self.chat_send(request.id, start, span.clone(), cx),
+                Err(err) => respond(cx, &request.id, &Err(err)),
+            },
+            method => match methods::parse(method, &request.params, config) {
+                Ok(Some(call)) => {
+                    let (state, principal, id) =
+                        (cx.state.clone(), self.principal.clone(), request.id.clone());
+                    let spawned = cx.spawner.spawn(span.clone(), async move {
+                        Done::Reply {
+                            id,
+                            result: methods::run(call, state, principal).await,
+                        }
+                    });
+                    if !spawned {
+                        let err = ServiceError::unavailable("too many requests in flight");
+                        respond(cx, &request.id, &Err(err));
+                    }
+                }
+                Ok(None) => {
+                    let err = ServiceError::invalid(format!("unknown method: {method}"));
+                    respond(cx, &request.id, &Err(err));
+                }
+                Err(err) => respond(cx, &request.id, &Err(err)),
+            },
+        }
+    }
+
+    fn chat_send(
+        &mut self,
+        id: String,
+        start: clawgate_proto::runner::StartRunRequest,
+        span: tracing::Span,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let run_id = start.idempotency_key.clone();
+        if !self.waiters.contains_key(&run_id)
+            && self.waiters.len() >= cx.state.config.max_pending_chat_sends
+        {
+            let err = ServiceError::new(
+                clawgate_proto::ErrorCode::ResourceExhausted,
+                "too many chat.send calls waiting",
+            );
+            respond(cx, &id, &Err(err));
+            return;
+        }
+        self.waiters
+            .entry(run_id.clone())
+            .or_default()
+            .starting
+            .push(id.clone());
+        let (state, principal) = (cx.state.clone(), self.principal.clone());
+        let (task_id, task_run) = (id.clone(), run_id.clone());
+        let spawned = cx.spawner.spawn(span, async move {
+            let result = state.services.runner.start_run(&principal, start).await;
+            Done::Started {
+                id: task_id,
+                run_id: task_run,
+                result,
+            }
+        });
+        if !spawned {
+            self.forget_request(&run_id, &id);
+            respond(
+                cx,
+                &id,
+                &Err(ServiceError::unavailable("too many requests in flight")),
+            );
+        }
+    }
+
+    /// Removes `id` from the waiter of `run_id`, dropping the waiter when empty.
+    fn forget_request(&mut self, run_id: &str, id: &str) {
+        if let Some(waiter) = self.waiters.get_mut(run_id) {
+            waiter.starting.retain(|pending| pending != id);
+            waiter.waiting.retain(|pending| pending != id);
+            if waiter.starting.is_empty() && waiter.waiting.is_empty() {
+                self.waiters.remove(run_id);
+            }
+        }
+    }
+
+    fn started(
+        &mut self,
+        id: String,
+        run_id: String,
+        result: Result<StartRunResponse, ServiceError>,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                self.forget_request(&run_id, &id);
+                respond(cx, &id, &Err(err));
+                return;
+            }
+        };
+        let answer = match StartStatus::try_from(response.status) {
+            Ok(StartStatus::Started | StartStatus::InFlight) => {
+                let terminal = self.waiters.get(&run_id).and_then(|w| w.terminal.clone());
+                match terminal {
+                    Some(event) => Some(methods::final_from_event(&event)),
+                    None => {
+                        let waiter = self.waiters.entry(run_id).or_default();
+                        waiter.starting.retain(|pending| pending != &id);
+                        waiter.waiting.push(id);
+                        return;
+                    }
+                }
+            }
+            Ok(StartStatus::Done) => Some(
+                response
+                    .run
+                    .as_ref()
+                    .and_then(methods::final_from_run)
+                    .unwrap_or_else(|| Ok(json!({ "runId": response.run_id, "content": "" }))),
+            ),
+            Ok(StartStatus::StopCommand) => Some(Ok(json!({
+                "cancelled": true, "aborted": response.aborted, "runIds": response.aborted_run_ids,
+            }))),
+            Ok(StartStatus::Unspecified) | Err(_) => Some(Err(ServiceError::internal(
+                "runner returned no start status",
+            ))),
+        };
+        self.forget_request(&run_id, &id);
+        if let Some(answer) = answer {
+            respond(cx, &id, &answer);
+        }
+    }
+
+    /// Answers every request waiting for `run_id` with `answer`.
+    fn finish(
+        &mut self,
+        run_id: &str,
+        answer: &Result<Value, ServiceError>,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let Some(waiter) = self.waiters.get_mut(run_id) else {
+            return;
+        };
+        for id in std::mem::take(&mut waiter.waiting) {
+            respond(cx, &id, answer);
+        }
+        if waiter.starting.is_empty() {
+            self.waiters.remove(run_id);
+        }
+    }
+}
+
+impl DialectConn for Conn {
+    type Done = Done;
+
+    fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Done>) {
+        match frames::parse_goclaw(text) {
+            Inbound::NotJson(err) => {
+                let err = ServiceError::invalid(format!("invalid frame: {err}"));
+                cx.out.response("", None, Some(&ErrorShape::goclaw(&err)));
+            }
+            Inbound::Invalid { id, reason } => {
+                let err = ServiceError::invalid(reason);
+                cx.out.response(
+                    id.as_deref().unwrap_or_default(),
+                    None,
+                    Some(&ErrorShape::goclaw(&err)),
+                );
+            }
+            Inbound::Request(request) => self.request(request, cx),
+        }
+    }
+
+    fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+        if let Some(frame) = projection::project(&event) {
+            cx.out.event(frame);
+        }
+        if projection::is_terminal(&event) && self.waiters.contains_key(&event.run_id) {
+            let answer = methods::final_from_event(&event);
+            if let Some(waiter) = self.waiters.get_mut(&event.run_id) {
+                waiter.terminal = Some(event.clone());
+            }
+            self.finish(&event.run_id, &answer, cx);
+        }
+    }
+
+    fn on_done(&mut self, done: Done, cx: &mut Cx<'_, Done>) {
+        match done {
+            Done::Reply { id, result } => respond(cx, &id, &result),
+            Done::Started { id, run_id, result } => self.started(id, run_id, result, cx),
+            Done::Checked { run_id, result } => {
+                if let Some(answer) = result.ok().as_ref().and_then(methods::final_from_run) {
+                    self.finish(&run_id, &answer, cx);
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
+        // goclaw clients get no tick event; the tick only re-checks long waits.
+        for (run_id, waiter) in &mut self.waiters {
+            if waiter.waiting.is_empty() || waiter.terminal.is_some() {
+                continue;
+            }
+            waiter.ticks += 1;
+            if waiter.ticks < 2 {
+                continue;
+            }
+            let (state, principal, run_id) =
+                (cx.state.clone(), self.principal.clone(), run_id.clone());
+            let span = tracing::debug_span!("ws.check_run", run_id = %run_id);
+            cx.spawner.spawn(span, async move {
+                let request = GetRunRequest {
+                    run_id: run_id.clone(),
+                };
+                let result = state.services.runner.get_run(&principal, request).await;
+                Done::Checked { run_id, result }
+            });
+        }
+    }
+
+    fn on_shutdown(&mut self, cx: &mut Cx<'_, Done>) {
+        cx.out.event(EventOut::broadcast(
+            "shutdown",
+            json!({
+                "reason": "service restart",
+                "restartExpectedMs": cx.state.config.restart_expected_ms,
+            }),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+}
