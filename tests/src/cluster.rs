@@ -19,6 +19,8 @@ pub struct ClusterOptions {
     pub database_url: String,
     pub redis_url: String,
     pub model_base_url: String,
+    /// Extra environment of every process (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running process of the cluster.
@@ -33,6 +35,7 @@ pub struct Cluster {
     pub edge_urls: Vec<String>,
     pub gateway_token: String,
     pub redis_prefix: String,
+    env: Vec<(String, String)>,
     processes: Vec<Process>,
     dir: tempfile::TempDir,
 }
@@ -77,6 +80,7 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let redis_prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
         let mut cluster = Self {
+            env: options.env.clone(),
             edge_urls: Vec::new(),
             gateway_token: CLUSTER_TOKEN.to_owned(),
             redis_prefix,
@@ -196,6 +200,7 @@ impl Cluster {
             .env("CLAWGATE_GATEWAY_TOKEN", &self.gateway_token)
             .env("CLAWGATE_MODEL", "mock-model")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .kill_on_drop(true)

@@ -12,4 +12,5 @@
 pub mod cluster;
 pub mod gateway;
 pub mod mock_model;
+pub mod otlp;
 pub mod ws;

@@ -38,6 +38,7 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
         database_url: database.url().to_owned(),
         redis_url: redis_url(),
         model_base_url: model.base_url(),
+        env: Vec::new(),
     })
     .await?;
     let token = cluster.gateway_token.clone();
@@ -113,6 +114,7 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
         database_url: database.url().to_owned(),
         redis_url: redis_url(),
         model_base_url: model.base_url(),
+        env: Vec::new(),
     })
     .await?;
     let token = cluster.gateway_token.clone();
