@@ -53,8 +53,16 @@ async fn edge_slow_consumer_is_closed_not_buffered() -> anyhow::Result<()> {
     while finished.len() < 3 {
         let frame = fast.recv().await?;
         if frame["event"] == "chat" && frame["payload"]["state"] != "delta" {
-            assert_eq!(frame["payload"]["state"], "final", "the reading socket is unaffected");
-            finished.insert(frame["payload"]["runId"].as_str().unwrap_or_default().to_owned());
+            assert_eq!(
+                frame["payload"]["state"], "final",
+                "the reading socket is unaffected"
+            );
+            finished.insert(
+                frame["payload"]["runId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
     }
 
@@ -68,12 +76,17 @@ async fn edge_slow_consumer_is_closed_not_buffered() -> anyhow::Result<()> {
                     finals += 1;
                 }
             }
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+            Some(Ok(Message::Close(frame))) => {
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
             Some(Ok(_)) => {}
             Some(Err(_)) | None => break None,
         }
     };
-    assert!(finals < 3, "the slow socket got every final event: nothing was bounded");
+    assert!(
+        finals < 3,
+        "the slow socket got every final event: nothing was bounded"
+    );
     if let Some((code, reason)) = ending {
         assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
     }

@@ -31,16 +31,28 @@ async fn edge_preauth_bad_frames_close_the_socket() -> anyhow::Result<()> {
     assert_eq!(c.expect_close().await?, closed(1000, ""));
 
     let mut c = open(&gw.ws_url).await?;
-    c.send_json(&json!({"type": "req", "id": 7, "method": "connect", "params": {}})).await?;
-    assert_eq!(c.expect_close().await?, closed(1008, "invalid request frame"));
+    c.send_json(&json!({"type": "req", "id": 7, "method": "connect", "params": {}}))
+        .await?;
+    assert_eq!(
+        c.expect_close().await?,
+        closed(1008, "invalid request frame")
+    );
 
     let mut c = open(&gw.ws_url).await?;
-    c.send_json(&json!({"type": "req", "id": "1", "method": "connect", "extra": 1})).await?;
-    assert_eq!(c.expect_close().await?, closed(1008, "invalid request frame"));
+    c.send_json(&json!({"type": "req", "id": "1", "method": "connect", "extra": 1}))
+        .await?;
+    assert_eq!(
+        c.expect_close().await?,
+        closed(1008, "invalid request frame")
+    );
 
     let mut c = open(&gw.ws_url).await?;
-    c.send_json(&json!({"type": "event", "event": "hello"})).await?;
-    assert_eq!(c.expect_close().await?, closed(1008, "invalid request frame"));
+    c.send_json(&json!({"type": "event", "event": "hello"}))
+        .await?;
+    assert_eq!(
+        c.expect_close().await?,
+        closed(1008, "invalid request frame")
+    );
 
     // A request before connect: answered, then closed (OpenClaw rules apply to
     // every client before its dialect is known, goclaw clients included).
@@ -48,13 +60,20 @@ async fn edge_preauth_bad_frames_close_the_socket() -> anyhow::Result<()> {
     let res = c.request("chat.send", json!({"message": "hi"})).await?;
     assert_eq!(res["ok"], false);
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
-    assert_eq!(res["error"]["message"], "invalid handshake: first request must be connect");
+    assert_eq!(
+        res["error"]["message"],
+        "invalid handshake: first request must be connect"
+    );
     assert_eq!(c.expect_close().await?.code, Some(1008));
 
     // Over 64 KiB before the handshake.
     let mut c = open(&gw.ws_url).await?;
-    c.send_text(format!("{{\"pad\":\"{}\"}}", "x".repeat(65 * 1024))).await?;
-    assert_eq!(c.expect_close().await?, closed(1009, "preauth payload too large"));
+    c.send_text(format!("{{\"pad\":\"{}\"}}", "x".repeat(65 * 1024)))
+        .await?;
+    assert_eq!(
+        c.expect_close().await?,
+        closed(1009, "preauth payload too large")
+    );
     Ok(())
 }
 
@@ -65,7 +84,9 @@ async fn edge_openclaw_connect_refusals() -> anyhow::Result<()> {
 
     // Missing required field, unknown field, wrong enum, wrong type.
     let mut missing = openclaw_params(&token, RW);
-    missing["client"].as_object_mut().map(|c| c.remove("platform"));
+    missing["client"]
+        .as_object_mut()
+        .map(|c| c.remove("platform"));
     let mut extra = openclaw_params(&token, RW);
     extra["surprise"] = json!(true);
     let mut bad_mode = openclaw_params(&token, RW);
@@ -94,7 +115,9 @@ async fn edge_openclaw_connect_refusals() -> anyhow::Result<()> {
 
     // Wrong and missing token: unauthorized, with the detail code, close 1008.
     let mut c = open(&gw.ws_url).await?;
-    let res = c.request("connect", openclaw_params("not-the-token", RW)).await?;
+    let res = c
+        .request("connect", openclaw_params("not-the-token", RW))
+        .await?;
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
     let message = res["error"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("unauthorized"), "{message}");
@@ -105,7 +128,10 @@ async fn edge_openclaw_connect_refusals() -> anyhow::Result<()> {
     let mut params = openclaw_params(&token, RW);
     params.as_object_mut().map(|p| p.remove("auth"));
     let res = c.request("connect", params).await?;
-    assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISSING", "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_TOKEN_MISSING",
+        "{res}"
+    );
     assert_eq!(c.expect_close().await?.code, Some(1008));
 
     // Unknown role.
@@ -129,10 +155,16 @@ async fn edge_openclaw_postauth_bad_input_keeps_the_socket() -> anyhow::Result<(
     assert_eq!(res["ok"], true, "{res}");
 
     // Invalid frames are answered with the parsed id or "invalid".
-    c.send_json(&json!({"type": "req", "id": "x1", "method": "health", "bogus": 1})).await?;
+    c.send_json(&json!({"type": "req", "id": "x1", "method": "health", "bogus": 1}))
+        .await?;
     let res = c.response("x1").await?;
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
-    assert!(res["error"]["message"].as_str().unwrap_or_default().starts_with("invalid request frame"));
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("invalid request frame")
+    );
     c.send_json(&json!({"type": "event", "event": "x"})).await?;
     let res = c.response("invalid").await?;
     assert_eq!(res["ok"], false);
@@ -140,21 +172,41 @@ async fn edge_openclaw_postauth_bad_input_keeps_the_socket() -> anyhow::Result<(
     // Missing and mistyped params.
     let res = c.request("chat.history", json!({})).await?;
     let message = res["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("invalid chat.history params: "), "{message}");
-    let res = c.request("chat.history", json!({"sessionKey": "main", "limit": "ten"})).await?;
-    assert!(res["error"]["message"].as_str().unwrap_or_default().contains("/limit"));
+    assert!(
+        message.starts_with("invalid chat.history params: "),
+        "{message}"
+    );
+    let res = c
+        .request(
+            "chat.history",
+            json!({"sessionKey": "main", "limit": "ten"}),
+        )
+        .await?;
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/limit")
+    );
 
     // Scope denial, default-deny for unlisted methods, second connect.
     let res = c
-        .request("chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k"}),
+        )
         .await?;
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
     assert_eq!(res["error"]["message"], "missing scope: operator.write");
-    let res = c.request("chat.abort", json!({"sessionKey": "main"})).await?;
+    let res = c
+        .request("chat.abort", json!({"sessionKey": "main"}))
+        .await?;
     assert_eq!(res["error"]["message"], "missing scope: operator.write");
     let res = c.request("config.get", json!({})).await?;
     assert_eq!(res["error"]["message"], "missing scope: operator.admin");
-    let res = c.request("connect", openclaw_params(&gw.gateway_token, RW)).await?;
+    let res = c
+        .request("connect", openclaw_params(&gw.gateway_token, RW))
+        .await?;
     assert_eq!(res["error"]["message"], "missing scope: operator.admin");
 
     // Read methods work.
@@ -171,11 +223,17 @@ async fn edge_openclaw_postauth_bad_input_keeps_the_socket() -> anyhow::Result<(
     );
     let res = admin.request("no.such.method", json!({})).await?;
     assert_eq!(res["error"]["message"], "unknown method: no.such.method");
-    let res = admin.request("connect", openclaw_params(&gw.gateway_token, RW)).await?;
-    assert_eq!(res["error"]["message"], "connect is only valid as the first request");
+    let res = admin
+        .request("connect", openclaw_params(&gw.gateway_token, RW))
+        .await?;
+    assert_eq!(
+        res["error"]["message"],
+        "connect is only valid as the first request"
+    );
 
     // Over the post-handshake limit (1 MiB): closed 1009.
-    c.send_text(format!("{{\"pad\":\"{}\"}}", "x".repeat(1100 * 1024))).await?;
+    c.send_text(format!("{{\"pad\":\"{}\"}}", "x".repeat(1100 * 1024)))
+        .await?;
     assert_eq!(c.expect_close().await?.code, Some(1009));
     Ok(())
 }
@@ -185,7 +243,9 @@ async fn edge_goclaw_errors_use_goclaw_codes() -> anyhow::Result<()> {
     let (gw, _model) = gateway(Script::http_error(500)).await?;
 
     let mut c = open(&gw.ws_url).await?;
-    let res = c.request("connect", json!({"token": "wrong", "user_id": "alice"})).await?;
+    let res = c
+        .request("connect", json!({"token": "wrong", "user_id": "alice"}))
+        .await?;
     assert_eq!(res["ok"], false);
     assert_eq!(res["error"]["code"], "UNAUTHORIZED", "{res}");
     assert_eq!(c.expect_close().await?.code, Some(1008));
@@ -201,7 +261,8 @@ async fn edge_goclaw_errors_use_goclaw_codes() -> anyhow::Result<()> {
     c.send_text("nope".into()).await?;
     let res = c.response("").await?;
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
-    c.send_json(&json!({"type": "event", "id": "e", "event": "x"})).await?;
+    c.send_json(&json!({"type": "event", "id": "e", "event": "x"}))
+        .await?;
     let res = c.response("e").await?;
     assert_eq!(res["error"]["message"], "unexpected frame type");
 
@@ -209,7 +270,10 @@ async fn edge_goclaw_errors_use_goclaw_codes() -> anyhow::Result<()> {
     let res = c.request("chat.send", json!({"message": "hello"})).await?;
     assert_eq!(res["ok"], false, "{res}");
     let code = res["error"]["code"].as_str().unwrap_or_default();
-    assert!(["INTERNAL", "UNAVAILABLE", "RESOURCE_EXHAUSTED"].contains(&code), "{res}");
+    assert!(
+        ["INTERNAL", "UNAVAILABLE", "RESOURCE_EXHAUSTED"].contains(&code),
+        "{res}"
+    );
     Ok(())
 }
 
@@ -231,6 +295,9 @@ async fn edge_handshake_timeout_closes_with_1000() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     assert_eq!(frames, 1, "only the challenge");
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
-    assert!(elapsed >= Duration::from_secs(14), "closed after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(14),
+        "closed after {elapsed:?}"
+    );
     Ok(())
 }

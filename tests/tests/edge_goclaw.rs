@@ -29,10 +29,15 @@ async fn edge_goclaw_connect_and_chat_round_trip() -> anyhow::Result<()> {
     assert_eq!(hello["protocol"], 3);
     assert_eq!(hello["user_id"], "alice");
     assert!(hello["tenant_id"].is_string());
-    assert!(hello["role"] == "admin" || hello["role"] == "owner", "{hello}");
+    assert!(
+        hello["role"] == "admin" || hello["role"] == "owner",
+        "{hello}"
+    );
     assert_eq!(hello["server"]["name"], "clawgate");
 
-    let id = c.send_request("chat.send", json!({"message": "count"})).await?;
+    let id = c
+        .send_request("chat.send", json!({"message": "count"}))
+        .await?;
     let mut events = Vec::new();
     let res = loop {
         let frame = c.recv().await?;
@@ -42,19 +47,36 @@ async fn edge_goclaw_connect_and_chat_round_trip() -> anyhow::Result<()> {
         if frame["event"] == "connect.challenge" {
             continue;
         }
-        assert!(frame.get("seq").is_none(), "goclaw frames carry no seq: {frame}");
+        assert!(
+            frame.get("seq").is_none(),
+            "goclaw frames carry no seq: {frame}"
+        );
         events.push(frame);
     };
     assert_eq!(res["id"], id.as_str());
     assert_eq!(res["ok"], true, "{res}");
     assert_eq!(res["payload"]["content"], "one two three");
     assert_eq!(res["payload"]["usage"]["prompt_tokens"], 5);
-    let run_id = res["payload"]["runId"].as_str().unwrap_or_default().to_owned();
+    let run_id = res["payload"]["runId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let names: Vec<&str> = events.iter().filter_map(|f| f["event"].as_str()).collect();
     assert_eq!(names.first(), Some(&"run.started"));
-    assert_eq!(names.last(), Some(&"run.completed"), "the answer follows run.completed");
-    assert!(events.iter().all(|f| f["payload"]["runId"] == run_id.as_str()));
-    let key = events[0]["payload"]["sessionKey"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        names.last(),
+        Some(&"run.completed"),
+        "the answer follows run.completed"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|f| f["payload"]["runId"] == run_id.as_str())
+    );
+    let key = events[0]["payload"]["sessionKey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(key.starts_with("agent:main:ws:direct:"), "{key}");
     let chunks: String = events
         .iter()
@@ -63,7 +85,9 @@ async fn edge_goclaw_connect_and_chat_round_trip() -> anyhow::Result<()> {
         .collect();
     assert_eq!(chunks, "one two three");
 
-    let res = c.request("chat.history", json!({"sessionKey": key})).await?;
+    let res = c
+        .request("chat.history", json!({"sessionKey": key}))
+        .await?;
     let roles: Vec<&str> = res["payload"]["messages"]
         .as_array()
         .into_iter()
@@ -71,15 +95,24 @@ async fn edge_goclaw_connect_and_chat_round_trip() -> anyhow::Result<()> {
         .filter_map(|m| m["role"].as_str())
         .collect();
     assert_eq!(roles, vec!["user", "assistant"], "{res}");
-    let res = c.request("sessions.list", json!({"limit": 10, "offset": 0})).await?;
+    let res = c
+        .request("sessions.list", json!({"limit": 10, "offset": 0}))
+        .await?;
     assert_eq!(res["payload"]["limit"], 10);
-    assert!(res["payload"]["total"].as_u64().is_some_and(|t| t >= 1), "{res}");
+    assert!(
+        res["payload"]["total"].as_u64().is_some_and(|t| t >= 1),
+        "{res}"
+    );
 
     // health lists only this connection, even with another one open.
     let (_other, _) = goclaw(&gw.ws_url, &gw.gateway_token, "bob").await?;
     let res = c.request("health", json!({})).await?;
     assert_eq!(res["payload"]["status"], "ok");
-    assert_eq!(res["payload"]["clients"].as_array().map(Vec::len), Some(1), "{res}");
+    assert_eq!(
+        res["payload"]["clients"].as_array().map(Vec::len),
+        Some(1),
+        "{res}"
+    );
     Ok(())
 }
 
@@ -88,14 +121,22 @@ async fn edge_goclaw_abort_answers_cancelled_with_partial_text() -> anyhow::Resu
     let (gw, _model) = gateway(Script::tokens(["half ", "done"]).then_hang()).await?;
     let (mut c, _) = goclaw(&gw.ws_url, &gw.gateway_token, "alice").await?;
     let send = c
-        .send_request("chat.send", json!({"message": "go", "sessionKey": "agent:main:ws:direct:ab"}))
+        .send_request(
+            "chat.send",
+            json!({"message": "go", "sessionKey": "agent:main:ws:direct:ab"}),
+        )
         .await?;
     let mut text = String::new();
     while text != "half done" {
         let chunk = c.event("chunk").await?;
         text.push_str(chunk["payload"]["content"].as_str().unwrap_or_default());
     }
-    let res = c.request("chat.abort", json!({"sessionKey": "agent:main:ws:direct:ab"})).await?;
+    let res = c
+        .request(
+            "chat.abort",
+            json!({"sessionKey": "agent:main:ws:direct:ab"}),
+        )
+        .await?;
     assert_eq!(res["payload"]["ok"], true, "{res}");
     assert_eq!(res["payload"]["aborted"], true);
     let done = c.event("run.completed").await?;
@@ -108,22 +149,31 @@ async fn edge_goclaw_abort_answers_cancelled_with_partial_text() -> anyhow::Resu
 
 #[tokio::test]
 async fn edge_goclaw_stop_word_and_runs_outlive_sockets() -> anyhow::Result<()> {
-    let (gw, _model) = gateway(Script::tokens(["slow ", "reply"]).with_delay(Duration::from_millis(300))).await?;
+    let (gw, _model) =
+        gateway(Script::tokens(["slow ", "reply"]).with_delay(Duration::from_millis(300))).await?;
     let (mut watcher, _) = openclaw(&gw.ws_url, &gw.gateway_token, &["operator.read"]).await?;
     let (mut c, _) = goclaw(&gw.ws_url, &gw.gateway_token, "owner").await?;
     let key = "agent:main:ws:direct:stop";
-    c.send_request("chat.send", json!({"message": "go", "sessionKey": key, "idempotencyKey": "g-1"}))
-        .await?;
+    c.send_request(
+        "chat.send",
+        json!({"message": "go", "sessionKey": key, "idempotencyKey": "g-1"}),
+    )
+    .await?;
     c.event("run.started").await?;
-    let res = c.request("chat.send", json!({"message": "stop", "sessionKey": key})).await?;
+    let res = c
+        .request("chat.send", json!({"message": "stop", "sessionKey": key}))
+        .await?;
     assert_eq!(res["payload"]["cancelled"], true, "{res}");
     assert_eq!(res["payload"]["aborted"], true);
     assert_eq!(res["payload"]["runIds"], json!(["g-1"]));
 
     // A goclaw socket that closes while its chat.send waits: the run goes on and
     // the owner's other sockets see it end.
-    c.send_request("chat.send", json!({"message": "go", "sessionKey": key, "idempotencyKey": "g-2"}))
-        .await?;
+    c.send_request(
+        "chat.send",
+        json!({"message": "go", "sessionKey": key, "idempotencyKey": "g-2"}),
+    )
+    .await?;
     c.event("run.started").await?;
     c.close().await;
     let frames = until_chat_terminal(&mut watcher, "g-2").await?;

@@ -22,41 +22,72 @@ fn of_run<'a>(frames: &'a [Value], event: &str, run_id: &str) -> Vec<&'a Value> 
 
 #[tokio::test]
 async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
-    let (gw, _model) =
-        gateway(Script::tokens(["Hello", ", ", "world", "!"]).with_delay(Duration::from_millis(20)))
-            .await?;
+    let (gw, _model) = gateway(
+        Script::tokens(["Hello", ", ", "world", "!"]).with_delay(Duration::from_millis(20)),
+    )
+    .await?;
     let (mut c, hello) = openclaw(&gw.ws_url, &gw.gateway_token, &["operator.write"]).await?;
     assert_eq!(hello["type"], "hello-ok");
     assert_eq!(hello["protocol"], 3);
     assert!(hello["server"]["connId"].is_string());
     assert_eq!(
         hello["features"]["methods"],
-        json!(["health", "status", "chat.send", "chat.history", "chat.abort", "sessions.list"])
+        json!([
+            "health",
+            "status",
+            "chat.send",
+            "chat.history",
+            "chat.abort",
+            "sessions.list"
+        ])
     );
-    assert!(hello["features"]["events"].as_array().is_some_and(|e| e.contains(&json!("chat"))));
+    assert!(
+        hello["features"]["events"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("chat")))
+    );
     assert_eq!(hello["auth"]["role"], "operator");
-    assert_eq!(hello["auth"]["scopes"], json!(["operator.read", "operator.write"]));
+    assert_eq!(
+        hello["auth"]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
     assert_eq!(hello["policy"]["maxPayload"], 1024 * 1024);
     assert!(hello["policy"]["maxBufferedBytes"].is_u64());
     assert_eq!(hello["policy"]["tickIntervalMs"], 30_000);
     assert_eq!(hello["snapshot"]["presence"], json!([]));
-    assert_eq!(hello["snapshot"]["sessionDefaults"]["mainSessionKey"], "agent:main:main");
+    assert_eq!(
+        hello["snapshot"]["sessionDefaults"]["mainSessionKey"],
+        "agent:main:main"
+    );
 
     // The ack comes before any event of the run; keys come back canonical.
     let id = c
-        .send_request("chat.send", json!({"sessionKey": "Main", "message": "hi", "idempotencyKey": "rt-1"}))
+        .send_request(
+            "chat.send",
+            json!({"sessionKey": "Main", "message": "hi", "idempotencyKey": "rt-1"}),
+        )
         .await?;
     let first = c.recv().await?;
     assert_eq!(first["type"], "res", "the ack is the first frame: {first}");
     assert_eq!(first["id"], id.as_str());
-    assert_eq!(first["payload"], json!({"runId": "rt-1", "status": "started"}));
+    assert_eq!(
+        first["payload"],
+        json!({"runId": "rt-1", "status": "started"})
+    );
 
     let frames = until_chat_terminal(&mut c, "rt-1").await?;
     let agent = of_run(&frames, "agent", "rt-1");
     assert_eq!(agent[0]["payload"]["data"]["phase"], "start");
-    assert!(agent.iter().all(|f| f["payload"]["sessionKey"] == "agent:main:main"));
+    assert!(
+        agent
+            .iter()
+            .all(|f| f["payload"]["sessionKey"] == "agent:main:main")
+    );
     let chat = of_run(&frames, "chat", "rt-1");
-    let terminals: Vec<&&Value> = chat.iter().filter(|f| f["payload"]["state"] != "delta").collect();
+    let terminals: Vec<&&Value> = chat
+        .iter()
+        .filter(|f| f["payload"]["state"] != "delta")
+        .collect();
     assert_eq!(terminals.len(), 1);
     assert_eq!(terminals[0]["payload"]["state"], "final");
     assert_eq!(chat_text(terminals[0]), "Hello, world!");
@@ -66,11 +97,17 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
 
     // A repeated key after the end; a stop word with nothing running.
     let res = c
-        .request("chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "rt-1"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "rt-1"}),
+        )
         .await?;
     assert_eq!(res["payload"], json!({"runId": "rt-1", "status": "ok"}));
     let res = c
-        .request("chat.send", json!({"sessionKey": "main", "message": "/stop", "idempotencyKey": "rt-2"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "/stop", "idempotencyKey": "rt-2"}),
+        )
         .await?;
     assert_eq!(res["payload"]["ok"], true, "{res}");
     assert_eq!(res["payload"]["aborted"], false);
@@ -83,7 +120,9 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
         .filter_map(|s| s["key"].as_str())
         .collect();
     assert!(keys.contains(&"agent:main:main"), "{res}");
-    let res = c.request("chat.history", json!({"sessionKey": "MAIN"})).await?;
+    let res = c
+        .request("chat.history", json!({"sessionKey": "MAIN"}))
+        .await?;
     assert_eq!(res["payload"]["sessionKey"], "agent:main:main");
     Ok(())
 }
@@ -92,10 +131,14 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
 async fn edge_openclaw_deltas_throttled_full_text_one_terminal() -> anyhow::Result<()> {
     let tokens: Vec<String> = (0..40).map(|k| format!("w{k} ")).collect();
     let full: String = tokens.concat();
-    let (gw, _model) = gateway(Script::tokens(tokens).with_delay(Duration::from_millis(15))).await?;
+    let (gw, _model) =
+        gateway(Script::tokens(tokens).with_delay(Duration::from_millis(15))).await?;
     let (mut c, _) = openclaw(&gw.ws_url, &gw.gateway_token, RW).await?;
     let res = c
-        .request("chat.send", json!({"sessionKey": "t", "message": "go", "idempotencyKey": "thr"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "t", "message": "go", "idempotencyKey": "thr"}),
+        )
         .await?;
     assert_eq!(res["payload"]["status"], "started");
     let mut deltas: Vec<(Instant, String)> = Vec::new();
@@ -106,7 +149,12 @@ async fn edge_openclaw_deltas_throttled_full_text_one_terminal() -> anyhow::Resu
             continue;
         }
         if frame["event"] == "agent" && frame["payload"]["stream"] == "assistant" {
-            agent_texts.push(frame["payload"]["data"]["text"].as_str().unwrap_or_default().to_owned());
+            agent_texts.push(
+                frame["payload"]["data"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
         }
         if frame["event"] == "chat" {
             if frame["payload"]["state"] == "delta" {
@@ -122,7 +170,10 @@ async fn edge_openclaw_deltas_throttled_full_text_one_terminal() -> anyhow::Resu
     assert!(!deltas.is_empty());
     let mut previous = String::new();
     for (_, text) in &deltas {
-        assert!(text.len() > previous.len() && full.starts_with(text.as_str()), "delta {text:?}");
+        assert!(
+            text.len() > previous.len() && full.starts_with(text.as_str()),
+            "delta {text:?}"
+        );
         previous = text.clone();
     }
     assert_eq!(previous, full, "held-back text is flushed before final");
@@ -132,7 +183,11 @@ async fn edge_openclaw_deltas_throttled_full_text_one_terminal() -> anyhow::Resu
     if throttled.len() > 1 {
         let span = throttled[throttled.len() - 1].0 - throttled[0].0;
         let average = span / (throttled.len() as u32 - 1);
-        assert!(average >= Duration::from_millis(100), "{} deltas, {average:?} apart", deltas.len());
+        assert!(
+            average >= Duration::from_millis(100),
+            "{} deltas, {average:?} apart",
+            deltas.len()
+        );
     }
     // Nothing else of the run follows its terminal event.
     let res = c.request("health", json!({})).await?;
@@ -140,7 +195,10 @@ async fn edge_openclaw_deltas_throttled_full_text_one_terminal() -> anyhow::Resu
     let more = c.request("status", json!({})).await?;
     assert_eq!(more["ok"], true);
     while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await {
-        assert_ne!(frame["payload"]["runId"], "thr", "event after the terminal one: {frame}");
+        assert_ne!(
+            frame["payload"]["runId"], "thr",
+            "event after the terminal one: {frame}"
+        );
     }
     Ok(())
 }
@@ -154,34 +212,54 @@ async fn edge_openclaw_abort_and_per_connection_seq_and_scopes() -> anyhow::Resu
     assert_eq!(hello["auth"]["scopes"], json!([]));
 
     let res = writer
-        .request("chat.send", json!({"sessionKey": "ab", "message": "go", "idempotencyKey": "ab-1"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "ab", "message": "go", "idempotencyKey": "ab-1"}),
+        )
         .await?;
     assert_eq!(res["payload"]["status"], "started");
     let busy = writer
-        .request("chat.send", json!({"sessionKey": "ab", "message": "go", "idempotencyKey": "ab-1"}))
+        .request(
+            "chat.send",
+            json!({"sessionKey": "ab", "message": "go", "idempotencyKey": "ab-1"}),
+        )
         .await?;
     assert_eq!(busy["payload"]["status"], "in_flight");
     let mut frames = Vec::new();
     loop {
         let frame = reader.recv().await?;
-        let streamed = frame["event"] == "agent" && frame["payload"]["data"]["text"] == "partial text";
+        let streamed =
+            frame["event"] == "agent" && frame["payload"]["data"]["text"] == "partial text";
         frames.push(frame);
         if streamed {
             break;
         }
     }
-    let res = writer.request("chat.abort", json!({"sessionKey": "ab"})).await?;
-    assert_eq!(res["payload"], json!({"ok": true, "aborted": true, "runIds": ["ab-1"]}));
+    let res = writer
+        .request("chat.abort", json!({"sessionKey": "ab"}))
+        .await?;
+    assert_eq!(
+        res["payload"],
+        json!({"ok": true, "aborted": true, "runIds": ["ab-1"]})
+    );
 
     // Each connection numbers its own frames from 1.
     frames.extend(until_chat_terminal(&mut reader, "ab-1").await?);
     let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
     assert_eq!(seqs.first(), Some(&1));
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    let terminal = frames.last().map(|f| &f["payload"]).cloned().unwrap_or_default();
+    let terminal = frames
+        .last()
+        .map(|f| &f["payload"])
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(terminal["state"], "aborted");
     assert_eq!(terminal["message"]["content"][0]["text"], "partial text");
-    let end = of_run(&frames, "agent", "ab-1").into_iter().last().cloned().unwrap_or_default();
+    let end = of_run(&frames, "agent", "ab-1")
+        .into_iter()
+        .last()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(end["payload"]["data"]["status"], "cancelled");
     assert_eq!(end["payload"]["data"]["aborted"], true);
 
@@ -189,7 +267,10 @@ async fn edge_openclaw_abort_and_per_connection_seq_and_scopes() -> anyhow::Resu
     let res = blind.request("health", json!({})).await?;
     assert_eq!(res["ok"], true);
     while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_millis(300), blind.recv()).await {
-        assert!(frame["event"] != "agent" && frame["event"] != "chat", "leaked: {frame}");
+        assert!(
+            frame["event"] != "agent" && frame["event"] != "chat",
+            "leaked: {frame}"
+        );
     }
     Ok(())
 }

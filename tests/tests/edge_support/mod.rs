@@ -35,21 +35,33 @@ pub fn openclaw_params(token: &str, scopes: &[&str]) -> Value {
 pub async fn open(url: &str) -> anyhow::Result<WsClient> {
     let mut client = WsClient::connect(url).await?;
     let challenge = client.recv().await?;
-    anyhow::ensure!(challenge["event"] == "connect.challenge", "no challenge: {challenge}");
+    anyhow::ensure!(
+        challenge["event"] == "connect.challenge",
+        "no challenge: {challenge}"
+    );
     Ok(client)
 }
 
 /// An OpenClaw operator connection with `scopes`; returns it and `hello-ok`.
-pub async fn openclaw(url: &str, token: &str, scopes: &[&str]) -> anyhow::Result<(WsClient, Value)> {
+pub async fn openclaw(
+    url: &str,
+    token: &str,
+    scopes: &[&str],
+) -> anyhow::Result<(WsClient, Value)> {
     let mut client = open(url).await?;
-    let res = client.request("connect", openclaw_params(token, scopes)).await?;
+    let res = client
+        .request("connect", openclaw_params(token, scopes))
+        .await?;
     anyhow::ensure!(res["ok"] == true, "connect failed: {res}");
     Ok((client, res["payload"].clone()))
 }
 
 /// Reads frames (responses included) until the terminal `chat` event of
 /// `run_id`; ticks are left out.
-pub async fn until_chat_terminal(client: &mut WsClient, run_id: &str) -> anyhow::Result<Vec<Value>> {
+pub async fn until_chat_terminal(
+    client: &mut WsClient,
+    run_id: &str,
+) -> anyhow::Result<Vec<Value>> {
     let mut frames = Vec::new();
     loop {
         let frame = client.recv().await?;
