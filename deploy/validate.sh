@@ -130,7 +130,8 @@ expect_failure "kubernetes-validate rejects an invalid manifest" 'replicas' \
 
 # --- 4. compose --------------------------------------------------------------------
 compose() {
-  CLAWGATE_GATEWAY_TOKEN=validate-placeholder "$VENV/bin/docker-compose" -f docker-compose.yml "$@"
+  CLAWGATE_GATEWAY_TOKEN=validate-placeholder CLAWGATE_SIGNING_KEY=validate-placeholder \
+    "$VENV/bin/docker-compose" -f docker-compose.yml "$@"
 }
 step "compose: config --quiet" compose config --quiet
 step "compose: config --quiet --profile mock" compose --profile mock config --quiet
@@ -140,7 +141,9 @@ mock_profile_adds_mock_model() {
 }
 step "compose: only the mock profile adds mock-model" mock_profile_adds_mock_model
 expect_failure "compose: refuses to start without CLAWGATE_GATEWAY_TOKEN" 'CLAWGATE_GATEWAY_TOKEN' \
-  env -u CLAWGATE_GATEWAY_TOKEN "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+  env -u CLAWGATE_GATEWAY_TOKEN CLAWGATE_SIGNING_KEY=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+expect_failure "compose: refuses to start without CLAWGATE_SIGNING_KEY" 'CLAWGATE_SIGNING_KEY' \
+  env -u CLAWGATE_SIGNING_KEY CLAWGATE_GATEWAY_TOKEN=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
 step "compose: mock model server is valid Python" \
   "$PY" -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' deploy/mock-model/mock_model.py
 

@@ -24,5 +24,8 @@ crate::macros::service_bindings! {
         public fn pairing_status(PairingStatusRequest) -> PairingStatusResponse;
         authed fn rotate_device_token(RotateDeviceTokenRequest) -> DeviceTokenInfo;
         authed fn revoke_device_token(RevokeDeviceTokenRequest) -> DeviceTokenInfo;
+        authed fn create_api_key(CreateApiKeyRequest) -> CreateApiKeyResponse;
+        authed fn list_api_keys(ListApiKeysRequest) -> ListApiKeysResponse;
+        authed fn revoke_api_key(RevokeApiKeyRequest) -> ApiKey;
     }
 }

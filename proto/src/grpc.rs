@@ -1,41 +1,36 @@
-//! What every gRPC hop carries besides the request: the principal and the W3C
-//! trace context. Clients attach both; server adapters read both and refuse a call
-//! without a principal.
+//! What every gRPC hop carries besides the request: a signed token holding the
+//! principal (see [`crate::call_auth`]) and the W3C trace context. Clients attach
+//! both; server adapters read both and refuse a call without a valid token.
 
 use opentelemetry::propagation::{Extractor, Injector};
-use prost::Message;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::call_auth::{CallSigner, CallVerifier};
 use crate::{Principal, ServiceError};
 
-/// Binary metadata key holding the protobuf-encoded principal.
-pub const PRINCIPAL_METADATA: &str = "clawgate-principal-bin";
-
-/// Wraps `message` in a request carrying `principal` and the current trace context.
-pub fn outgoing<T>(principal: &Principal, message: T) -> tonic::Request<T> {
+/// Wraps `message` in a request carrying a token for `principal`, signed by
+/// `signer`, and the current trace context.
+pub fn outgoing<T>(
+    signer: &dyn CallSigner,
+    principal: &Principal,
+    message: T,
+) -> Result<tonic::Request<T>, ServiceError> {
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
-    metadata.insert_bin(
-        PRINCIPAL_METADATA,
-        MetadataValue::from_bytes(&principal.encode_to_vec()),
-    );
+    crate::call_auth::attach(signer, principal, metadata)?;
     inject_trace_context(metadata);
-    request
+    Ok(request)
 }
 
-/// Reads the principal of an incoming request. `None` when the caller sent none.
-pub fn principal_of<T>(request: &tonic::Request<T>) -> Result<Option<Principal>, tonic::Status> {
-    let Some(value) = request.metadata().get_bin(PRINCIPAL_METADATA) else {
-        return Ok(None);
-    };
-    let bytes = value
-        .to_bytes()
-        .map_err(|_| tonic::Status::unauthenticated("malformed principal"))?;
-    Principal::decode(bytes)
-        .map(Some)
-        .map_err(|_| tonic::Status::unauthenticated("malformed principal"))
+/// The principal of an incoming request, from its token as checked by `verifier`.
+/// Fails with `UNAUTHENTICATED` when the token is missing or invalid.
+pub fn principal_of<T>(
+    verifier: &dyn CallVerifier,
+    request: &tonic::Request<T>,
+) -> Result<Principal, ServiceError> {
+    crate::call_auth::authenticate(verifier, request.metadata())
 }
 
 /// A span for serving one RPC, child of the caller's span when the caller sent

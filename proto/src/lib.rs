@@ -6,11 +6,13 @@
 //!   in this process, called directly) or gRPC, so callers never know which
 //!   ([`auth`], [`runner`], [`session`], [`cron`], [`channel`]);
 //! - the error model shared by every service and its single mapping to gRPC status
-//!   codes and wire error codes ([`error`]).
+//!   codes and wire error codes ([`error`]);
+//! - how a gRPC hop proves its principal: a signed call token ([`call_auth`]).
 //!
 //! Invariant: the local and gRPC paths behave the same. Both validate the principal,
 //! both pass the same request messages, and both return the same [`ServiceError`]s.
 
+pub mod call_auth;
 pub mod error;
 pub mod grpc;
 mod macros;

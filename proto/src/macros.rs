@@ -4,11 +4,14 @@
 //! - the async service trait (`principal` first, then the request message);
 //! - a client enum, `Local` (the implementation in this process) or `Grpc`, that
 //!   itself implements the trait, so callers never know which they hold;
-//! - a gRPC server adapter that reads principal and trace context from metadata
-//!   and calls the trait.
+//! - a gRPC server adapter that takes the principal from the call's verified token
+//!   (see [`crate::call_auth`]), reads the trace context and calls the trait.
 //!
-//! RPCs marked `authed` refuse a call without a principal, on both paths. The only
-//! `public` RPC is the connect handshake, which runs before a principal exists.
+//! The gRPC client signs a token for the principal of every call with the
+//! [`CallSigner`](crate::call_auth::CallSigner) it was built with; the adapter
+//! refuses a call whose token does not verify, for every RPC. RPCs marked `authed`
+//! additionally refuse an empty principal, on both paths. `public` RPCs (the
+//! connect handshake and friends) run before a user principal exists.
 //!
 //! The invoking module must import `GrpcClient`, `GrpcService` and `GrpcServer`
 //! (the generated tonic client, server trait and server) under those names.
@@ -49,7 +52,11 @@ macro_rules! service_bindings {
         #[derive(Clone)]
         pub enum $Client {
             Local(std::sync::Arc<dyn $Trait>),
-            Grpc(GrpcClient<tonic::transport::Channel>),
+            /// A remote service; every call carries a token signed by the signer.
+            Grpc(
+                GrpcClient<tonic::transport::Channel>,
+                $crate::call_auth::SharedSigner,
+            ),
         }
 
         impl $Client {
@@ -58,14 +65,21 @@ macro_rules! service_bindings {
                 Self::Local(service)
             }
 
-            /// Calls the service over gRPC on `channel`.
-            pub fn grpc(channel: tonic::transport::Channel) -> Self {
-                Self::Grpc(GrpcClient::new(channel))
+            /// Calls the service over gRPC on `channel`, signing each call's
+            /// principal with `signer`.
+            pub fn grpc(
+                channel: tonic::transport::Channel,
+                signer: $crate::call_auth::SharedSigner,
+            ) -> Self {
+                Self::Grpc(GrpcClient::new(channel), signer)
             }
 
             /// Calls the service at `url` over gRPC, connecting on first use.
-            pub fn connect_lazy(url: &str) -> Result<Self, $crate::ServiceError> {
-                Ok(Self::grpc($crate::grpc::lazy_channel(url)?))
+            pub fn connect_lazy(
+                url: &str,
+                signer: $crate::call_auth::SharedSigner,
+            ) -> Result<Self, $crate::ServiceError> {
+                Ok(Self::grpc($crate::grpc::lazy_channel(url)?, signer))
             }
         }
 
@@ -73,7 +87,7 @@ macro_rules! service_bindings {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 match self {
                     Self::Local(_) => f.write_str(concat!(stringify!($Client), "::Local")),
-                    Self::Grpc(_) => f.write_str(concat!(stringify!($Client), "::Grpc")),
+                    Self::Grpc(..) => f.write_str(concat!(stringify!($Client), "::Grpc")),
                 }
             }
         }
@@ -89,10 +103,11 @@ macro_rules! service_bindings {
                     $crate::macros::service_bindings!(@check $kind, principal);
                     match self {
                         Self::Local(service) => service.$method(principal, request).await,
-                        Self::Grpc(client) => {
+                        Self::Grpc(client, signer) => {
+                            let request = $crate::grpc::outgoing(&**signer, principal, request)?;
                             let mut client = client.clone();
                             client
-                                .$method($crate::grpc::outgoing(principal, request))
+                                .$method(request)
                                 .await
                                 .map(tonic::Response::into_inner)
                                 .map_err($crate::ServiceError::from)
@@ -104,11 +119,18 @@ macro_rules! service_bindings {
 
         #[doc = concat!("Serves a ", stringify!($Trait), " implementation over gRPC.")]
         #[derive(Clone)]
-        pub struct $Adapter(std::sync::Arc<dyn $Trait>);
+        pub struct $Adapter {
+            service: std::sync::Arc<dyn $Trait>,
+            verifier: $crate::call_auth::SharedVerifier,
+        }
 
         impl $Adapter {
-            pub fn new(service: std::sync::Arc<dyn $Trait>) -> Self {
-                Self(service)
+            /// Serves `service`, accepting only calls whose token `verifier` accepts.
+            pub fn new(
+                service: std::sync::Arc<dyn $Trait>,
+                verifier: $crate::call_auth::SharedVerifier,
+            ) -> Self {
+                Self { service, verifier }
             }
 
             /// The tonic service to add to a server.
@@ -126,10 +148,10 @@ macro_rules! service_bindings {
                 ) -> Result<tonic::Response<$Resp>, tonic::Status> {
                     use tracing::Instrument as _;
                     let span = $crate::grpc::server_span(&request, $name, stringify!($method));
-                    let principal = $crate::grpc::principal_of(&request)?.unwrap_or_default();
                     let call = async {
+                        let principal = $crate::grpc::principal_of(&*self.verifier, &request)?;
                         $crate::macros::service_bindings!(@check $kind, principal);
-                        self.0.$method(&principal, request.into_inner()).await
+                        self.service.$method(&principal, request.into_inner()).await
                     };
                     let response = call.instrument(span).await?;
                     Ok(tonic::Response::new(response))

@@ -1,8 +1,8 @@
 //! The verified principal and its scope rules.
 //!
 //! A [`Principal`] is produced by the auth service only. Services trust it because
-//! it arrives either in-process from the edge or in gRPC metadata from the edge
-//! (see [`crate::grpc`]). Tenant and user are never taken from a request body.
+//! it arrives either in-process from the edge or in a signed call token on a gRPC
+//! hop (see [`crate::call_auth`]). Tenant and user are never taken from a request body.
 
 use crate::ServiceError;
 pub use crate::pb::common::v1::{Dialect, Principal};

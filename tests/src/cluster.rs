@@ -35,6 +35,8 @@ pub struct Cluster {
     pub edge_urls: Vec<String>,
     pub gateway_token: String,
     pub redis_prefix: String,
+    /// `CLAWGATE_SIGNING_KEY` shared by every process (signs gRPC call tokens).
+    signing_key: String,
     env: Vec<(String, String)>,
     processes: Vec<Process>,
     dir: tempfile::TempDir,
@@ -84,6 +86,7 @@ impl Cluster {
             edge_urls: Vec::new(),
             gateway_token: CLUSTER_TOKEN.to_owned(),
             redis_prefix,
+            signing_key: clawgate_runtime::internal_token::generate_pem(),
             processes: Vec::new(),
             dir,
         };
@@ -198,6 +201,7 @@ impl Cluster {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("CLAWGATE_GATEWAY_TOKEN", &self.gateway_token)
+            .env("CLAWGATE_SIGNING_KEY", &self.signing_key)
             .env("CLAWGATE_MODEL", "mock-model")
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

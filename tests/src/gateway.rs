@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clawgate::cli::{CommonArgs, UpArgs};
+use clawgate::cli::{CommonArgs, EdgeArgs, UpArgs};
 
 /// Options of a test gateway.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +13,58 @@ pub struct GatewayOptions {
     pub model_base_url: Option<String>,
     /// Coalescing window of the runner in ms (default 40).
     pub coalesce_ms: Option<u64>,
+    /// Edge settings (defaults as in production).
+    pub edge: EdgeArgs,
+    /// goclaw users that get the `owner` role.
+    pub owner_ids: Vec<String>,
+    /// Auth and pairing settings (defaults as in production).
+    pub auth: AuthOptions,
+}
+
+/// Auth and pairing settings of a test gateway; `None` keeps the production default.
+///
+/// The binary has no flag for these yet, so a test that sets one fails at start
+/// with a message naming the flag it needs (see [`AuthOptions::unsupported`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuthOptions {
+    /// Silent approval of new devices on direct loopback connections
+    /// (`--pairing-auto-approve-local`, `CLAWGATE_PAIRING_AUTO_APPROVE_LOCAL`;
+    /// production default: on).
+    pub auto_approve_local: Option<bool>,
+    /// The failed-auth lockout (production default: 10 failures per 60 s ⇒ 5 min,
+    /// loopback exempt).
+    pub lockout: Option<LockoutOptions>,
+}
+
+/// Failed-auth lockout settings.
+#[derive(Debug, Clone)]
+pub struct LockoutOptions {
+    /// `--auth-max-failures`, `CLAWGATE_AUTH_MAX_FAILURES` (10).
+    pub max_failures: u32,
+    /// `--auth-failure-window-ms`, `CLAWGATE_AUTH_FAILURE_WINDOW_MS` (60000).
+    pub window_ms: u64,
+    /// `--auth-lockout-ms`, `CLAWGATE_AUTH_LOCKOUT_MS` (300000).
+    pub lockout_ms: u64,
+    /// Count loopback clients too: `--auth-limit-loopback`,
+    /// `CLAWGATE_AUTH_LIMIT_LOOPBACK` (false: loopback exempt, as the reference).
+    pub include_loopback: bool,
+}
+
+impl AuthOptions {
+    /// The flags a set option needs that the binary does not have yet.
+    pub fn unsupported(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.auto_approve_local.is_some() {
+            missing.push("--pairing-auto-approve-local (CLAWGATE_PAIRING_AUTO_APPROVE_LOCAL)");
+        }
+        if self.lockout.is_some() {
+            missing.push(
+                "--auth-max-failures, --auth-failure-window-ms, --auth-lockout-ms, \
+                 --auth-limit-loopback (CLAWGATE_AUTH_*)",
+            );
+        }
+        missing
+    }
 }
 
 /// A running gateway; stops when dropped.
@@ -29,6 +81,12 @@ pub const TEST_TOKEN: &str = "test-gateway-token";
 
 impl TestGateway {
     pub async fn start(options: GatewayOptions) -> anyhow::Result<Self> {
+        let missing = options.auth.unsupported();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "this test needs gateway settings the binary has no flag for yet: {}",
+            missing.join("; ")
+        );
         let dir = tempfile::tempdir()?;
         let args = UpArgs {
             common: common_args(&options),
@@ -81,11 +139,12 @@ fn common_args(options: &GatewayOptions) -> CommonArgs {
         gateway_token: Some(TEST_TOKEN.to_owned()),
         default_tenant: "default".into(),
         default_user: "owner".into(),
-        owner_ids: Vec::new(),
+        owner_ids: options.owner_ids.clone(),
         model_base_url: options.model_base_url.clone(),
         model: "mock-model".into(),
         model_api_key: Some("test-api-key".into()),
         coalesce_ms: options.coalesce_ms.unwrap_or(40),
         listen: "127.0.0.1:0".parse().expect("loopback address"),
+        edge: options.edge.clone(),
     }
 }

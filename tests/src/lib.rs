@@ -3,6 +3,8 @@
 //!
 //! - [`mock_model`]: a real HTTP server speaking the OpenAI Chat Completions SSE format;
 //! - [`ws`]: a WebSocket client for both protocol dialects;
+//! - [`openclaw_device`]: an independent OpenClaw device-identity client (keys,
+//!   signed connect payloads, device-token store);
 //! - [`gateway`]: the whole gateway in this process (the embedded default);
 //! - [`cluster`]: the `clawgate` binary started as separate OS processes against
 //!   real PostgreSQL and Redis.
@@ -12,5 +14,6 @@
 pub mod cluster;
 pub mod gateway;
 pub mod mock_model;
+pub mod openclaw_device;
 pub mod otlp;
 pub mod ws;

@@ -42,6 +42,45 @@ impl WsClient {
         })
     }
 
+    /// Connects with extra HTTP headers on the upgrade request (e.g. proxy headers).
+    pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Self> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?,
+                tokio_tungstenite::tungstenite::http::HeaderValue::from_str(value)?,
+            );
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        Ok(Self {
+            stream,
+            next_id: 0,
+            backlog: Default::default(),
+        })
+    }
+
+    /// Every frame that arrives within `window` (after the backlog), without
+    /// failing when none does or when the connection ends.
+    pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut frames: Vec<Value> = self.backlog.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout_at(deadline, self.stream.next()).await
+        {
+            match message {
+                Message::Text(text) => {
+                    frames.extend(serde_json::from_str::<Value>(&text).ok());
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        frames
+    }
+
     pub async fn send_json(&mut self, frame: &Value) -> anyhow::Result<()> {
         self.send_text(frame.to_string()).await
     }
@@ -187,12 +226,15 @@ impl WsClient {
     }
 }
 
-/// Connect params of an OpenClaw CLI operator using the shared token.
+/// Connect params of the local backend client (`gateway-client` in `backend`
+/// mode over loopback) using the shared token. It is the one device-less
+/// operator that keeps its requested scopes in late v3; every other device-less
+/// shared-token operator gets none.
 pub fn openclaw_connect_params(token: &str) -> Value {
     json!({
         "minProtocol": 3,
         "maxProtocol": 3,
-        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "client": {"id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"},
         "role": "operator",
         "scopes": ["operator.read", "operator.write"],
         "auth": {"token": token},

@@ -6,8 +6,9 @@ mod edge_support;
 
 use std::time::Duration;
 
+use clawgate::cli::EdgeArgs;
 use clawgate_tests::mock_model::Script;
-use edge_support::{gateway, openclaw};
+use edge_support::{gateway_with, openclaw};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,8 +21,14 @@ async fn edge_slow_consumer_is_closed_not_buffered() -> anyhow::Result<()> {
     // so three concurrent ~250 KB replies produce tens of MB of frames per socket,
     // far beyond the socket buffers plus the edge's per-socket bound.
     let token = format!("{} ", "x".repeat(99));
-    let (gw, _model) = gateway(
+    // A small per-socket bound, so the slow socket overflows it quickly.
+    let edge = EdgeArgs {
+        socket_queue_bytes: 1024 * 1024,
+        ..EdgeArgs::default()
+    };
+    let (gw, _model) = gateway_with(
         Script::tokens(std::iter::repeat_n(token, 2500)).with_delay(Duration::from_millis(1)),
+        edge,
     )
     .await?;
     let (fast, _) = openclaw(&gw.ws_url, &gw.gateway_token, RW).await?;
@@ -87,6 +94,8 @@ async fn edge_slow_consumer_is_closed_not_buffered() -> anyhow::Result<()> {
         finals < 3,
         "the slow socket got every final event: nothing was bounded"
     );
+    // The close frame reaches the client only if it starts reading before the
+    // edge's close timeout; after that the edge drops the connection.
     if let Some((code, reason)) = ending {
         assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
     }

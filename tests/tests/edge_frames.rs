@@ -6,9 +6,10 @@ mod edge_support;
 
 use std::time::Duration;
 
+use clawgate::cli::EdgeArgs;
 use clawgate_tests::mock_model::Script;
 use clawgate_tests::ws::{Closed, WsClient};
-use edge_support::{gateway, open, openclaw, openclaw_params};
+use edge_support::{gateway, gateway_with, open, openclaw, openclaw_params};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -279,13 +280,16 @@ async fn edge_goclaw_errors_use_goclaw_codes() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn edge_handshake_timeout_closes_with_1000() -> anyhow::Result<()> {
-    // The full gateway runs the edge's default 15 s timer.
-    let (gw, _model) = gateway(Script::text("hi")).await?;
+    let edge = EdgeArgs {
+        handshake_timeout_ms: 400,
+        ..EdgeArgs::default()
+    };
+    let (gw, _model) = gateway_with(Script::text("hi"), edge).await?;
     let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url.as_str()).await?;
     let started = tokio::time::Instant::now();
     let mut frames = 0;
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(25), ws.next()).await? {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
             Some(Ok(Message::Close(frame))) => break frame,
             Some(Ok(Message::Text(_))) => frames += 1,
             Some(Ok(_)) => {}
@@ -296,7 +300,7 @@ async fn edge_handshake_timeout_closes_with_1000() -> anyhow::Result<()> {
     assert_eq!(frames, 1, "only the challenge");
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1000));
     assert!(
-        elapsed >= Duration::from_secs(14),
+        elapsed >= Duration::from_millis(350),
         "closed after {elapsed:?}"
     );
     Ok(())

@@ -1,27 +1,73 @@
-//! The auth service: decides who a connection is.
+//! The auth service: decides who a connection is, and keeps the state that
+//! decision needs (paired devices, pending pairing requests, device tokens,
+//! goclaw pairing codes and paired senders, API keys).
 //!
 //! It owns credential checks and the building of the [`Principal`] that every later
-//! call carries. The edge only asks and enforces the answer. Invariants:
-//! - tenant and user come only from verified credentials and server configuration,
-//!   never from what a client asks for (a goclaw `user_id` is honoured only after
-//!   the shared gateway token, which is an owner/admin credential, was verified);
-//! - secrets are compared in constant time and never logged.
+//! call carries. The edge only asks and enforces the answer: it publishes the
+//! pairing events and disconnects the sockets the responses name. Invariants:
+//! - tenant and user come only from verified credentials, stored records and
+//!   server configuration, never from what a client asks for (a goclaw `user_id`
+//!   is honoured only after an owner/admin credential or a paired sender);
+//! - every RPC is scoped to the caller's tenant; a non-admin caller bound to a
+//!   device may only see and manage that device;
+//! - secrets are compared in constant time and never logged, never stored in
+//!   plaintext (SHA-256 digests only) and shown once, to their owner;
+//! - failed credential checks are counted by the failed-auth limiter
+//!   ([`clawgate_runtime::limits`]); a locked-out client is refused before any
+//!   credential is checked, and a limiter that cannot answer fails closed.
 //!
-//! Implemented now: the shared gateway token for both dialects. Device identity,
-//! pairing, device tokens and API keys come with the pairing work.
+//! Layout: [`openclaw`] and [`goclaw`] run the connect chains, [`pairing`],
+//! [`device_tokens`] and [`api_keys`] the RPCs, `store` the SQL, `convert` the
+//! mapping of stored records to protobuf messages.
 
+mod api_keys;
+mod connect_errors;
+mod convert;
+pub mod device_proof;
+mod device_tokens;
+mod goclaw;
+mod openclaw;
+mod pairing;
+mod scopes;
+mod secret;
+mod store;
 mod token;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use clawgate_proto::auth::{
-    AuthApi, AuthenticateConnectRequest, AuthenticateConnectResponse, GoclawConnect,
-    OpenClawConnect, authenticate_connect_request::Connect, authenticate_connect_response::Outcome,
+    ApiKey, ApprovePairingRequest, ApprovePairingResponse, AuthApi, AuthenticateConnectRequest,
+    AuthenticateConnectResponse, CreateApiKeyRequest, CreateApiKeyResponse, DeviceTokenInfo,
+    ListApiKeysRequest, ListApiKeysResponse, ListPairingRequest, ListPairingResponse,
+    PairingRequest, PairingStatusRequest, PairingStatusResponse, RejectPairingRequest,
+    RejectPairingResponse, RemoveDeviceRequest, RemoveDeviceResponse, RequestPairingRequest,
+    RevokeApiKeyRequest, RevokeDeviceTokenRequest, RotateDeviceTokenRequest,
+    authenticate_connect_request::Connect,
 };
-use clawgate_proto::principal::{Dialect, SCOPE_ADMIN};
 use clawgate_proto::{Principal, ServiceError};
-use serde_json::json;
+use clawgate_runtime::db::Database;
+use clawgate_runtime::limits::memory::MemoryAuthLimiter;
+use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, AuthScope, LimitKey};
 
+pub use secret::{API_KEY_PREFIX, PAIRING_CODE_ALPHABET, PAIRING_CODE_LEN};
 pub use token::GatewayToken;
+
+/// PostgreSQL schema (and SQLite file role) the auth service owns.
+pub const SCHEMA: &str = "auth";
+
+/// How long a pending OpenClaw pairing request lives.
+pub const PAIRING_REQUEST_TTL_MS: i64 = 5 * 60 * 1000;
+/// How long a goclaw pairing code lives.
+pub const PAIRING_CODE_TTL_MS: i64 = 60 * 60 * 1000;
+/// Most live pending goclaw codes per (tenant, channel, account).
+pub const MAX_PENDING_CODES_PER_ACCOUNT: i64 = 3;
+/// How long a goclaw sender stays paired.
+pub const PAIRED_SENDER_TTL_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// Settings of the auth service.
 #[derive(Clone, Debug)]
@@ -34,98 +80,150 @@ pub struct AuthConfig {
     pub default_user_id: String,
     /// goclaw users who get the `owner` role; the others get `admin`.
     pub owner_ids: Vec<String>,
+    /// Approve pairing silently for direct loopback connections (never for a
+    /// scope upgrade). Off: every new device waits for an operator's approval.
+    pub auto_approve_local: bool,
 }
 
-/// Longest accepted goclaw `user_id`.
-const MAX_USER_ID_LEN: usize = 255;
+/// Source of the current time, epoch milliseconds.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
+/// The auth service on a PostgreSQL or SQLite database. Cheap to clone.
+#[derive(Clone)]
 pub struct AuthService {
     config: AuthConfig,
+    store: store::Store,
+    limiter: Arc<dyn AuthLimiter>,
+    clock: Clock,
+    /// Keeps the directory of an [`ephemeral`](Self::ephemeral) database alive.
+    _ephemeral: Option<Arc<tempfile::TempDir>>,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthService {
-    pub fn new(config: AuthConfig) -> Self {
-        Self { config }
+    /// Connects to `database_url` (`postgres://…` or `sqlite://…?mode=rwc`), using
+    /// schema [`SCHEMA`] on PostgreSQL. Call [`migrate`](Self::migrate) before use.
+    pub async fn connect(database_url: &str, config: AuthConfig) -> Result<Self, ServiceError> {
+        let db = Database::connect(database_url, SCHEMA).await?;
+        Ok(Self::from_database(db, config))
     }
 
-    fn openclaw(
-        &self,
-        connection_id: String,
-        connect: OpenClawConnect,
-    ) -> Result<Principal, ServiceError> {
-        // OpenClaw signs and sends the shared secret as `auth.token`.
-        let Some(token) = connect.token.as_deref().filter(|t| !t.is_empty()) else {
-            return Err(auth_error(
-                "gateway token missing",
-                "AUTH_TOKEN_MISSING",
-                "update_auth_configuration",
-            ));
-        };
-        if !self.config.gateway_token.matches(token) {
-            return Err(auth_error(
-                "gateway token mismatch",
-                "AUTH_TOKEN_MISMATCH",
-                "update_auth_credentials",
-            ));
+    /// The service on an already connected database (which must be this service's own).
+    /// Failed-auth attempts are counted in this process until
+    /// [`with_limiter`](Self::with_limiter) installs a shared limiter.
+    pub fn from_database(db: Database, config: AuthConfig) -> Self {
+        Self {
+            config,
+            store: store::Store::new(db),
+            limiter: Arc::new(MemoryAuthLimiter::new(AuthLimitConfig::default())),
+            clock: Arc::new(clawgate_runtime::clock::now_ms),
+            _ephemeral: None,
         }
-        let role = if connect.role.is_empty() {
-            "operator".to_owned()
-        } else {
-            connect.role
-        };
-        Ok(Principal {
-            tenant_id: self.config.default_tenant_id.clone(),
-            user_id: self.config.default_user_id.clone(),
-            role,
-            scopes: connect.scopes,
-            device_id: String::new(),
-            connection_id,
-            dialect: Dialect::Openclaw as i32,
-        })
     }
 
-    fn goclaw(
+    /// The service on a fresh, migrated SQLite database in a temporary directory
+    /// that is removed with the last clone of the service: pairing state lasts as
+    /// long as the process. For processes given no database.
+    pub async fn ephemeral(config: AuthConfig) -> Result<Self, ServiceError> {
+        let dir = tempfile::Builder::new()
+            .prefix("clawgate-auth-")
+            .tempdir()
+            .map_err(|err| ServiceError::internal(format!("temporary auth database: {err}")))?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
+        let mut service = Self::connect(&url, config).await?;
+        service.migrate().await?;
+        service._ephemeral = Some(Arc::new(dir));
+        Ok(service)
+    }
+
+    /// Uses `limiter` for the failed-auth lockout (e.g. the Redis one, shared by
+    /// every auth process).
+    pub fn with_limiter(mut self, limiter: Arc<dyn AuthLimiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Uses `clock` instead of the system clock (tests, simulations).
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Brings the schema up to date (forward only).
+    pub async fn migrate(&self) -> Result<(), ServiceError> {
+        self.store
+            .database()
+            .migrate(&POSTGRES_MIGRATIONS, &SQLITE_MIGRATIONS)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the database pool.
+    pub async fn close(&self) {
+        self.store.database().close().await;
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Refuses the attempt when (client IP, `scope`) is locked out. Fails closed
+    /// (UNAVAILABLE) when the limiter cannot answer.
+    async fn check_lockout(
         &self,
-        connection_id: String,
-        connect: GoclawConnect,
-    ) -> Result<Principal, ServiceError> {
-        if connect.token.is_empty() {
-            return Err(ServiceError::unauthorized("token required"));
+        ip: Option<IpAddr>,
+        scope: AuthScope,
+    ) -> Result<(), ServiceError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let decision = self.limiter.check(&LimitKey::new(ip, scope)).await?;
+        match decision.to_error() {
+            Some(err) => Err(connect_errors::rate_limited(err)),
+            None => Ok(()),
         }
-        if !self.config.gateway_token.matches(&connect.token) {
-            return Err(ServiceError::unauthorized("invalid token"));
+    }
+
+    /// Counts a failed attempt of `scope`; the attempt is refused either way.
+    async fn record_failure(&self, ip: Option<IpAddr>, scope: AuthScope) {
+        let Some(ip) = ip else { return };
+        if let Err(err) = self.limiter.record_failure(&LimitKey::new(ip, scope)).await {
+            tracing::warn!(error = %err, scope = %scope, "cannot record failed authentication");
         }
-        let user_id = match connect.user_id.trim() {
-            "" => self.config.default_user_id.clone(),
-            user if user.len() > MAX_USER_ID_LEN => {
-                return Err(ServiceError::invalid("user_id longer than 255 characters"));
-            }
-            user => user.to_owned(),
-        };
-        let role = if self.config.owner_ids.contains(&user_id) {
-            "owner"
-        } else {
-            "admin"
-        };
-        Ok(Principal {
-            tenant_id: self.config.default_tenant_id.clone(),
-            user_id,
-            role: role.to_owned(),
-            scopes: vec![SCOPE_ADMIN.to_owned()],
-            device_id: String::new(),
-            connection_id,
-            dialect: Dialect::Goclaw as i32,
-        })
     }
 }
 
-fn auth_error(reason: &str, code: &str, next_step: &str) -> ServiceError {
-    ServiceError::unauthorized(format!("unauthorized: {reason}")).with_details(json!({
-        "code": code,
-        "authReason": reason,
-        "canRetryWithDeviceToken": false,
-        "recommendedNextStep": next_step,
-    }))
+/// Where a connect attempt comes from.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub connection_id: String,
+    /// Client IP as text ('' when unknown), stored with pairing requests.
+    pub remote_ip: String,
+    pub ip: Option<IpAddr>,
+    pub is_local: bool,
+}
+
+impl Origin {
+    fn of(request: &AuthenticateConnectRequest) -> Self {
+        let addr = request.remote_addr.trim();
+        let ip = addr
+            .parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| addr.parse::<IpAddr>())
+            .ok();
+        Self {
+            connection_id: request.connection_id.clone(),
+            remote_ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            ip,
+            is_local: request.is_local,
+        }
+    }
 }
 
 #[async_trait]
@@ -135,24 +233,111 @@ impl AuthApi for AuthService {
         _principal: &Principal,
         request: AuthenticateConnectRequest,
     ) -> Result<AuthenticateConnectResponse, ServiceError> {
-        let principal = match request.connect {
-            Some(Connect::Openclaw(connect)) => self.openclaw(request.connection_id, connect)?,
-            Some(Connect::Goclaw(connect)) => self.goclaw(request.connection_id, connect)?,
+        let origin = Origin::of(&request);
+        let response = match request.connect {
+            Some(Connect::Openclaw(connect)) => openclaw::connect(self, &origin, connect).await?,
+            Some(Connect::Goclaw(connect)) => goclaw::connect(self, &origin, connect).await?,
             None => return Err(ServiceError::invalid("connect parameters missing")),
         };
-        tracing::debug!(
-            tenant = %principal.tenant_id,
-            user = %principal.user_id,
-            role = %principal.role,
-            "connection authenticated"
-        );
-        Ok(AuthenticateConnectResponse {
-            outcome: Some(Outcome::Principal(principal)),
-            device_token: String::new(),
-            device_token_issued_at_ms: 0,
-        })
+        if let Some(clawgate_proto::auth::authenticate_connect_response::Outcome::Principal(p)) =
+            &response.outcome
+        {
+            tracing::debug!(
+                tenant = %p.tenant_id,
+                user = %p.user_id,
+                role = %p.role,
+                device = %p.device_id,
+                "connection authenticated"
+            );
+        }
+        Ok(response)
+    }
+
+    async fn request_pairing(
+        &self,
+        principal: &Principal,
+        request: RequestPairingRequest,
+    ) -> Result<PairingRequest, ServiceError> {
+        pairing::request_pairing(self, principal, request).await
+    }
+
+    async fn list_pairing(
+        &self,
+        principal: &Principal,
+        _request: ListPairingRequest,
+    ) -> Result<ListPairingResponse, ServiceError> {
+        pairing::list(self, principal).await
+    }
+
+    async fn approve_pairing(
+        &self,
+        principal: &Principal,
+        request: ApprovePairingRequest,
+    ) -> Result<ApprovePairingResponse, ServiceError> {
+        pairing::approve(self, principal, request).await
+    }
+
+    async fn reject_pairing(
+        &self,
+        principal: &Principal,
+        request: RejectPairingRequest,
+    ) -> Result<RejectPairingResponse, ServiceError> {
+        pairing::reject(self, principal, request).await
+    }
+
+    async fn remove_device(
+        &self,
+        principal: &Principal,
+        request: RemoveDeviceRequest,
+    ) -> Result<RemoveDeviceResponse, ServiceError> {
+        pairing::remove(self, principal, request).await
+    }
+
+    async fn pairing_status(
+        &self,
+        _principal: &Principal,
+        request: PairingStatusRequest,
+    ) -> Result<PairingStatusResponse, ServiceError> {
+        pairing::status(self, request).await
+    }
+
+    async fn rotate_device_token(
+        &self,
+        principal: &Principal,
+        request: RotateDeviceTokenRequest,
+    ) -> Result<DeviceTokenInfo, ServiceError> {
+        device_tokens::rotate(self, principal, request).await
+    }
+
+    async fn revoke_device_token(
+        &self,
+        principal: &Principal,
+        request: RevokeDeviceTokenRequest,
+    ) -> Result<DeviceTokenInfo, ServiceError> {
+        device_tokens::revoke(self, principal, request).await
+    }
+
+    async fn create_api_key(
+        &self,
+        principal: &Principal,
+        request: CreateApiKeyRequest,
+    ) -> Result<CreateApiKeyResponse, ServiceError> {
+        api_keys::create(self, principal, request).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        principal: &Principal,
+        _request: ListApiKeysRequest,
+    ) -> Result<ListApiKeysResponse, ServiceError> {
+        api_keys::list(self, principal).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        principal: &Principal,
+        request: RevokeApiKeyRequest,
+    ) -> Result<ApiKey, ServiceError> {
+        api_keys::revoke(self, principal, request).await
     }
 }
-
-#[cfg(test)]
-mod tests;

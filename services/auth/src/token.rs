@@ -27,3 +27,17 @@ impl std::fmt::Debug for GatewayToken {
         f.write_str("GatewayToken(<redacted>)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_never_printed() {
+        let token = GatewayToken::new("s3cret");
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!(token.matches("s3cret"));
+        assert!(!token.matches("s3cre"));
+        assert!(!GatewayToken::new("").matches(""));
+    }
+}

@@ -13,6 +13,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run every service in this process on the embedded default (SQLite under the
     /// data directory, in-process event bus).
@@ -21,6 +23,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations of the chosen services and exit.
     Migrate(MigrateArgs),
+    /// Print a new Ed25519 signing key (PKCS#8 PEM) for `CLAWGATE_SIGNING_KEY`.
+    Keygen,
 }
 
 /// Options every service-running command shares.
@@ -63,6 +67,52 @@ pub struct CommonArgs {
     /// Address the WebSocket edge listens on.
     #[arg(long, env = "CLAWGATE_LISTEN", default_value = "127.0.0.1:18789")]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// Settings of the WebSocket edge.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// Largest client frame after the handshake, in bytes (advertised as
+    /// `policy.maxPayload`). Before the handshake the limit is 64 KiB.
+    #[arg(long, env = "CLAWGATE_MAX_PAYLOAD_BYTES", default_value_t = EdgeArgs::DEFAULT.max_payload_bytes)]
+    pub max_payload_bytes: usize,
+
+    /// Bound of each socket's outbound queue, in bytes (advertised as
+    /// `policy.maxBufferedBytes`); a socket that falls further behind is closed.
+    #[arg(long, env = "CLAWGATE_SOCKET_QUEUE_BYTES", default_value_t = EdgeArgs::DEFAULT.socket_queue_bytes)]
+    pub socket_queue_bytes: usize,
+
+    /// Time a new socket has to complete `connect`, in milliseconds.
+    #[arg(long, env = "CLAWGATE_HANDSHAKE_TIMEOUT_MS", default_value_t = EdgeArgs::DEFAULT.handshake_timeout_ms)]
+    pub handshake_timeout_ms: u64,
+
+    /// Period of the OpenClaw `tick` event, in milliseconds.
+    #[arg(long, env = "CLAWGATE_TICK_INTERVAL_MS", default_value_t = EdgeArgs::DEFAULT.tick_interval_ms)]
+    pub tick_interval_ms: u64,
+
+    /// How long shutdown waits for sockets to take their `shutdown` event and
+    /// close, in milliseconds.
+    #[arg(long, env = "CLAWGATE_DRAIN_TIMEOUT_MS", default_value_t = EdgeArgs::DEFAULT.drain_timeout_ms)]
+    pub drain_timeout_ms: u64,
+}
+
+impl EdgeArgs {
+    pub const DEFAULT: EdgeArgs = EdgeArgs {
+        max_payload_bytes: 1024 * 1024,
+        socket_queue_bytes: 4 * 1024 * 1024,
+        handshake_timeout_ms: 15_000,
+        tick_interval_ms: 30_000,
+        drain_timeout_ms: 10_000,
+    };
+}
+
+impl Default for EdgeArgs {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -106,6 +156,13 @@ pub struct ServeArgs {
     /// service besides the edge).
     #[arg(long, env = "CLAWGATE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: SocketAddr,
+
+    /// Ed25519 private key(s) in PEM (PKCS#8) that sign and verify the call
+    /// tokens of gRPC hops; the same secret in every process. The first key signs,
+    /// later ones (old keys during a rotation) only verify. Prefer the environment
+    /// variable: a flag value is visible in the process list.
+    #[arg(long, env = "CLAWGATE_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
 
     /// gRPC address of the auth service when it runs elsewhere.
     #[arg(long, env = "CLAWGATE_AUTH_URL")]

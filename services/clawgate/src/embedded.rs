@@ -96,6 +96,8 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
         session_url: None,
         gateway_token: Some(token.clone()),
         migrate: true,
+        // Every service is in this process: no gRPC hop, a throwaway key will do.
+        signing_keys: None,
     };
     Ok(Embedded {
         plan,

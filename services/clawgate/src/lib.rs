@@ -13,16 +13,21 @@ use cli::{Cli, Command};
 
 /// Runs the parsed command until it finishes or the process is asked to stop.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Keygen = cli.command {
+        print!("{}", clawgate_runtime::internal_token::generate_pem());
+        return Ok(());
+    }
     let service_name = match &cli.command {
         Command::Up(_) => "clawgate".to_owned(),
         Command::Serve(args) => format!("clawgate-{}", args.services.join("-")),
-        Command::Migrate(_) => "clawgate-migrate".to_owned(),
+        Command::Migrate(_) | Command::Keygen => "clawgate-migrate".to_owned(),
     };
     let _telemetry = clawgate_runtime::telemetry::init(&service_name)?;
     match cli.command {
         Command::Up(args) => embedded::up(args, shutdown_signal()).await,
         Command::Serve(args) => wiring::serve(args, shutdown_signal()).await,
         Command::Migrate(args) => wiring::migrate(args).await,
+        Command::Keygen => Ok(()),
     }
 }
 

@@ -19,6 +19,7 @@ use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_runtime::internal_token::KeySet;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
@@ -36,6 +37,9 @@ pub struct Plan {
     pub session_url: Option<String>,
     pub gateway_token: Option<GatewayToken>,
     pub migrate: bool,
+    /// Keys of the signed call tokens every gRPC hop carries. `None` gives a
+    /// throwaway key, which only suits a process without gRPC hops (`up`).
+    pub signing_keys: Option<KeySet>,
 }
 
 /// What a process built: clients for every service it runs or calls.
@@ -95,6 +99,8 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
     let mut routes = tonic::service::RoutesBuilder::default();
     let mut serves_grpc = false;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let keys = plan.signing_keys.clone().unwrap_or_else(KeySet::generate);
+    let (signer, verifier) = (keys.signer(), keys.verifier());
 
     let session = if plan.runs("session") {
         let url = plan
@@ -106,7 +112,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             service.migrate().await?;
         }
         let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
-        routes.add_service(SessionGrpc::new(service.clone()).into_server());
+        routes.add_service(SessionGrpc::new(service.clone(), verifier.clone()).into_server());
         health_reporter
             .set_service_status(
                 "clawgate.session.v1.SessionService",
@@ -116,10 +122,10 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         serves_grpc = true;
         Some(SessionClient::local(service))
     } else if plan.runs("runner") || plan.runs("edge") {
-        Some(SessionClient::connect_lazy(&client_url(
-            &plan.session_url,
-            "session",
-        )?)?)
+        Some(SessionClient::connect_lazy(
+            &client_url(&plan.session_url, "session")?,
+            signer.clone(),
+        )?)
     } else {
         None
     };
@@ -130,14 +136,27 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
                 "the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)"
             );
         };
-        let service: Arc<dyn clawgate_proto::auth::AuthApi> =
-            Arc::new(AuthService::new(AuthConfig {
-                gateway_token: token,
-                default_tenant_id: plan.common.default_tenant.clone(),
-                default_user_id: plan.common.default_user.clone(),
-                owner_ids: plan.common.owner_ids.clone(),
-            }));
-        routes.add_service(AuthGrpc::new(service.clone()).into_server());
+        let config = AuthConfig {
+            gateway_token: token,
+            default_tenant_id: plan.common.default_tenant.clone(),
+            default_user_id: plan.common.default_user.clone(),
+            owner_ids: plan.common.owner_ids.clone(),
+            // Opt-in; no flag sets it yet.
+            auto_approve_local: false,
+        };
+        // Without a database, pairing state lives as long as the process.
+        let service = match plan.database_url.as_deref() {
+            Some(url) => {
+                let service = AuthService::connect(&database_url_for(url, "auth"), config).await?;
+                if plan.migrate {
+                    service.migrate().await?;
+                }
+                service
+            }
+            None => AuthService::ephemeral(config).await?,
+        };
+        let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(service);
+        routes.add_service(AuthGrpc::new(service.clone(), verifier.clone()).into_server());
         health_reporter
             .set_service_status(
                 "clawgate.auth.v1.AuthService",
@@ -147,10 +166,10 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         serves_grpc = true;
         Some(AuthClient::local(service))
     } else if plan.runs("edge") {
-        Some(AuthClient::connect_lazy(&client_url(
-            &plan.auth_url,
-            "auth",
-        )?)?)
+        Some(AuthClient::connect_lazy(
+            &client_url(&plan.auth_url, "auth")?,
+            signer.clone(),
+        )?)
     } else {
         None
     };
@@ -162,7 +181,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             session,
             plan.bus.clone(),
         ));
-        routes.add_service(RunnerGrpc::new(service.clone()).into_server());
+        routes.add_service(RunnerGrpc::new(service.clone(), verifier.clone()).into_server());
         health_reporter
             .set_service_status(
                 "clawgate.runner.v1.RunnerService",
@@ -172,10 +191,10 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         serves_grpc = true;
         Some(RunnerClient::local(service))
     } else if plan.runs("edge") {
-        Some(RunnerClient::connect_lazy(&client_url(
-            &plan.runner_url,
-            "runner",
-        )?)?)
+        Some(RunnerClient::connect_lazy(
+            &client_url(&plan.runner_url, "runner")?,
+            signer.clone(),
+        )?)
     } else {
         None
     };
@@ -187,8 +206,14 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             session: session.clone().context("edge needs session")?,
             bus: plan.bus.clone(),
         };
+        let edge = &plan.common.edge;
         let config = EdgeConfig {
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_payload_bytes: edge.max_payload_bytes,
+            socket_queue_bytes: edge.socket_queue_bytes,
+            handshake_timeout: Duration::from_millis(edge.handshake_timeout_ms),
+            tick_interval: Duration::from_millis(edge.tick_interval_ms),
+            drain_timeout: Duration::from_millis(edge.drain_timeout_ms),
             ..EdgeConfig::default()
         };
         Some(Edge::start(config, services).await?)
@@ -289,6 +314,7 @@ pub async fn serve(
         runner_url: args.runner_url.clone(),
         session_url: args.session_url.clone(),
         migrate: args.migrate,
+        signing_keys: Some(signing_keys(args.signing_key.as_deref())?),
     };
     let wired = wire(&plan).await?;
     let grpc_listener = match wired.grpc {
@@ -316,11 +342,36 @@ pub async fn serve(
     run_wired(wired, edge_listener, grpc_listener, shutdown).await
 }
 
+/// The call-token keys of `serve`, which always has gRPC hops, so a key is required.
+fn signing_keys(pem: Option<&str>) -> anyhow::Result<KeySet> {
+    let Some(pem) = pem else {
+        bail!(
+            "serve needs a signing key for its gRPC hops: set CLAWGATE_SIGNING_KEY (or \
+             --signing-key) to an Ed25519 private key in PEM, the same in every process \
+             (e.g. from `openssl genpkey -algorithm ed25519`)"
+        );
+    };
+    KeySet::from_pem(pem).context("invalid CLAWGATE_SIGNING_KEY")
+}
+
 /// `clawgate migrate`.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let session = SessionService::connect(&database_url_for(&args.database_url, "session")).await?;
     session.migrate().await?;
     tracing::info!("session migrations applied");
+    let auth = AuthService::connect(
+        &database_url_for(&args.database_url, "auth"),
+        AuthConfig {
+            gateway_token: GatewayToken::new(""),
+            default_tenant_id: String::new(),
+            default_user_id: String::new(),
+            owner_ids: Vec::new(),
+            auto_approve_local: false,
+        },
+    )
+    .await?;
+    auth.migrate().await?;
+    tracing::info!("auth migrations applied");
     Ok(())
 }
 

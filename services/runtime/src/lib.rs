@@ -1,11 +1,13 @@
 //! Shared runtime of every clawgate process: the event bus, database pools and
-//! migrations, telemetry, and small helpers (clock, ids).
+//! migrations, shared rate limits, telemetry, and small helpers (clock, ids).
 //!
 //! Nothing here knows about a protocol dialect or a particular service's logic.
 
 pub mod bus;
 pub mod clock;
 pub mod db;
+pub mod internal_token;
+pub mod limits;
 pub mod telemetry;
 
 pub use clawgate_proto::{ErrorCode, Principal, ServiceError};

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use clawgate::cli::EdgeArgs;
 use clawgate_tests::gateway::{GatewayOptions, TestGateway};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::ws::WsClient;
@@ -10,9 +11,18 @@ use serde_json::{Value, json};
 
 /// The embedded gateway with a mock model answering `script`.
 pub async fn gateway(script: Script) -> anyhow::Result<(TestGateway, MockModel)> {
+    gateway_with(script, EdgeArgs::default()).await
+}
+
+/// The embedded gateway with a mock model and the given edge settings.
+pub async fn gateway_with(
+    script: Script,
+    edge: EdgeArgs,
+) -> anyhow::Result<(TestGateway, MockModel)> {
     let model = MockModel::start(script).await?;
     let gateway = TestGateway::start(GatewayOptions {
         model_base_url: Some(model.base_url()),
+        edge,
         ..Default::default()
     })
     .await?;
@@ -24,7 +34,7 @@ pub fn openclaw_params(token: &str, scopes: &[&str]) -> Value {
     json!({
         "minProtocol": 3,
         "maxProtocol": 3,
-        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "client": {"id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"},
         "role": "operator",
         "scopes": scopes,
         "auth": {"token": token},

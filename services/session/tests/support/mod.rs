@@ -13,6 +13,7 @@ use clawgate_proto::session::{
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
+use clawgate_runtime::internal_token::KeySet;
 use clawgate_session::SessionService;
 use tokio::task::JoinHandle;
 
@@ -49,13 +50,15 @@ impl Harness {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
+        let keys = KeySet::generate();
         let server = tonic::transport::Server::builder()
-            .add_service(SessionGrpc::new(Arc::new(service)).into_server())
+            .add_service(SessionGrpc::new(Arc::new(service), keys.verifier()).into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
         let server = tokio::spawn(async move {
             let _ = server.await;
         });
-        let client = SessionClient::connect_lazy(&format!("http://{addr}")).expect("client");
+        let client =
+            SessionClient::connect_lazy(&format!("http://{addr}"), keys.signer()).expect("client");
         Self {
             api: Arc::new(client),
             grpc_addr: Some(addr),
