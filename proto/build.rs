@@ -2,6 +2,19 @@
 
 use std::path::PathBuf;
 
+/// Messages with a secret field; keep in sync with `src/redact.rs`.
+const SECRET_BEARING: [&str; 9] = [
+    ".clawgate.auth.v1.OpenClawConnect",
+    ".clawgate.auth.v1.GoclawConnect",
+    ".clawgate.auth.v1.AuthenticateConnectResponse",
+    ".clawgate.auth.v1.DeviceTokenInfo",
+    ".clawgate.auth.v1.CreateApiKeyResponse",
+    ".clawgate.auth.v1.IssueInternalTokenResponse",
+    ".clawgate.auth.v1.CheckTokenRequest",
+    ".clawgate.channel.v1.CreateAccountRequest",
+    ".clawgate.channel.v1.UpdateAccountRequest",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let files = [
@@ -20,6 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Messages holding secrets get a hand-written, redacting `Debug`
+        // (src/redact.rs), so a stray `{:?}` cannot leak a token or key.
+        .skip_debug(SECRET_BEARING)
         .compile_fds(fds)?;
     Ok(())
 }

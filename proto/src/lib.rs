@@ -16,6 +16,7 @@ pub mod call_auth;
 pub mod error;
 pub mod grpc;
 mod macros;
+mod redact;
 pub mod principal;
 
 pub mod auth;
