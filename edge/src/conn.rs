@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clawgate_proto::Principal;
-use clawgate_proto::pb::common::v1::RunEvent;
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -23,9 +23,27 @@ use crate::server::EdgeState;
 /// A handshake that succeeded: who connected and what to answer.
 #[derive(Debug)]
 pub struct Accepted {
+    /// Who connected; for a goclaw socket still pairing, an empty principal.
     pub principal: Principal,
     /// Payload of the `res` to the connect request.
     pub reply: Value,
+    /// goclaw: browser pairing is under way, the socket is not authenticated
+    /// (it may only poll `browser.pairing.status`) until this time (epoch ms).
+    pub pending_until_ms: Option<i64>,
+    /// goclaw: the (sender id, channel) the connection authenticated as, so a
+    /// revocation of that sender can close it.
+    pub paired_sender: Option<(String, String)>,
+}
+
+impl Accepted {
+    pub fn new(principal: Principal, reply: Value) -> Self {
+        Self {
+            principal,
+            reply,
+            pending_until_ms: None,
+            paired_sender: None,
+        }
+    }
 }
 
 /// A handshake that failed: the error `res` and how to close.
@@ -100,6 +118,14 @@ pub trait DialectConn: Send + 'static {
 
     /// Handles one run event of the connection's user.
     fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Self::Done>);
+
+    /// Handles one pairing event of the connection's tenant (the connection
+    /// decides whether it may see it).
+    fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Self::Done>);
+
+    /// Whether `disconnect` (published for the connection's tenant) targets
+    /// this connection.
+    fn is_target(&self, disconnect: &Disconnect) -> bool;
 
     /// Handles the result of a spawned call.
     fn on_done(&mut self, done: Self::Done, cx: &mut Cx<'_, Self::Done>);

@@ -1,21 +1,23 @@
 //! The fan-out hub: one bus subscriber per edge process, shared by all sockets.
 //!
 //! Owns the topic refcounts and the dispatcher task. Invariants:
-//! - the first socket of a (tenant, user) subscribes [`Topic::user`] and
-//!   [`Hub::register`] returns only after the bus confirmed, so a socket that
-//!   answered `hello-ok` misses no later event; the last socket to leave
-//!   unsubscribes;
-//! - each delivery is decoded once and the same `Arc<RunEvent>` is offered to every
+//! - a socket registers on its user's topic ([`Topic::user`], run events) and its
+//!   tenant's topic ([`Topic::tenant`], pairing events and targeted disconnects);
+//!   the first socket of a topic subscribes it and [`Hub::register`] returns only
+//!   after the bus confirmed every topic, so a socket that answered `hello-ok`
+//!   misses no later message; the last socket to leave a topic unsubscribes it;
+//! - each delivery is decoded once and the same [`HubEvent`] is offered to every
 //!   local socket of its topic with a non-blocking push into that socket's inbox,
 //!   which is bounded in bytes; a full inbox marks the socket overflowed (it then
 //!   closes as a slow consumer) and never slows the dispatcher or other sockets;
+//!   which socket a tenant-wide message is really for is decided by the socket;
 //! - one dispatcher and FIFO inboxes keep per-run order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, bus_message};
+use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, RunEvent, bus_message};
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -26,8 +28,28 @@ use crate::queue::ByteQueue;
 /// queue slot and the ids it will be rendered with).
 const EVENT_OVERHEAD_BYTES: usize = 128;
 
+/// One message of the bus, as a socket receives it.
+#[derive(Clone, Debug)]
+pub enum HubEvent {
+    Run(Arc<RunEvent>),
+    Pairing(Arc<PairingEvent>),
+    Disconnect(Arc<Disconnect>),
+}
+
+impl HubEvent {
+    fn decode(message: BusMessage) -> Option<(Self, usize)> {
+        let size = message.encoded_len() + EVENT_OVERHEAD_BYTES;
+        let event = match message.body? {
+            bus_message::Body::RunEvent(event) => Self::Run(Arc::new(event)),
+            bus_message::Body::PairingEvent(event) => Self::Pairing(Arc::new(event)),
+            bus_message::Body::Disconnect(disconnect) => Self::Disconnect(Arc::new(disconnect)),
+        };
+        Some((event, size))
+    }
+}
+
 /// A socket's inbound event queue.
-pub type EventInbox = ByteQueue<Arc<RunEvent>>;
+pub type EventInbox = ByteQueue<HubEvent>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -89,42 +111,28 @@ impl Hub {
         Ok(Self { inner })
     }
 
-    /// Adds a socket to `topic`, subscribing the topic first if this is its first
-    /// socket. Returns once the subscription is confirmed.
-    pub async fn register(&self, topic: Topic) -> Result<Registration, BusError> {
-        loop {
-            let state = lock(&self.inner.topics)
-                .entry(topic.clone())
-                .or_default()
-                .clone();
-            let mut sub = state.subscription.lock().await;
-            if sub.retired {
+    /// Adds a socket to every topic of `topics` (one inbox for all), subscribing
+    /// each topic first if this is its first socket. Returns once every
+    /// subscription is confirmed; on failure the socket is on no topic.
+    pub async fn register(&self, topics: &[Topic]) -> Result<Registration, BusError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let inbox = Arc::new(EventInbox::new(self.inner.inbox_bytes));
+        let mut registration = Registration {
+            hub: self.inner.clone(),
+            topics: Vec::with_capacity(topics.len()),
+            id,
+            inbox,
+            released: false,
+        };
+        for topic in topics {
+            if registration.topics.iter().any(|(t, _)| t == topic) {
                 continue;
             }
-            if !sub.subscribed {
-                if let Err(err) = self.inner.control.subscribe(&topic).await {
-                    if sub.refs == 0 {
-                        sub.retired = true;
-                        self.inner.forget(&topic, &state);
-                    }
-                    return Err(err);
-                }
-                sub.subscribed = true;
-            }
-            sub.refs += 1;
-            drop(sub);
-            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            let inbox = Arc::new(EventInbox::new(self.inner.inbox_bytes));
-            lock(&state.sockets).insert(id, inbox.clone());
-            return Ok(Registration {
-                hub: self.inner.clone(),
-                topic,
-                state,
-                id,
-                inbox,
-                released: false,
-            });
+            let state = self.inner.join(topic).await?;
+            lock(&state.sockets).insert(id, registration.inbox.clone());
+            registration.topics.push((topic.clone(), state));
         }
+        Ok(registration)
     }
 
     /// Topics currently subscribed by this process.
@@ -142,6 +150,30 @@ impl Hub {
 }
 
 impl HubInner {
+    /// Takes one reference on `topic`, subscribing it if it had none.
+    async fn join(&self, topic: &Topic) -> Result<Arc<TopicState>, BusError> {
+        loop {
+            let state = lock(&self.topics).entry(topic.clone()).or_default().clone();
+            let mut sub = state.subscription.lock().await;
+            if sub.retired {
+                continue;
+            }
+            if !sub.subscribed {
+                if let Err(err) = self.control.subscribe(topic).await {
+                    if sub.refs == 0 {
+                        sub.retired = true;
+                        self.forget(topic, &state);
+                    }
+                    return Err(err);
+                }
+                sub.subscribed = true;
+            }
+            sub.refs += 1;
+            drop(sub);
+            return Ok(state);
+        }
+    }
+
     /// Removes `topic` from the map if it still maps to `state`.
     fn forget(&self, topic: &Topic, state: &Arc<TopicState>) {
         let mut topics = lock(&self.topics);
@@ -174,8 +206,7 @@ impl HubInner {
 /// dropped registration releases itself in the background.
 pub struct Registration {
     hub: Arc<HubInner>,
-    topic: Topic,
-    state: Arc<TopicState>,
+    topics: Vec<(Topic, Arc<TopicState>)>,
     id: u64,
     pub inbox: Arc<EventInbox>,
     released: bool,
@@ -183,31 +214,41 @@ pub struct Registration {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&Topic> = self.topics.iter().map(|(t, _)| t).collect();
         f.debug_struct("Registration")
-            .field("topic", &self.topic)
+            .field("topics", &topics)
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
 
 impl Registration {
-    /// Leaves the topic; the last socket of a topic unsubscribes it.
+    /// Leaves every topic; the last socket of a topic unsubscribes it.
     pub async fn release(mut self) {
         self.released = true;
-        lock(&self.state.sockets).remove(&self.id);
-        self.hub.release(&self.topic, &self.state).await;
+        for (topic, state) in std::mem::take(&mut self.topics) {
+            lock(&state.sockets).remove(&self.id);
+            self.hub.release(&topic, &state).await;
+        }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.released {
+        if self.released || self.topics.is_empty() {
             return;
         }
-        lock(&self.state.sockets).remove(&self.id);
-        let (hub, topic, state) = (self.hub.clone(), self.topic.clone(), self.state.clone());
+        let topics = std::mem::take(&mut self.topics);
+        for (_, state) in &topics {
+            lock(&state.sockets).remove(&self.id);
+        }
+        let hub = self.hub.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { hub.release(&topic, &state).await });
+            runtime.spawn(async move {
+                for (topic, state) in topics {
+                    hub.release(&topic, &state).await;
+                }
+            });
         }
     }
 }
@@ -217,18 +258,16 @@ async fn dispatch(hub: Weak<HubInner>, mut deliveries: mpsc::Receiver<Delivery>)
         let Some(hub) = hub.upgrade() else {
             return;
         };
-        let event = match BusMessage::decode(delivery.payload) {
-            Ok(BusMessage {
-                body: Some(bus_message::Body::RunEvent(event)),
-            }) => event,
-            Ok(_) => continue,
+        let (event, size) = match BusMessage::decode(delivery.payload) {
+            Ok(message) => match HubEvent::decode(message) {
+                Some(decoded) => decoded,
+                None => continue,
+            },
             Err(err) => {
                 tracing::warn!(topic = %delivery.topic, error = %err, "undecodable bus message");
                 continue;
             }
         };
-        let size = event.encoded_len() + EVENT_OVERHEAD_BYTES;
-        let event = Arc::new(event);
         let Some(state) = lock(&hub.topics).get(&delivery.topic).cloned() else {
             continue;
         };
@@ -273,7 +312,13 @@ mod tests {
 
     async fn next(inbox: &EventInbox) -> Vec<u64> {
         match tokio::time::timeout(std::time::Duration::from_secs(2), inbox.pop_all()).await {
-            Ok(Popped::Items(items)) => items.iter().map(|e| e.seq).collect(),
+            Ok(Popped::Items(items)) => items
+                .iter()
+                .map(|e| match e {
+                    HubEvent::Run(run) => run.seq,
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect(),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -283,8 +328,8 @@ mod tests {
         let bus = MemoryBus::new();
         let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
         let topic = Topic::user("t", "u");
-        let a = hub.register(topic.clone()).await.expect("a");
-        let b = hub.register(topic.clone()).await.expect("b");
+        let a = hub.register(std::slice::from_ref(&topic)).await.expect("a");
+        let b = hub.register(std::slice::from_ref(&topic)).await.expect("b");
         assert_eq!(hub.sockets_on(&topic), 2);
         publish(&bus, &topic, event(1)).await;
         assert_eq!(next(&a.inbox).await, vec![1]);
@@ -294,7 +339,7 @@ mod tests {
         b.release().await;
         assert_eq!(hub.topic_count(), 0);
         // Re-registering subscribes again.
-        let c = hub.register(topic.clone()).await.expect("c");
+        let c = hub.register(std::slice::from_ref(&topic)).await.expect("c");
         publish(&bus, &topic, event(2)).await;
         assert_eq!(next(&c.inbox).await, vec![2]);
         drop(c);
@@ -303,12 +348,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_inbox_for_the_user_and_the_tenant_topics() {
+        use clawgate_proto::pb::common::v1::Disconnect;
+        let bus = MemoryBus::new();
+        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
+        let topics = [Topic::user("t", "u"), Topic::tenant("t")];
+        let a = hub.register(&topics).await.expect("a");
+        let b = hub.register(&topics[1..]).await.expect("b");
+        assert_eq!(hub.topic_count(), 2);
+        assert_eq!(hub.sockets_on(&topics[1]), 2);
+        let message = BusMessage {
+            body: Some(bus_message::Body::Disconnect(Disconnect {
+                tenant_id: "t".into(),
+                device_id: "d".into(),
+                ..Default::default()
+            })),
+        };
+        bus.publish(&topics[1], message.encode_to_vec().into())
+            .await
+            .expect("publish");
+        for inbox in [&a.inbox, &b.inbox] {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), inbox.pop_all()).await {
+                Ok(Popped::Items(items)) => {
+                    assert!(matches!(&items[..], [HubEvent::Disconnect(d)] if d.device_id == "d"));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        publish(&bus, &topics[0], event(1)).await;
+        assert_eq!(next(&a.inbox).await, vec![1]);
+        a.release().await;
+        assert_eq!(hub.topic_count(), 1);
+        b.release().await;
+        assert_eq!(hub.topic_count(), 0);
+        let none = hub.register(&[]).await.expect("no topics");
+        assert_eq!(hub.topic_count(), 0);
+        drop(none);
+    }
+
+    #[tokio::test]
     async fn a_full_inbox_overflows_without_blocking_others() {
         let bus = MemoryBus::new();
         let hub = Hub::start(&bus, 16, 300).await.expect("hub");
         let topic = Topic::user("t", "u");
-        let slow = hub.register(topic.clone()).await.expect("slow");
-        let fast = hub.register(topic.clone()).await.expect("fast");
+        let slow = hub
+            .register(std::slice::from_ref(&topic))
+            .await
+            .expect("slow");
+        let fast = hub
+            .register(std::slice::from_ref(&topic))
+            .await
+            .expect("fast");
         for seq in 1..=10 {
             publish(&bus, &topic, event(seq)).await;
             assert_eq!(next(&fast.inbox).await, vec![seq]);

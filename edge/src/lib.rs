@@ -12,16 +12,20 @@
 //! - `queue`, `out`, `writer`: byte-bounded queues, frame numbering and
 //!   backpressure, batched writes;
 //! - `frames`, `params`, [`session_key`]: framing, params checks, session keys;
-//! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect.
+//! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect;
+//! - `notify`: pairing events and targeted disconnects for a tenant's sockets on
+//!   every edge; `api_keys`: the API key methods of both dialects.
 //!
 //! Runs belong to runners, not sockets: closing a socket never aborts a run.
 
+mod api_keys;
 pub mod config;
 mod conn;
 pub mod error;
 mod frames;
 mod goclaw;
 mod hub;
+mod notify;
 mod openclaw;
 mod out;
 mod params;

@@ -2,7 +2,9 @@
 //! `/healthz`, `/readyz`), serving with graceful shutdown, and the state shared by
 //! all sockets of the process.
 //!
-//! Invariants: every upgrade is configured with explicit, small tungstenite
+//! Invariants: an upgrade is accepted only with a slot of the client IP's pre-auth
+//! socket budget (else HTTP 503), held by the socket until its handshake ends;
+//! every upgrade is configured with explicit, small tungstenite
 //! buffers and a bounded write buffer; after shutdown starts no new socket is
 //! accepted, every live socket is told `shutdown` and closed with 1012, and
 //! [`Edge::serve`] returns once they are gone (or the drain timeout passed).
@@ -24,6 +26,7 @@ use clawgate_proto::auth::AuthClient;
 use clawgate_proto::runner::RunnerClient;
 use clawgate_proto::session::SessionClient;
 use clawgate_runtime::bus::EventBus;
+use clawgate_runtime::limits::SocketBudget;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +42,9 @@ pub struct EdgeServices {
     pub runner: RunnerClient,
     pub session: SessionClient,
     pub bus: Arc<dyn EventBus>,
+    /// Budget of unauthenticated sockets per client IP (shared by every edge
+    /// process when it is the Redis one).
+    pub socket_budget: Arc<dyn SocketBudget>,
 }
 
 impl std::fmt::Debug for EdgeServices {
@@ -206,6 +212,15 @@ impl Edge {
     }
 }
 
+/// Whether a request came through a proxy (`Forwarded`, any `X-Forwarded-*`,
+/// `X-Real-IP`): such a socket is never "local" (OpenClaw §3.3).
+fn has_proxy_headers(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name == "forwarded" || name == "x-real-ip" || name.starts_with("x-forwarded-")
+    })
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -233,12 +248,28 @@ async fn upgrade(
     let addr = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
-    let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|name| headers.contains_key(*name));
     let peer = Peer {
         remote_addr: addr.map(|a| a.to_string()).unwrap_or_default(),
-        is_local: addr.is_some_and(|a| a.ip().is_loopback()) && !proxied,
+        is_local: addr.is_some_and(|a| a.ip().to_canonical().is_loopback())
+            && !has_proxy_headers(&headers),
+    };
+    let permit = match addr {
+        Some(addr) => match state.services.socket_budget.acquire(addr.ip()).await {
+            Ok(Some(permit)) => Some(permit),
+            Ok(None) => {
+                tracing::info!(ip = %addr.ip(), "pre-auth socket budget exhausted");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many unauthenticated sockets",
+                )
+                    .into_response();
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "pre-auth socket budget unavailable");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response();
+            }
+        },
+        None => None,
     };
     let config = &state.config;
     let guard = state.track();
@@ -250,7 +281,30 @@ async fn upgrade(
         .max_frame_size(config.reader_limit())
         .on_upgrade(move |ws| async move {
             let state = guard.0.clone();
-            socket::serve_socket(ws, state, peer).await;
+            socket::serve_socket(ws, state, peer, permit).await;
             drop(guard);
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_headers_disqualify_locality() {
+        let mut headers = HeaderMap::new();
+        assert!(!has_proxy_headers(&headers));
+        headers.insert("user-agent", "x".parse().expect("value"));
+        assert!(!has_proxy_headers(&headers));
+        for name in [
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-for",
+            "x-forwarded-host",
+        ] {
+            let mut proxied = headers.clone();
+            proxied.insert(name, "203.0.113.9".parse().expect("value"));
+            assert!(has_proxy_headers(&proxied), "{name}");
+        }
+    }
 }

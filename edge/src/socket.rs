@@ -8,7 +8,11 @@
 //! pick the dialect: with `minProtocol`/`maxProtocol` it is OpenClaw, without them
 //! goclaw.
 //!
-//! Invariants: the socket is registered with the hub (its user's topic confirmed
+//! Invariants: a socket holds a slot of its IP's pre-auth budget from the upgrade
+//! until its handshake ends (however it ends), and gives it back before the
+//! connect response is queued; one handshake attempt per socket (every connect
+//! failure closes, so a challenge nonce is never accepted twice); the socket is
+//! registered with the hub (its user's and its tenant's topics confirmed
 //! subscribed) before the connect response is queued; closing a socket never
 //! touches its runs; the writer gets a bounded grace period to say goodbye and is
 //! then dropped, so a client that stops reading cannot hold the task.
@@ -20,6 +24,7 @@ use clawgate_proto::ServiceError;
 use clawgate_proto::pb::common::v1::Dialect;
 use clawgate_runtime::bus::Topic;
 use clawgate_runtime::clock::now_ms;
+use clawgate_runtime::limits::BudgetPermit;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use serde_json::json;
@@ -32,7 +37,7 @@ use crate::frames::{
     self, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG,
     ErrorShape, Inbound,
 };
-use crate::hub::Registration;
+use crate::hub::{HubEvent, Registration};
 use crate::out::{Out, OutQueue};
 use crate::queue::Popped;
 use crate::server::EdgeState;
@@ -56,7 +61,12 @@ pub struct SocketInfo {
 
 type Stream = SplitStream<WebSocket>;
 
-pub async fn serve_socket(ws: WebSocket, state: Arc<EdgeState>, peer: Peer) {
+pub async fn serve_socket(
+    ws: WebSocket,
+    state: Arc<EdgeState>,
+    peer: Peer,
+    permit: Option<BudgetPermit>,
+) {
     let info = SocketInfo {
         conn_id: uuid::Uuid::new_v4().to_string(),
         nonce: uuid::Uuid::new_v4().to_string(),
@@ -64,10 +74,10 @@ pub async fn serve_socket(ws: WebSocket, state: Arc<EdgeState>, peer: Peer) {
     };
     let span =
         tracing::info_span!("ws.conn", conn_id = %info.conn_id, remote = %info.peer.remote_addr);
-    run(ws, state, info).instrument(span).await;
+    run(ws, state, info, permit).instrument(span).await;
 }
 
-async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo) {
+async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Option<BudgetPermit>) {
     let (sink, mut stream) = ws.split();
     let queue = Arc::new(OutQueue::new(state.config.socket_queue_bytes));
     let mut writer = tokio::spawn(writer::run_writer(
@@ -82,7 +92,7 @@ async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo) {
     );
     tracing::debug!("socket open");
     let mut writer_done = false;
-    if let Some(connected) = handshake(&state, &info, &mut stream, &mut out).await {
+    if let Some(connected) = handshake(&state, &info, &mut stream, &mut out, permit).await {
         writer_done = match connected {
             Connected::OpenClaw(conn, registration) => {
                 authenticated(
@@ -123,12 +133,14 @@ enum Connected {
     Goclaw(goclaw::Conn, Registration),
 }
 
-/// Reads frames until a `connect` succeeds or the socket must close.
+/// Reads frames until a `connect` succeeds or the socket must close. `permit`
+/// (the socket's pre-auth slot) is given back when the handshake ends.
 async fn handshake(
     state: &Arc<EdgeState>,
     info: &SocketInfo,
     stream: &mut Stream,
     out: &mut Out,
+    permit: Option<BudgetPermit>,
 ) -> Option<Connected> {
     let deadline = Instant::now() + state.config.handshake_timeout;
     let request = loop {
@@ -190,6 +202,9 @@ async fn handshake(
         }
         outcome = attempt => outcome,
     };
+    if let Some(permit) = permit {
+        permit.release().await;
+    }
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(Rejected {
@@ -207,6 +222,8 @@ async fn handshake(
     let Accepted {
         mut principal,
         reply,
+        pending_until_ms,
+        paired_sender,
     } = accepted;
     principal.connection_id = info.conn_id.clone();
     if principal.dialect == Dialect::Unspecified as i32 {
@@ -217,8 +234,15 @@ async fn handshake(
         };
         principal.dialect = dialect as i32;
     }
-    let topic = Topic::user(&principal.tenant_id, &principal.user_id);
-    let registration = match state.hub.register(topic).await {
+    // A socket still pairing is on no topic: it may see nothing.
+    let topics = match pending_until_ms {
+        Some(_) => Vec::new(),
+        None => vec![
+            Topic::user(&principal.tenant_id, &principal.user_id),
+            Topic::tenant(&principal.tenant_id),
+        ],
+    };
+    let registration = match state.hub.register(&topics).await {
         Ok(registration) => registration,
         Err(err) => {
             let err = ServiceError::from(err);
@@ -238,13 +262,15 @@ async fn handshake(
         user = %principal.user_id,
         role = %principal.role,
         dialect = if goclaw { "goclaw" } else { "openclaw" },
+        pending = pending_until_ms.is_some(),
         "connected"
     );
     out.response(&request.id, Some(&reply), None);
     out.start_ping();
     Some(if goclaw {
         out.set_numbered(false);
-        Connected::Goclaw(goclaw::Conn::new(principal, info), registration)
+        let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
+        Connected::Goclaw(conn, registration)
     } else {
         Connected::OpenClaw(
             openclaw::Conn::new(principal, info, &request.params),
@@ -330,7 +356,17 @@ async fn authenticated<C: DialectConn>(
             popped = inbox.pop_all() => match popped {
                 Popped::Items(events) => {
                     for event in events {
-                        conn.on_event(event, &mut cx);
+                        match event {
+                            HubEvent::Run(event) => conn.on_event(event, &mut cx),
+                            HubEvent::Pairing(event) => conn.on_pairing(&event, &mut cx),
+                            HubEvent::Disconnect(disconnect) => {
+                                if conn.is_target(&disconnect) {
+                                    tracing::info!(code = disconnect.close_code, "disconnected by request");
+                                    let code = u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
+                                    cx.out.close(code, &disconnect.close_reason);
+                                }
+                            }
+                        }
                     }
                 }
                 Popped::Overflowed => cx.out.close_now(CLOSE_POLICY, "slow consumer"),

@@ -16,8 +16,8 @@ pub mod call_auth;
 pub mod error;
 pub mod grpc;
 mod macros;
-mod redact;
 pub mod principal;
+mod redact;
 
 pub mod auth;
 pub mod channel;

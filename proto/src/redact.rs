@@ -60,6 +60,17 @@ impl fmt::Debug for GoclawConnect {
     }
 }
 
+/// The oneof of a redacted message loses its generated `Debug` too; neither
+/// variant holds a secret.
+impl fmt::Debug for crate::pb::auth::v1::authenticate_connect_response::Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Principal(principal) => f.debug_tuple("Principal").field(principal).finish(),
+            Self::Pairing(pairing) => f.debug_tuple("Pairing").field(pairing).finish(),
+        }
+    }
+}
+
 impl fmt::Debug for AuthenticateConnectResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::pb::auth::v1::authenticate_connect_response::Outcome;

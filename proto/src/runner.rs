@@ -16,5 +16,7 @@ crate::macros::service_bindings! {
         authed fn start_run(StartRunRequest) -> StartRunResponse;
         authed fn abort_run(AbortRunRequest) -> AbortRunResponse;
         authed fn get_run(GetRunRequest) -> RunInfo;
+        /// A run's events after a seq, from its bounded history (clawgate extension).
+        authed fn read_run_events(ReadRunEventsRequest) -> ReadRunEventsResponse;
     }
 }

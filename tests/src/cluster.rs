@@ -51,6 +51,12 @@ pub fn clawgate_binary() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(bin));
     }
     let exe = std::env::current_exe()?;
+    // A binary of this crate (target/<profile>/<bin>) finds it beside itself.
+    if let Some(sibling) = exe.parent().map(|dir| dir.join("clawgate"))
+        && sibling.is_file()
+    {
+        return Ok(sibling);
+    }
     // target/<profile>/deps/<test> → target/<profile>/clawgate
     let profile_dir = exe
         .parent()
@@ -227,6 +233,15 @@ impl Cluster {
             .with_context(|| format!("no process {name}"))?;
         process.child.kill().await?;
         Ok(())
+    }
+
+    /// `(name, pid)` of every process started, in start order ("session",
+    /// "auth", "runner", "edge0", …); a process already reaped has no pid.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.processes
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.child.id()?)))
+            .collect()
     }
 
     /// The output of every process so far.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clawgate::cli::{CommonArgs, EdgeArgs, UpArgs};
+use clawgate::cli::{AuthArgs, CommonArgs, EdgeArgs, UpArgs};
 
 /// Options of a test gateway.
 #[derive(Debug, Clone, Default)]
@@ -22,9 +22,6 @@ pub struct GatewayOptions {
 }
 
 /// Auth and pairing settings of a test gateway; `None` keeps the production default.
-///
-/// The binary has no flag for these yet, so a test that sets one fails at start
-/// with a message naming the flag it needs (see [`AuthOptions::unsupported`]).
 #[derive(Debug, Clone, Default)]
 pub struct AuthOptions {
     /// Silent approval of new devices on direct loopback connections
@@ -51,19 +48,19 @@ pub struct LockoutOptions {
 }
 
 impl AuthOptions {
-    /// The flags a set option needs that the binary does not have yet.
-    pub fn unsupported(&self) -> Vec<&'static str> {
-        let mut missing = Vec::new();
-        if self.auto_approve_local.is_some() {
-            missing.push("--pairing-auto-approve-local (CLAWGATE_PAIRING_AUTO_APPROVE_LOCAL)");
+    /// The binary's auth settings for these options.
+    pub fn to_args(&self) -> AuthArgs {
+        let mut args = AuthArgs::default();
+        if let Some(auto_approve) = self.auto_approve_local {
+            args.pairing_auto_approve_local = auto_approve;
         }
-        if self.lockout.is_some() {
-            missing.push(
-                "--auth-max-failures, --auth-failure-window-ms, --auth-lockout-ms, \
-                 --auth-limit-loopback (CLAWGATE_AUTH_*)",
-            );
+        if let Some(lockout) = &self.lockout {
+            args.auth_max_failures = lockout.max_failures;
+            args.auth_failure_window_ms = lockout.window_ms;
+            args.auth_lockout_ms = lockout.lockout_ms;
+            args.auth_limit_loopback = lockout.include_loopback;
         }
-        missing
+        args
     }
 }
 
@@ -81,12 +78,6 @@ pub const TEST_TOKEN: &str = "test-gateway-token";
 
 impl TestGateway {
     pub async fn start(options: GatewayOptions) -> anyhow::Result<Self> {
-        let missing = options.auth.unsupported();
-        anyhow::ensure!(
-            missing.is_empty(),
-            "this test needs gateway settings the binary has no flag for yet: {}",
-            missing.join("; ")
-        );
         let dir = tempfile::tempdir()?;
         let args = UpArgs {
             common: common_args(&options),
@@ -146,5 +137,6 @@ fn common_args(options: &GatewayOptions) -> CommonArgs {
         coalesce_ms: options.coalesce_ms.unwrap_or(40),
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         edge: options.edge.clone(),
+        auth: options.auth.to_args(),
     }
 }

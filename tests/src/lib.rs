@@ -7,10 +7,12 @@
 //!   signed connect payloads, device-token store);
 //! - [`gateway`]: the whole gateway in this process (the embedded default);
 //! - [`cluster`]: the `clawgate` binary started as separate OS processes against
-//!   real PostgreSQL and Redis.
+//!   real PostgreSQL and Redis;
+//! - [`bench`]: the load harness behind the `clawgate-bench` binary.
 //!
 //! Nothing here fakes a part of clawgate.
 
+pub mod bench;
 pub mod cluster;
 pub mod gateway;
 pub mod mock_model;

@@ -56,6 +56,9 @@ pub struct Script {
     pub hang: bool,
     pub finish_reason: String,
     pub tool_calls: Vec<MockToolCall>,
+    /// Token `i` is due `(i + 1) × delay` after the stream starts, instead of
+    /// `delay` after the previous one, so timer rounding does not accumulate.
+    pub steady: bool,
 }
 
 impl Default for Script {
@@ -68,6 +71,7 @@ impl Default for Script {
             hang: false,
             finish_reason: "stop".to_owned(),
             tool_calls: Vec::new(),
+            steady: false,
         }
     }
 }
@@ -132,6 +136,12 @@ impl Script {
             name: name.into(),
             arguments_json: arguments_json.into(),
         });
+        self
+    }
+
+    /// Paces tokens at a steady rate of one per `delay` (see [`Script::steady`]).
+    pub fn with_steady_rate(mut self) -> Self {
+        self.steady = true;
         self
     }
 
@@ -228,7 +238,12 @@ impl std::fmt::Debug for MockModel {
 impl MockModel {
     /// Starts the server on a free loopback port.
     pub async fn start(script: Script) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script).await
+    }
+
+    /// Starts the server on `addr` (port 0 picks a free port).
+    pub async fn start_on(addr: SocketAddr, script: Script) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState {
             script: Mutex::new(script),
@@ -367,8 +382,12 @@ async fn produce(
     {
         return;
     }
+    let started = tokio::time::Instant::now();
     for (index, token) in tokens.iter().enumerate() {
-        if !script.delay.is_zero() {
+        if script.steady {
+            let due = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(started + script.delay.saturating_mul(due)).await;
+        } else if !script.delay.is_zero() {
             tokio::time::sleep(script.delay).await;
         }
         if tx

@@ -7,7 +7,7 @@ mod auth_support;
 
 use auth_support::{
     QUIET, assert_pairing_required, assert_rejected, backend_admin, connect, connect_ok,
-    device_token, operator, pairing_events,
+    device_token, operator, paired, pairing_events,
 };
 use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
 use clawgate_tests::cluster::{Cluster, ClusterOptions};
@@ -47,7 +47,7 @@ async fn device_token_revoke_and_rotate_on_one_edge_disconnect_sockets_on_anothe
     let mut live = Vec::new();
     for _ in 0..2 {
         let identity = DeviceIdentity::generate();
-        let (ws, hello) = connect_ok(edge_b, &identity, &operator(&scopes, shared)).await?;
+        let (ws, hello) = paired(edge_b, shared, &identity, &operator(&scopes, shared)).await?;
         ws.close().await;
         let token = device_token(&hello);
         let spec = ConnectSpec::operator(&scopes).with_device_token(&token);
@@ -91,14 +91,16 @@ async fn pairing_events_cross_edges_only_to_pairing_scoped_sockets() -> anyhow::
     let (cluster, _database) = cluster(&model).await?;
     let (edge_a, edge_b) = (cluster.edge_urls[0].as_str(), cluster.edge_urls[1].as_str());
     let shared = cluster.gateway_token.as_str();
-    let (mut pairing, _) = connect_ok(
+    let (mut pairing, _) = paired(
         edge_b,
+        shared,
         &DeviceIdentity::generate(),
         &operator(&["operator.pairing"], shared),
     )
     .await?;
-    let (mut reader, _) = connect_ok(
+    let (mut reader, _) = paired(
         edge_b,
+        shared,
         &DeviceIdentity::generate(),
         &operator(&["operator.read"], shared),
     )

@@ -8,8 +8,8 @@ mod auth_support;
 
 use auth_support::{
     QUIET, approve, assert_no_pairing_events, assert_pairing_required, assert_rejected,
-    backend_admin, connect, connect_ok, device_token, gateway, gateway_without_auto_approval,
-    goclaw, operator, pair, pairing_events,
+    backend_admin, connect, connect_ok, device_token, gateway, gateway_with_auto_approval,
+    gateway_without_auto_approval, goclaw, operator, pair, paired, pairing_events,
 };
 use clawgate_tests::gateway::{GatewayOptions, TestGateway};
 use clawgate_tests::openclaw_device::{
@@ -197,12 +197,13 @@ async fn openclaw_rejected_pairing_request_stays_unpaired() -> anyhow::Result<()
     Ok(())
 }
 
-/// Loopback auto-approval (on by default): a new device on a direct loopback
-/// socket is approved silently, gets its device token on the first connect, and
-/// `device.pair.resolved` reaches pairing-scoped connections.
+/// Loopback auto-approval (the reference's default; needs the setting on): a new
+/// device on a direct loopback socket is approved silently, gets its device token
+/// on the first connect, and `device.pair.resolved` reaches pairing-scoped
+/// connections.
 #[tokio::test]
 async fn openclaw_loopback_device_is_approved_silently() -> anyhow::Result<()> {
-    let gw = gateway().await?;
+    let gw = gateway_with_auto_approval().await?;
     let (url, token) = (gw.ws_url.as_str(), gw.gateway_token.as_str());
     let observer_id = DeviceIdentity::generate();
     let (mut observer, hello) =
@@ -236,7 +237,7 @@ async fn openclaw_loopback_device_is_approved_silently() -> anyhow::Result<()> {
 /// with auto-approval on, its new device needs pairing (reference §3.3, §3.4).
 #[tokio::test]
 async fn openclaw_device_behind_proxy_headers_is_not_approved_silently() -> anyhow::Result<()> {
-    let gw = gateway().await?;
+    let gw = gateway_with_auto_approval().await?;
     let device = DeviceIdentity::generate();
     let mut ws =
         WsClient::connect_with_headers(&gw.ws_url, &[("x-forwarded-for", "203.0.113.9")]).await?;
@@ -251,9 +252,12 @@ async fn openclaw_device_behind_proxy_headers_is_not_approved_silently() -> anyh
 #[tokio::test]
 async fn openclaw_v2_signature_is_accepted() -> anyhow::Result<()> {
     let gw = gateway().await?;
-    let spec =
-        operator(&["operator.read"], &gw.gateway_token).with_payload_version(PayloadVersion::V2);
-    let (_ws, hello) = connect_ok(&gw.ws_url, &DeviceIdentity::generate(), &spec).await?;
+    let (url, token) = (gw.ws_url.as_str(), gw.gateway_token.as_str());
+    let identity = DeviceIdentity::generate();
+    let spec = operator(&["operator.read"], token);
+    paired(url, token, &identity, &spec).await?.0.close().await;
+    let v2 = spec.with_payload_version(PayloadVersion::V2);
+    let (_ws, hello) = connect_ok(url, &identity, &v2).await?;
     assert_eq!(hello["auth"]["role"], "operator", "{hello}");
     Ok(())
 }
@@ -305,14 +309,16 @@ async fn openclaw_device_less_node_is_refused() -> anyhow::Result<()> {
 async fn openclaw_pairing_events_need_the_pairing_scope() -> anyhow::Result<()> {
     let gw = gateway().await?;
     let (url, token) = (gw.ws_url.as_str(), gw.gateway_token.as_str());
-    let (mut pairing, _) = connect_ok(
+    let (mut pairing, _) = paired(
         url,
+        token,
         &DeviceIdentity::generate(),
         &operator(&["operator.pairing"], token),
     )
     .await?;
-    let (mut reader, _) = connect_ok(
+    let (mut reader, _) = paired(
         url,
+        token,
         &DeviceIdentity::generate(),
         &operator(&["operator.read", "operator.write"], token),
     )
@@ -347,7 +353,7 @@ async fn openclaw_removed_device_is_disconnected() -> anyhow::Result<()> {
     let gw = gateway().await?;
     let (url, token) = (gw.ws_url.as_str(), gw.gateway_token.as_str());
     let device = DeviceIdentity::generate();
-    let (_ws, hello) = connect_ok(url, &device, &operator(&["operator.read"], token)).await?;
+    let (_ws, hello) = paired(url, token, &device, &operator(&["operator.read"], token)).await?;
     let by_token =
         ConnectSpec::operator(&["operator.read"]).with_device_token(&device_token(&hello));
     let (mut live, _) = connect_ok(url, &device, &by_token).await?;

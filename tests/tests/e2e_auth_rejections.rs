@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use auth_support::{
     assert_device_rejected, assert_rejected, backend_admin, connect, connect_ok, device_token,
-    gateway, operator,
+    gateway, operator, paired,
 };
 use clawgate::cli::EdgeArgs;
 use clawgate_tests::gateway::{AuthOptions, GatewayOptions, LockoutOptions, TestGateway};
@@ -19,14 +19,14 @@ use clawgate_tests::openclaw_device::{
 use clawgate_tests::ws::WsClient;
 use serde_json::{Value, json};
 
-/// A device approved on loopback with `scopes`; returns it and its device token.
+/// A paired device with `scopes`; returns it and its device token.
 async fn approved_device(
     gw: &TestGateway,
     scopes: &[&str],
 ) -> anyhow::Result<(DeviceIdentity, String)> {
     let identity = DeviceIdentity::generate();
-    let (ws, hello) =
-        connect_ok(&gw.ws_url, &identity, &operator(scopes, &gw.gateway_token)).await?;
+    let spec = operator(scopes, &gw.gateway_token);
+    let (ws, hello) = paired(&gw.ws_url, &gw.gateway_token, &identity, &spec).await?;
     ws.close().await;
     Ok((identity, device_token(&hello)))
 }
@@ -87,8 +87,13 @@ async fn reject_rotated_device_token_and_disconnect_live_sockets() -> anyhow::Re
     let by_token = ConnectSpec::operator(&scopes).with_device_token(&old);
     let (mut live_token, _) = connect_ok(url, &identity, &by_token).await?;
     let (mut live_shared, _) = connect_ok(url, &identity, &operator(&scopes, shared)).await?;
-    let (mut bystander, _) =
-        connect_ok(url, &DeviceIdentity::generate(), &operator(&scopes, shared)).await?;
+    let (mut bystander, _) = paired(
+        url,
+        shared,
+        &DeviceIdentity::generate(),
+        &operator(&scopes, shared),
+    )
+    .await?;
 
     let (mut admin, _) = backend_admin(url, shared).await?;
     let res = admin
@@ -254,6 +259,11 @@ async fn accept_signed_at_within_skew() -> anyhow::Result<()> {
     for offset in [-100_000_i64, 100_000] {
         let identity = DeviceIdentity::generate();
         let spec = operator(&["operator.read"], &gw.gateway_token);
+        paired(&gw.ws_url, &gw.gateway_token, &identity, &spec)
+            .await?
+            .0
+            .close()
+            .await;
         let signed_at = now_ms().saturating_add_signed(offset);
         let (_ws, res) = send_connect(&gw.ws_url, |nonce| {
             spec.params_signed_at(&identity, nonce, signed_at)
@@ -314,6 +324,11 @@ async fn reject_replayed_nonce() -> anyhow::Result<()> {
     let gw = gateway().await?;
     let identity = DeviceIdentity::generate();
     let spec = operator(&["operator.read"], &gw.gateway_token);
+    paired(&gw.ws_url, &gw.gateway_token, &identity, &spec)
+        .await?
+        .0
+        .close()
+        .await;
     let mut first = WsClient::connect(&gw.ws_url).await?;
     let old_nonce = challenge_nonce(&mut first).await?;
     let res = first
@@ -373,8 +388,14 @@ async fn reject_protocol_mismatch() -> anyhow::Result<()> {
             (Some(1002), "protocol mismatch")
         );
     }
-    let spec = operator(&["operator.read"], &gw.gateway_token).with_protocol(3, 4);
-    let (_ws, hello) = connect_ok(&gw.ws_url, &DeviceIdentity::generate(), &spec).await?;
+    let identity = DeviceIdentity::generate();
+    let spec = operator(&["operator.read"], &gw.gateway_token);
+    paired(&gw.ws_url, &gw.gateway_token, &identity, &spec)
+        .await?
+        .0
+        .close()
+        .await;
+    let (_ws, hello) = connect_ok(&gw.ws_url, &identity, &spec.with_protocol(3, 4)).await?;
     assert_eq!(hello["protocol"], 3);
     Ok(())
 }
@@ -423,7 +444,8 @@ async fn reject_oversized_preauth_frame() -> anyhow::Result<()> {
 async fn reject_method_outside_granted_scopes() -> anyhow::Result<()> {
     let gw = gateway().await?;
     let spec = operator(&["operator.read"], &gw.gateway_token);
-    let (mut ws, _) = connect_ok(&gw.ws_url, &DeviceIdentity::generate(), &spec).await?;
+    let identity = DeviceIdentity::generate();
+    let (mut ws, _) = paired(&gw.ws_url, &gw.gateway_token, &identity, &spec).await?;
     let res = ws
         .request(
             "chat.send",
@@ -451,7 +473,8 @@ async fn reject_method_outside_granted_scopes() -> anyhow::Result<()> {
 async fn reject_node_calling_operator_method() -> anyhow::Result<()> {
     let gw = gateway().await?;
     let spec = ConnectSpec::node().with_token(&gw.gateway_token);
-    let (mut ws, hello) = connect_ok(&gw.ws_url, &DeviceIdentity::generate(), &spec).await?;
+    let identity = DeviceIdentity::generate();
+    let (mut ws, hello) = paired(&gw.ws_url, &gw.gateway_token, &identity, &spec).await?;
     assert_eq!(hello["auth"]["role"], "node", "{hello}");
     assert_eq!(hello["auth"]["scopes"], json!([]), "{hello}");
     for method in ["chat.send", "sessions.list"] {
@@ -508,7 +531,13 @@ async fn reject_after_repeated_failures_until_lockout_expires() -> anyhow::Resul
     .await?;
 
     tokio::time::sleep(lockout + Duration::from_millis(300)).await;
-    connect_ok(&gw.ws_url, &DeviceIdentity::generate(), &right).await?;
+    paired(
+        &gw.ws_url,
+        &gw.gateway_token,
+        &DeviceIdentity::generate(),
+        &right,
+    )
+    .await?;
     Ok(())
 }
 
@@ -519,8 +548,8 @@ async fn reject_preauth_sockets_over_budget() -> anyhow::Result<()> {
     let mut open = Vec::new();
     for _ in 0..32 {
         let mut ws = WsClient::connect(&gw.ws_url).await?;
-        let nonce = challenge_nonce(&mut ws).await?;
-        open.push((ws, nonce));
+        challenge_nonce(&mut ws).await?;
+        open.push(ws);
     }
     match tokio_tungstenite::connect_async(gw.ws_url.as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -529,12 +558,10 @@ async fn reject_preauth_sockets_over_budget() -> anyhow::Result<()> {
         Err(other) => panic!("expected HTTP 503, got {other}"),
         Ok(_) => panic!("the 33rd unauthenticated socket was accepted"),
     }
-    // Authenticating one of them frees its slot.
-    let (ws, nonce) = open.first_mut().expect("32 sockets");
+    // Authenticating one of them (a device-less shared-token operator) frees its slot.
+    let ws = open.first_mut().expect("32 sockets");
     let spec = operator(&["operator.read"], &gw.gateway_token);
-    let res = ws
-        .request("connect", spec.params(&DeviceIdentity::generate(), nonce))
-        .await?;
+    let res = ws.request("connect", spec.params_without_device()).await?;
     assert_eq!(res["ok"], true, "{res}");
     WsClient::connect(&gw.ws_url).await?;
     Ok(())

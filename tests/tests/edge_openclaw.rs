@@ -38,7 +38,16 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "chat.send",
             "chat.history",
             "chat.abort",
-            "sessions.list"
+            "sessions.list",
+            "device.pair.list",
+            "device.pair.approve",
+            "device.pair.reject",
+            "device.pair.remove",
+            "device.token.rotate",
+            "device.token.revoke",
+            "api_keys.create",
+            "api_keys.list",
+            "api_keys.revoke"
         ])
     );
     assert!(

@@ -4,18 +4,29 @@
 //! `maxProtocol` is goclaw's; params are read leniently (unknown keys ignored, as
 //! Go does) but known keys must be strings; every refusal is an error `res` with
 //! a goclaw code followed by a close 1008 (one handshake attempt per socket, as in
-//! OpenClaw — goclaw itself would keep the socket).
+//! OpenClaw — goclaw itself would keep the socket); a connect without a token that
+//! starts browser pairing is answered **ok** with `status: "pending_pairing"`, and
+//! the socket stays open, unauthenticated, until the code expires; a new code is
+//! announced (`device.pair.requested`) to the tenant's admins before the answer.
 
 use std::sync::Arc;
 
 use clawgate_proto::auth::{AuthApi, AuthenticateConnectRequest, GoclawConnect};
 use clawgate_proto::pb::auth::v1::{authenticate_connect_request, authenticate_connect_response};
-use clawgate_proto::{Principal, ServiceError};
+use clawgate_proto::{ErrorCode, Principal, ServiceError};
+use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
 use crate::conn::{Accepted, Rejected};
-use crate::frames::{CLOSE_INTERNAL, CLOSE_POLICY, ErrorShape};
+use crate::frames::{CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, ErrorShape};
+use crate::notify;
 use crate::params::Obj;
+
+/// Channel of goclaw browser (dashboard) pairing.
+pub const BROWSER_CHANNEL: &str = "browser";
+
+/// How long a pending socket may stay when the auth service names no expiry.
+const PENDING_FALLBACK_MS: i64 = 60 * 60 * 1000;
 use crate::server::EdgeState;
 use crate::socket::SocketInfo;
 
@@ -74,6 +85,15 @@ pub async fn handshake(
         let err = ServiceError::invalid(format!("invalid connect params: {why}"));
         refuse(&err, None, CLOSE_POLICY, "invalid connect params")
     })?;
+    // A connect without a token that names a sender authenticates as that
+    // (browser) sender when it succeeds (goclaw notes §2.3 step 4).
+    let paired_sender = (connect.token.trim().is_empty() && !connect.sender_id.trim().is_empty())
+        .then(|| {
+            (
+                connect.sender_id.trim().to_owned(),
+                BROWSER_CHANNEL.to_owned(),
+            )
+        });
     let request = AuthenticateConnectRequest {
         connection_id: info.conn_id.clone(),
         remote_addr: info.peer.remote_addr.clone(),
@@ -95,13 +115,20 @@ pub async fn handshake(
         .authenticate_connect(&Principal::default(), request)
         .await
         .map_err(|err| {
-            let close = if err.code.goclaw_code() == "UNAUTHORIZED" {
-                CLOSE_POLICY
-            } else {
-                CLOSE_INTERNAL
+            let (close, reason) = match err.code {
+                ErrorCode::Internal => (CLOSE_INTERNAL, "internal error"),
+                ErrorCode::Unavailable | ErrorCode::ResourceExhausted => {
+                    (CLOSE_TRY_AGAIN_LATER, "try again later")
+                }
+                ErrorCode::InvalidRequest => (CLOSE_POLICY, "invalid connect params"),
+                _ => (CLOSE_POLICY, "unauthorized"),
             };
-            refuse(&err, None, close, "unauthorized")
+            refuse(&err, None, close, reason)
         })?;
+    if let Some(created) = &response.created_request {
+        let notices = vec![notify::requested(created).into()];
+        notify::publish(state.services.bus.as_ref(), notices).await;
+    }
     match response.outcome {
         Some(authenticate_connect_response::Outcome::Principal(principal)) => {
             let reply = json!({
@@ -113,26 +140,28 @@ pub async fn handshake(
                 "is_master_scope": principal.role == "owner",
                 "server": server,
             });
-            Ok(Accepted { principal, reply })
+            let mut accepted = Accepted::new(principal, reply);
+            accepted.paired_sender = paired_sender;
+            Ok(accepted)
         }
         Some(authenticate_connect_response::Outcome::Pairing(pending)) => {
-            // clawgate does not keep unauthenticated sockets open for polling: the
-            // client reconnects with its sender_id once the code is approved.
-            let err = ServiceError::new(clawgate_proto::ErrorCode::NotPaired, "pairing required")
-                .with_details(json!({ "pairing_code": pending.pairing_code }));
-            let payload = json!({
+            // The socket stays, unauthenticated, polling `browser.pairing.status`;
+            // once approved the client reconnects with its sender_id.
+            let reply = json!({
                 "protocol": 3,
                 "status": "pending_pairing",
                 "pairing_code": pending.pairing_code,
                 "sender_id": pending.sender_id,
                 "server": server,
             });
-            Err(refuse(
-                &err,
-                Some(payload),
-                CLOSE_POLICY,
-                "pairing required",
-            ))
+            let until = if pending.expires_at_ms > 0 {
+                pending.expires_at_ms
+            } else {
+                now_ms().saturating_add(PENDING_FALLBACK_MS)
+            };
+            let mut accepted = Accepted::new(Principal::default(), reply);
+            accepted.pending_until_ms = Some(until);
+            Ok(accepted)
         }
         None => Err(refuse(
             &ServiceError::internal("auth returned no outcome"),

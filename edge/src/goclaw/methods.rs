@@ -1,7 +1,9 @@
-//! goclaw methods: role requirements, params, handlers and the shapes of
-//! `chat.send`'s final answer (goclaw notes §2.2, §2.5).
+//! goclaw methods: role requirements (goclaw notes §1.3), params, handlers and the
+//! shapes of `chat.send`'s final answer (§2.2, §2.5); pairing is in
+//! [`super::pairing`], API keys in [`crate::api_keys`].
 //!
-//! Invariants: an unknown method is `INVALID_REQUEST "unknown method: X"`; a role
+//! Invariants: roles rank `owner > admin > operator > viewer`; an unknown method
+//! is `INVALID_REQUEST "unknown method: X"`; a role
 //! too low is `UNAUTHORIZED "<method> requires <role> role"`; `health` reports only
 //! the caller's own connection (goclaw lists every client, a leak not copied);
 //! errors map to wire codes only through `ErrorCode::goclaw_code`.
@@ -19,9 +21,12 @@ use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::bus::Topic;
 use serde_json::{Value, json};
 
+use super::pairing;
 use super::projection::usage_json;
 use super::rfc3339;
+use crate::api_keys;
 use crate::config::EdgeConfig;
+use crate::notify::Notice;
 use crate::params::Obj;
 use crate::server::EdgeState;
 use crate::session_key;
@@ -37,13 +42,28 @@ fn rank(role: &str) -> u8 {
     }
 }
 
-/// The role a known method needs; `None` for unknown methods.
+/// The role a known method needs (goclaw's `permissions.MethodRole`); `None` for
+/// unknown methods. goclaw's public methods need a connected socket, so any
+/// role, here `viewer`.
 pub fn required_role(method: &str) -> Option<&'static str> {
     match method {
-        "connect" | "health" | "status" | "chat.history" | "sessions.list" => Some("viewer"),
-        "chat.send" | "chat.abort" => Some("operator"),
+        "connect" | "health" | "status" | "browser.pairing.status" => Some("viewer"),
+        "chat.history" | "sessions.list" => Some("viewer"),
+        "chat.send" | "chat.abort" | "device.pair.request" => Some("operator"),
+        "device.pair.approve"
+        | "device.pair.deny"
+        | "device.pair.list"
+        | "device.pair.revoke"
+        | "api_keys.create"
+        | "api_keys.list"
+        | "api_keys.revoke" => Some("admin"),
         _ => None,
     }
+}
+
+/// Whether `role` is at least `admin` (sees pairing events of its tenant).
+pub fn is_admin(role: &str) -> bool {
+    rank(role) >= rank("admin")
 }
 
 /// Checks that `method` exists and `principal` may call it.
@@ -76,6 +96,8 @@ pub enum Call {
         offset: u32,
         agent_id: String,
     },
+    Pairing(pairing::Call),
+    ApiKeys(api_keys::Call),
 }
 
 fn bad(method: &str) -> impl Fn(String) -> ServiceError + '_ {
@@ -145,6 +167,12 @@ pub fn parse(
     params: &Value,
     config: &EdgeConfig,
 ) -> Result<Option<Call>, ServiceError> {
+    if let Some(call) = pairing::parse(method, params)? {
+        return Ok(Some(Call::Pairing(call)));
+    }
+    if let Some(call) = api_keys::parse(method, params, api_keys::Style::Snake)? {
+        return Ok(Some(Call::ApiKeys(call)));
+    }
     let bad = bad(method);
     let obj = Obj::new(params, "").map_err(&bad)?;
     let call = match method {
@@ -213,21 +241,38 @@ pub fn health(
     })
 }
 
-/// Runs a validated call.
+/// Runs a validated call; returns the answer and what to publish once it is sent.
 pub async fn run(
     call: Call,
     state: Arc<EdgeState>,
     principal: Principal,
+) -> (Result<Value, ServiceError>, Vec<Notice>) {
+    match call {
+        Call::Pairing(call) => pairing::run(call, &state, &principal).await,
+        Call::ApiKeys(call) => {
+            let style = api_keys::Style::Snake;
+            let result = api_keys::run(call, &state.services.auth, &principal, style).await;
+            (result, Vec::new())
+        }
+        call => (run_session_call(call, &state, &principal).await, Vec::new()),
+    }
+}
+
+async fn run_session_call(
+    call: Call,
+    state: &EdgeState,
+    principal: &Principal,
 ) -> Result<Value, ServiceError> {
     let services = &state.services;
     match call {
+        Call::Pairing(_) | Call::ApiKeys(_) => Err(ServiceError::internal("not a session call")),
         Call::Status => {
             let request = ListSessionsRequest {
                 limit: 1,
                 offset: 0,
                 agent_id: String::new(),
             };
-            let sessions = services.session.list_sessions(&principal, request).await?;
+            let sessions = services.session.list_sessions(principal, request).await?;
             let topic = Topic::user(&principal.tenant_id, &principal.user_id);
             Ok(json!({
                 "agents": [{ "id": state.config.default_agent_id, "model": "", "isRunning": false }],
@@ -244,7 +289,7 @@ pub async fn run(
             limit,
         } => {
             let request = ListMessagesRequest { session_key, limit };
-            let rows = match services.session.list_messages(&principal, request).await {
+            let rows = match services.session.list_messages(principal, request).await {
                 Ok(response) => response.messages,
                 Err(err) if err.code == ErrorCode::NotFound => Vec::new(),
                 Err(err) => return Err(err),
@@ -274,7 +319,7 @@ pub async fn run(
                     let run = services
                         .runner
                         .get_run(
-                            &principal,
+                            principal,
                             GetRunRequest {
                                 run_id: run_id.clone(),
                             },
@@ -289,7 +334,7 @@ pub async fn run(
                 run_id,
                 stop_reason: "rpc".into(),
             };
-            let res = services.runner.abort_run(&principal, request).await?;
+            let res = services.runner.abort_run(principal, request).await?;
             Ok(json!({
                 "ok": true, "aborted": res.aborted, "stopped": res.aborted, "forced": false,
                 "alreadyAborting": false, "notFound": !res.aborted, "unauthorized": false,
@@ -306,7 +351,7 @@ pub async fn run(
                 offset,
                 agent_id,
             };
-            let response = services.session.list_sessions(&principal, request).await?;
+            let response = services.session.list_sessions(principal, request).await?;
             let sessions: Vec<Value> = response
                 .sessions
                 .iter()

@@ -7,24 +7,32 @@
 //! Runs outlive sockets: a client that reconnects elsewhere loses the pending
 //! answer and recovers with `chat.history`.
 //!
+//! A socket whose browser pairing is pending is not authenticated: it may only
+//! call `browser.pairing.status` (anything else is `UNAUTHORIZED`, fail-closed),
+//! sees no event, and is closed when its pairing code expires.
+//!
 //! Invariants: waiters are bounded (`max_pending_chat_sends`); every request is
-//! answered exactly once; errors carry goclaw codes.
+//! answered exactly once; errors carry goclaw codes; pairing events reach only
+//! admins and owners of the tenant; a sender revocation closes the sockets that
+//! authenticated as that sender.
 
 pub mod connect;
 pub mod methods;
+pub mod pairing;
 pub mod projection;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::RunEvent;
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
 use clawgate_proto::runner::{GetRunRequest, RunInfo, RunnerApi, StartRunResponse, StartStatus};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
 use crate::conn::{Cx, DialectConn};
-use crate::frames::{self, ErrorShape, Inbound, Request};
+use crate::frames::{self, CLOSE_NORMAL, ErrorShape, Inbound, Request};
+use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::socket::SocketInfo;
 
@@ -59,6 +67,8 @@ pub enum Done {
     Reply {
         id: String,
         result: Result<Value, ServiceError>,
+        /// Published once the reply is queued.
+        notices: Vec<Notice>,
     },
     Started {
         id: String,
@@ -88,6 +98,10 @@ pub struct Conn {
     remote_addr: String,
     connected_at_ms: i64,
     waiters: HashMap<String, Waiter>,
+    /// Browser pairing pending until this time (epoch ms): not authenticated.
+    pending_until_ms: Option<i64>,
+    /// The (sender id, channel) this connection authenticated as.
+    paired_sender: Option<(String, String)>,
 }
 
 fn respond(cx: &mut Cx<'_, Done>, id: &str, result: &Result<Value, ServiceError>) {
@@ -98,12 +112,63 @@ fn respond(cx: &mut Cx<'_, Done>, id: &str, result: &Result<Value, ServiceError>
 }
 
 impl Conn {
-    pub fn new(principal: Principal, info: &SocketInfo) -> Self {
+    pub fn new(
+        principal: Principal,
+        info: &SocketInfo,
+        pending_until_ms: Option<i64>,
+        paired_sender: Option<(String, String)>,
+    ) -> Self {
         Self {
             principal,
             remote_addr: info.peer.remote_addr.clone(),
             connected_at_ms: now_ms(),
             waiters: HashMap::new(),
+            pending_until_ms,
+            paired_sender,
+        }
+    }
+
+    /// Spawns a validated call; answers it when it is done.
+    fn spawn_call(
+        &self,
+        id: String,
+        call: methods::Call,
+        span: tracing::Span,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let (state, principal, task_id) = (cx.state.clone(), self.principal.clone(), id.clone());
+        let spawned = cx.spawner.spawn(span, async move {
+            let (result, notices) = methods::run(call, state, principal).await;
+            Done::Reply {
+                id: task_id,
+                result,
+                notices,
+            }
+        });
+        if !spawned {
+            let err = ServiceError::unavailable("too many requests in flight");
+            respond(cx, &id, &Err(err));
+        }
+    }
+
+    /// A request of a socket whose pairing is pending: only the status poll.
+    fn pending_request(&mut self, request: Request, span: tracing::Span, cx: &mut Cx<'_, Done>) {
+        if request.method != "browser.pairing.status" {
+            let err = ServiceError::unauthorized(format!(
+                "{} requires pairing approval; reconnect once paired",
+                request.method
+            ));
+            respond(cx, &request.id, &Err(err));
+            return;
+        }
+        match pairing::parse(&request.method, &request.params) {
+            Ok(Some(call)) => self.spawn_call(request.id, methods::Call::Pairing(call), span, cx),
+            Ok(None) => respond(
+                cx,
+                &request.id,
+                &Err(ServiceError::internal("no status call")),
+            ),
+            Err(err) => respond(cx, &request.id, &Err(err)),
         }
     }
 
@@ -112,6 +177,10 @@ impl Conn {
             tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
         let _enter = span.enter();
         tracing::debug!("request");
+        if self.pending_until_ms.is_some() {
+            self.pending_request(request, span.clone(), cx);
+            return;
+        }
         if let Err(err) = methods::authorize(&self.principal, &request.method) {
             respond(cx, &request.id, &Err(err));
             return;
@@ -139,20 +208,7 @@ impl Conn {
                 Err(err) => respond(cx, &request.id, &Err(err)),
             },
             method => match methods::parse(method, &request.params, config) {
-                Ok(Some(call)) => {
-                    let (state, principal, id) =
-                        (cx.state.clone(), self.principal.clone(), request.id.clone());
-                    let spawned = cx.spawner.spawn(span.clone(), async move {
-                        Done::Reply {
-                            id,
-                            result: methods::run(call, state, principal).await,
-                        }
-                    });
-                    if !spawned {
-                        let err = ServiceError::unavailable("too many requests in flight");
-                        respond(cx, &request.id, &Err(err));
-                    }
-                }
+                Ok(Some(call)) => self.spawn_call(request.id, call, span.clone(), cx),
                 Ok(None) => {
                     let err = ServiceError::invalid(format!("unknown method: {method}"));
                     respond(cx, &request.id, &Err(err));
@@ -317,9 +373,43 @@ impl DialectConn for Conn {
         }
     }
 
+    fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
+        if self.pending_until_ms.is_some()
+            || !methods::is_admin(&self.principal.role)
+            || event.tenant_id != self.principal.tenant_id
+        {
+            return;
+        }
+        let (Some(name), Some(payload)) = (
+            notify::event_name(&event.event),
+            notify::payload(&event.goclaw_payload_json),
+        ) else {
+            return;
+        };
+        cx.out.event(EventOut::droppable(name, payload));
+    }
+
+    fn is_target(&self, disconnect: &Disconnect) -> bool {
+        disconnect.tenant_id == self.principal.tenant_id
+            && !disconnect.sender_id.is_empty()
+            && self
+                .paired_sender
+                .as_ref()
+                .is_some_and(|(sender, channel)| {
+                    *sender == disconnect.sender_id && *channel == disconnect.channel
+                })
+    }
+
     fn on_done(&mut self, done: Done, cx: &mut Cx<'_, Done>) {
         match done {
-            Done::Reply { id, result } => respond(cx, &id, &result),
+            Done::Reply {
+                id,
+                result,
+                notices,
+            } => {
+                respond(cx, &id, &result);
+                notify::publish_in_background(cx.state.services.bus.clone(), notices);
+            }
             Done::Started { id, run_id, result } => self.started(id, run_id, result, cx),
             Done::Checked { run_id, result } => {
                 if let Some(answer) = result.ok().as_ref().and_then(methods::final_from_run) {
@@ -330,6 +420,10 @@ impl DialectConn for Conn {
     }
 
     fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
+        if self.pending_until_ms.is_some_and(|until| now_ms() >= until) {
+            cx.out.close(CLOSE_NORMAL, "pairing code expired");
+            return;
+        }
         // goclaw clients get no tick event; the tick only re-checks long waits.
         for (run_id, waiter) in &mut self.waiters {
             if waiter.waiting.is_empty() || waiter.terminal.is_some() {

@@ -2,25 +2,30 @@
 //! call, and the `hello-ok` payload (§2.4).
 //!
 //! Invariants: params are a closed object with `client.id`/`client.mode` from the
-//! v3 enums; the protocol check runs before auth and closes 1002; every refusal is
-//! an error `res` followed by a close; `hello-ok.auth.scopes` are normalized
-//! (sorted, deduplicated, `admin` ⇒ +read +write, `write` ⇒ +read).
+//! v3 enums and a `device` object whose five fields are all required; the
+//! protocol check runs before auth and closes 1002; every refusal is an error
+//! `res` followed by a close (an auth failure, `AUTH_*`, is `INVALID_REQUEST
+//! "unauthorized: …"` and 1008, lockouts included); pairing events a connect
+//! caused are published before it is answered; `hello-ok.auth.scopes` are the
+//! device token's when one was issued, else the principal's (possibly cleared),
+//! normalized (sorted, deduplicated, `admin` ⇒ +read +write, `write` ⇒ +read).
 
 use std::sync::Arc;
 
 use clawgate_proto::auth::{
-    AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect,
+    AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect, PairingPending,
 };
 use clawgate_proto::pb::auth::v1::{authenticate_connect_request, authenticate_connect_response};
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::methods::{EVENTS, METHODS};
+use super::authz::{EVENTS, METHODS};
 use crate::conn::{Accepted, Rejected};
 use crate::frames::{
     CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, ErrorShape,
 };
+use crate::notify::{self, Decision, Notice};
 use crate::params::Obj;
 use crate::server::EdgeState;
 use crate::socket::SocketInfo;
@@ -186,8 +191,21 @@ fn refuse(err: &ServiceError, close_code: u16, close_reason: &str) -> Rejected {
     }
 }
 
+/// Whether `err` is an authentication failure of the reference's `AUTH_*` family.
+fn is_auth_failure(err: &ServiceError) -> bool {
+    err.details
+        .as_ref()
+        .and_then(|d| d.get("code"))
+        .and_then(Value::as_str)
+        .is_some_and(|code| code.starts_with("AUTH_"))
+}
+
 /// Maps an auth-service refusal to the OpenClaw error and close code.
 fn auth_refusal(mut err: ServiceError) -> Rejected {
+    if is_auth_failure(&err) {
+        // §2.3 step 10: every auth failure (a lockout too) is `unauthorized: …`.
+        err.code = ErrorCode::Unauthorized;
+    }
     match err.code {
         ErrorCode::Unauthorized => {
             if !err.message.starts_with("unauthorized") {
@@ -257,19 +275,20 @@ pub async fn handshake(
         .authenticate_connect(&Principal::default(), request)
         .await
         .map_err(auth_refusal)?;
+    let mut notices: Vec<Notice> = Vec::new();
+    if let Some(created) = &response.created_request {
+        notices.push(notify::requested(created).into());
+    }
+    if response.auto_approved
+        && let Some(resolved) = &response.resolved_request
+    {
+        notices.push(notify::resolved(resolved, Decision::Approved).into());
+    }
+    notify::publish(state.services.bus.as_ref(), notices).await;
     let principal = match response.outcome {
         Some(authenticate_connect_response::Outcome::Principal(principal)) => principal,
         Some(authenticate_connect_response::Outcome::Pairing(pending)) => {
-            let message = format!("pairing required: {}", pending.reason);
-            let err =
-                ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(json!({
-                    "code": "PAIRING_REQUIRED",
-                    "reason": pending.reason,
-                    "requestId": pending.request_id,
-                    "deviceId": pending.device_id,
-                }));
-            let reason = format!("{message} (requestId: {})", pending.request_id);
-            return Err(refuse(&err, CLOSE_POLICY, &reason));
+            return Err(pairing_required(&pending));
         }
         None => {
             return Err(refuse(
@@ -279,16 +298,52 @@ pub async fn handshake(
             ));
         }
     };
-    let mut auth = json!({
-        "role": if principal.role.is_empty() { role } else { principal.role.clone() },
-        "scopes": normalize_scopes(&principal.scopes),
-    });
-    if !response.device_token.is_empty() {
-        auth["deviceToken"] = json!(response.device_token);
-        auth["issuedAtMs"] = json!(response.device_token_issued_at_ms);
-    }
+    let role = if principal.role.is_empty() {
+        role
+    } else {
+        principal.role.clone()
+    };
+    let auth = if response.device_token.is_empty() {
+        json!({ "role": role, "scopes": normalize_scopes(&principal.scopes) })
+    } else {
+        let token_role = if response.device_token_role.is_empty() {
+            role
+        } else {
+            response.device_token_role.clone()
+        };
+        json!({
+            "role": token_role,
+            "scopes": normalize_scopes(&response.device_token_scopes),
+            "deviceToken": response.device_token,
+            "issuedAtMs": response.device_token_issued_at_ms,
+        })
+    };
     let reply = hello_ok(state, &info.conn_id, auth);
-    Ok(Accepted { principal, reply })
+    Ok(Accepted::new(principal, reply))
+}
+
+/// `NOT_PAIRED "pairing required: …"` with the auth service's details, closed
+/// 1008 `pairing required: … (requestId: …)` (§2.3 step 12).
+fn pairing_required(pending: &PairingPending) -> Rejected {
+    let message = if pending.error_message.is_empty() {
+        format!("pairing required: {}", pending.reason)
+    } else {
+        pending.error_message.clone()
+    };
+    let details = serde_json::from_str::<Value>(&pending.error_details_json)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| {
+            json!({
+                "code": "PAIRING_REQUIRED",
+                "reason": pending.reason,
+                "requestId": pending.request_id,
+                "deviceId": pending.device_id,
+            })
+        });
+    let err = ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(details);
+    let reason = format!("{message} (requestId: {})", pending.request_id);
+    refuse(&err, CLOSE_POLICY, &reason)
 }
 
 /// The `hello-ok` payload.

@@ -1,15 +1,15 @@
-//! OpenClaw methods: the method → scope table (§4.3, §4.4), params schemas, and
-//! the handlers that call the services (§5.1, §5.2, §5.4).
+//! OpenClaw methods: params schemas and the handlers that call the services
+//! (§5.1, §5.2, §5.4); pairing and device tokens are in [`super::pairing`], API
+//! keys in [`crate::api_keys`], authorization in [`super::authz`].
 //!
-//! Invariants: authorization is default-deny (unlisted methods need
-//! `operator.admin`, `health` is open, `write` implies `read`); every params
+//! Invariants: every params
 //! object is closed and errors read `invalid <method> params: …`; session keys
 //! are canonicalized on the way in and returned canonical; service errors are
 //! mapped to wire codes only through `ErrorCode::openclaw_code`.
 
 use std::sync::Arc;
 
-use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::principal::SCOPE_ADMIN;
 use clawgate_proto::runner::{AbortRunRequest, RunState, RunnerApi, StartRunRequest, StartStatus};
 use clawgate_proto::session::{
     ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi,
@@ -18,56 +18,17 @@ use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
+use super::pairing;
+use crate::api_keys;
 use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
 use crate::frames::ErrorShape;
+use crate::notify::Notice;
 use crate::params::Obj;
 use crate::server::EdgeState;
 use crate::session_key;
 
-/// Methods this edge implements, as advertised in `hello-ok.features.methods`.
-pub const METHODS: [&str; 6] = [
-    "health",
-    "status",
-    "chat.send",
-    "chat.history",
-    "chat.abort",
-    "sessions.list",
-];
-
-/// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 5] = ["connect.challenge", "agent", "chat", "tick", "shutdown"];
-
 /// Transcript rows larger than this are replaced by a placeholder in history.
 const MAX_HISTORY_MESSAGE_BYTES: usize = 128 * 1024;
-
-/// The scope a method needs; `None` for methods open to every connection.
-pub fn required_scope(method: &str) -> Option<&'static str> {
-    match method {
-        "health" => None,
-        "status" | "chat.history" | "sessions.list" => Some(SCOPE_READ),
-        "chat.send" | "chat.abort" => Some(SCOPE_WRITE),
-        _ => Some(SCOPE_ADMIN),
-    }
-}
-
-/// Whether `principal` may call `method` (§4.3). The error is `Forbidden`;
-/// its message is the OpenClaw text.
-pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError> {
-    let Some(scope) = required_scope(method) else {
-        return Ok(());
-    };
-    if principal.role != "operator" {
-        let role = if principal.role.is_empty() {
-            "none"
-        } else {
-            &principal.role
-        };
-        return Err(ServiceError::forbidden(format!(
-            "unauthorized role: {role}"
-        )));
-    }
-    principal.require_scope(scope)
-}
 
 /// A validated call, ready to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +48,8 @@ pub enum Call {
         limit: u32,
         agent_id: String,
     },
+    Pairing(pairing::Call),
+    ApiKeys(api_keys::Call),
 }
 
 impl Call {
@@ -118,6 +81,13 @@ impl Reply {
         Self {
             payload: None,
             error: Some(ErrorShape::openclaw(err)),
+        }
+    }
+
+    pub fn from_result(result: Result<Value, ServiceError>) -> Self {
+        match result {
+            Ok(payload) => Self::ok(payload),
+            Err(err) => Self::err(&err),
         }
     }
 }
@@ -219,7 +189,15 @@ pub fn parse(
                 agent_id,
             }
         }
-        _ => return Ok(None),
+        _ => {
+            if let Some(call) = pairing::parse(method, params)? {
+                Call::Pairing(call)
+            } else if let Some(call) = api_keys::parse(method, params, api_keys::Style::Camel)? {
+                Call::ApiKeys(call)
+            } else {
+                return Ok(None);
+            }
+        }
     };
     Ok(Some(call))
 }
@@ -310,11 +288,21 @@ pub fn health(state: &EdgeState) -> Value {
     })
 }
 
-/// Runs a validated call.
-pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> Reply {
+/// Runs a validated call; returns the answer and what to publish once it is sent.
+pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> (Reply, Vec<Notice>) {
     let result = match call {
+        Call::Pairing(call) => {
+            let (result, notices) = pairing::run(call, &state, &principal).await;
+            return (Reply::from_result(result), notices);
+        }
+        Call::ApiKeys(call) => {
+            let style = api_keys::Style::Camel;
+            api_keys::run(call, &state.services.auth, &principal, style).await
+        }
         Call::Status => status(&state, &principal).await,
-        Call::ChatSend(request) => return chat_send(&state, &principal, request).await,
+        Call::ChatSend(request) => {
+            return (chat_send(&state, &principal, request).await, Vec::new());
+        }
         Call::ChatHistory {
             session_key,
             limit,
@@ -340,10 +328,7 @@ pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> Rep
             sessions_list(&state, &principal, limit, agent_id).await
         }
     };
-    match result {
-        Ok(payload) => Reply::ok(payload),
-        Err(err) => Reply::err(&err),
-    }
+    (Reply::from_result(result), Vec::new())
 }
 
 async fn chat_send(state: &EdgeState, principal: &Principal, request: StartRunRequest) -> Reply {

@@ -4,18 +4,24 @@
 //! Invariants: a `chat.send` is acknowledged before any event of its run reaches
 //! the client (events of a run whose ack is pending are held, boundedly); `agent`
 //! and `chat` events reach only connections with `operator.read` (write and admin
-//! satisfy it); post-handshake garbage follows §1.4 (non-JSON ignored, invalid
-//! frames answered, the socket stays open).
+//! satisfy it), pairing events only operators of the tenant with
+//! `operator.pairing` (admin satisfies it); a targeted disconnect closes the
+//! connection when it names its device (and role, if any); more than 10
+//! consecutive `unauthorized role` refusals close it with 1008; post-handshake
+//! garbage follows §1.4 (non-JSON ignored, invalid frames answered, the socket
+//! stays open).
 
+pub mod authz;
 pub mod handshake;
 pub mod methods;
+pub mod pairing;
 pub mod projection;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::RunEvent;
-use clawgate_proto::principal::SCOPE_READ;
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
+use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
@@ -23,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_POLICY, ErrorShape, Inbound, Request};
+use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::socket::SocketInfo;
 use methods::Reply;
@@ -41,11 +48,14 @@ pub struct Done {
     id: String,
     reply: Reply,
     release_run: Option<String>,
+    /// Published once the reply is queued.
+    notices: Vec<Notice>,
 }
 
 pub struct Conn {
     principal: Principal,
     sees_events: bool,
+    sees_pairing: bool,
     projector: Projector,
     /// Run id → events waiting for the run's `chat.send` ack.
     held: HashMap<String, Vec<Arc<RunEvent>>>,
@@ -59,10 +69,12 @@ impl Conn {
             .and_then(Value::as_array)
             .is_some_and(|caps| caps.iter().any(|cap| cap == "tool-events"));
         let sees_events = principal.role == "operator" && principal.has_scope(SCOPE_READ);
+        let sees_pairing = principal.role == "operator" && principal.has_scope(SCOPE_PAIRING);
         tracing::debug!(conn_id = %info.conn_id, sees_events, tool_events, "openclaw connection");
         Self {
             principal,
             sees_events,
+            sees_pairing,
             projector: Projector::new(tool_events),
             held: HashMap::new(),
             unauthorized_streak: 0,
@@ -85,9 +97,9 @@ impl Conn {
             tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
         let _enter = span.enter();
         tracing::debug!("request");
-        if let Err(err) = methods::authorize(&self.principal, &request.method) {
+        if let Err(err) = authz::authorize(&self.principal, &request.method) {
             Self::respond(cx, &request.id, &Reply::err(&err));
-            if err.message.starts_with("unauthorized role") {
+            if authz::is_role_refusal(&err) {
                 self.unauthorized_streak += 1;
                 if self.unauthorized_streak > MAX_UNAUTHORIZED_STREAK {
                     cx.out.close(CLOSE_POLICY, "repeated unauthorized calls");
@@ -136,11 +148,12 @@ impl Conn {
         let (state, principal, id) = (cx.state.clone(), self.principal.clone(), request.id.clone());
         let release = release_run.clone();
         let spawned = cx.spawner.spawn(span.clone(), async move {
-            let reply = methods::run(call, state, principal).await;
+            let (reply, notices) = methods::run(call, state, principal).await;
             Done {
                 id,
                 reply,
                 release_run: release,
+                notices,
             }
         });
         if !spawned {
@@ -186,8 +199,30 @@ impl DialectConn for Conn {
         self.project(&event, cx);
     }
 
+    fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
+        if !self.sees_pairing || event.tenant_id != self.principal.tenant_id {
+            return;
+        }
+        let (Some(name), Some(payload)) = (
+            notify::event_name(&event.event),
+            notify::payload(&event.openclaw_payload_json),
+        ) else {
+            return;
+        };
+        cx.out.event(EventOut::droppable(name, payload));
+    }
+
+    fn is_target(&self, disconnect: &Disconnect) -> bool {
+        let principal = &self.principal;
+        !principal.device_id.is_empty()
+            && disconnect.tenant_id == principal.tenant_id
+            && disconnect.device_id == principal.device_id
+            && (disconnect.role.is_empty() || disconnect.role == principal.role)
+    }
+
     fn on_done(&mut self, done: Done, cx: &mut Cx<'_, Done>) {
         Self::respond(cx, &done.id, &done.reply);
+        notify::publish_in_background(cx.state.services.bus.clone(), done.notices);
         if let Some(run_id) = done.release_run
             && let Some(held) = self.held.remove(&run_id)
         {

@@ -70,6 +70,56 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub edge: EdgeArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Settings of the auth service: pairing and the failed-auth lockout.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Approve new devices silently when they connect over direct loopback (no
+    /// proxy headers), as the OpenClaw reference does; never for a scope upgrade.
+    /// `false` makes every new device wait for an operator's `device.pair.approve`
+    /// (the Helm chart sets it so).
+    #[arg(long, env = "CLAWGATE_PAIRING_AUTO_APPROVE_LOCAL", default_value_t = AuthArgs::DEFAULT.pairing_auto_approve_local,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub pairing_auto_approve_local: bool,
+
+    /// Failed authentication attempts per client IP (and credential kind) within
+    /// the failure window that lock the client out.
+    #[arg(long, env = "CLAWGATE_AUTH_MAX_FAILURES", default_value_t = AuthArgs::DEFAULT.auth_max_failures)]
+    pub auth_max_failures: u32,
+
+    /// The sliding window failures are counted in, in milliseconds.
+    #[arg(long, env = "CLAWGATE_AUTH_FAILURE_WINDOW_MS", default_value_t = AuthArgs::DEFAULT.auth_failure_window_ms)]
+    pub auth_failure_window_ms: u64,
+
+    /// How long a locked-out client is refused (`AUTH_RATE_LIMITED`), in milliseconds.
+    #[arg(long, env = "CLAWGATE_AUTH_LOCKOUT_MS", default_value_t = AuthArgs::DEFAULT.auth_lockout_ms)]
+    pub auth_lockout_ms: u64,
+
+    /// Count and lock out loopback clients too (by default they are exempt, as in
+    /// the OpenClaw reference).
+    #[arg(long, env = "CLAWGATE_AUTH_LIMIT_LOOPBACK", default_value_t = AuthArgs::DEFAULT.auth_limit_loopback,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_limit_loopback: bool,
+}
+
+impl AuthArgs {
+    pub const DEFAULT: AuthArgs = AuthArgs {
+        pairing_auto_approve_local: true,
+        auth_max_failures: 10,
+        auth_failure_window_ms: 60_000,
+        auth_lockout_ms: 300_000,
+        auth_limit_loopback: false,
+    };
+}
+
+impl Default for AuthArgs {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Settings of the WebSocket edge.
@@ -97,6 +147,12 @@ pub struct EdgeArgs {
     /// close, in milliseconds.
     #[arg(long, env = "CLAWGATE_DRAIN_TIMEOUT_MS", default_value_t = EdgeArgs::DEFAULT.drain_timeout_ms)]
     pub drain_timeout_ms: u64,
+
+    /// Sockets one client IP may hold open before completing the handshake
+    /// (counted over every edge when Redis is configured); more upgrades are
+    /// answered with HTTP 503.
+    #[arg(long, env = "CLAWGATE_PREAUTH_SOCKETS_PER_IP", default_value_t = EdgeArgs::DEFAULT.preauth_sockets_per_ip)]
+    pub preauth_sockets_per_ip: u32,
 }
 
 impl EdgeArgs {
@@ -106,6 +162,7 @@ impl EdgeArgs {
         handshake_timeout_ms: 15_000,
         tick_interval_ms: 30_000,
         drain_timeout_ms: 10_000,
+        preauth_sockets_per_ip: 32,
     };
 }
 
@@ -186,4 +243,42 @@ pub struct MigrateArgs {
     /// Database to migrate: postgres://… or sqlite://…
     #[arg(long, env = "CLAWGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(args: &[&str]) -> UpArgs {
+        let argv = ["clawgate", "up"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Up(args)) => args,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_flags() {
+        let defaults = up(&[]).common;
+        assert!(defaults.auth.pairing_auto_approve_local);
+        assert_eq!(defaults.auth.auth_max_failures, 10);
+        assert_eq!(defaults.auth.auth_lockout_ms, 300_000);
+        assert!(!defaults.auth.auth_limit_loopback);
+        assert_eq!(defaults.edge.preauth_sockets_per_ip, 32);
+        let off = up(&[
+            "--pairing-auto-approve-local=false",
+            "--auth-limit-loopback",
+        ])
+        .common;
+        assert!(!off.auth.pairing_auto_approve_local);
+        assert!(off.auth.auth_limit_loopback);
+        let on = up(&[
+            "--pairing-auto-approve-local",
+            "--preauth-sockets-per-ip",
+            "4",
+        ])
+        .common;
+        assert!(on.auth.pairing_auto_approve_local);
+        assert_eq!(on.edge.preauth_sockets_per_ip, 4);
+    }
 }

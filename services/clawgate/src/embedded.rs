@@ -98,6 +98,8 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
         migrate: true,
         // Every service is in this process: no gRPC hop, a throwaway key will do.
         signing_keys: None,
+        // One process: the rate limits live in it.
+        redis: None,
     };
     Ok(Embedded {
         plan,

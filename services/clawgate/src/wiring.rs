@@ -3,7 +3,9 @@
 //! Order of construction follows the dependencies: session, auth, runner (calls
 //! session), edge (calls all three). A service in this process is wired with its
 //! local client; one elsewhere with a lazily connecting gRPC client, so a process
-//! can start before its peers are up.
+//! can start before its peers are up. Rate limits (the auth service's failed-auth
+//! lockout, the edge's pre-auth socket budget) are shared through Redis when the
+//! process has one, and kept in the process otherwise.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +22,10 @@ use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::internal_token::KeySet;
+use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
+use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
+use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
+use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, SocketBudgetConfig};
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
@@ -40,6 +46,71 @@ pub struct Plan {
     /// Keys of the signed call tokens every gRPC hop carries. `None` gives a
     /// throwaway key, which only suits a process without gRPC hops (`up`).
     pub signing_keys: Option<KeySet>,
+    /// Redis holding the rate limits shared by every process; `None` keeps them
+    /// in this process.
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where the shared rate limits live.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+}
+
+/// Connects the rate-limit store of `plan`, if it has one.
+async fn redis_limits(plan: &Plan) -> anyhow::Result<Option<RedisLimits>> {
+    let Some(redis) = &plan.redis else {
+        return Ok(None);
+    };
+    let limits = RedisLimits::connect(&redis.url, &redis.prefix)
+        .await
+        .context("cannot connect to Redis for rate limits")?;
+    Ok(Some(limits))
+}
+
+/// The failed-auth lockout from the flags.
+fn auth_limiter(plan: &Plan, redis: Option<&RedisLimits>) -> Arc<dyn AuthLimiter> {
+    let flags = &plan.common.auth;
+    let config = AuthLimitConfig {
+        max_failures: flags.auth_max_failures,
+        window: Duration::from_millis(flags.auth_failure_window_ms),
+        lockout: Duration::from_millis(flags.auth_lockout_ms),
+        exempt_loopback: !flags.auth_limit_loopback,
+        ..AuthLimitConfig::default()
+    };
+    match redis {
+        Some(redis) => Arc::new(RedisAuthLimiter::new(redis.clone(), config)),
+        None => Arc::new(MemoryAuthLimiter::new(config)),
+    }
+}
+
+/// The pre-auth socket budget from the flags: the Redis one failing open to a
+/// per-process one, or only the per-process one.
+fn socket_budget(
+    plan: &Plan,
+    redis: Option<&RedisLimits>,
+) -> anyhow::Result<Arc<dyn SocketBudget>> {
+    let edge = &plan.common.edge;
+    if edge.preauth_sockets_per_ip == 0 {
+        bail!("--preauth-sockets-per-ip (CLAWGATE_PREAUTH_SOCKETS_PER_IP) must be at least 1");
+    }
+    // A slot outlives the handshake timeout, after which every such socket is closed.
+    let permit_ttl = Duration::from_millis(edge.handshake_timeout_ms) + Duration::from_secs(5);
+    let config = SocketBudgetConfig {
+        max_per_ip: edge.preauth_sockets_per_ip,
+        permit_ttl: permit_ttl.max(SocketBudgetConfig::default().permit_ttl),
+        ..SocketBudgetConfig::default()
+    };
+    let local: Arc<dyn SocketBudget> = Arc::new(MemorySocketBudget::new(config.clone()));
+    Ok(match redis {
+        Some(redis) => {
+            let shared: Arc<dyn SocketBudget> =
+                Arc::new(RedisSocketBudget::new(redis.clone(), config));
+            Arc::new(FailOpenSocketBudget::new(shared, local))
+        }
+        None => local,
+    })
 }
 
 /// What a process built: clients for every service it runs or calls.
@@ -101,6 +172,11 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let keys = plan.signing_keys.clone().unwrap_or_else(KeySet::generate);
     let (signer, verifier) = (keys.signer(), keys.verifier());
+    let redis = if plan.runs("auth") || plan.runs("edge") {
+        redis_limits(plan).await?
+    } else {
+        None
+    };
 
     let session = if plan.runs("session") {
         let url = plan
@@ -141,8 +217,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             default_tenant_id: plan.common.default_tenant.clone(),
             default_user_id: plan.common.default_user.clone(),
             owner_ids: plan.common.owner_ids.clone(),
-            // Opt-in; no flag sets it yet.
-            auto_approve_local: false,
+            auto_approve_local: plan.common.auth.pairing_auto_approve_local,
         };
         // Without a database, pairing state lives as long as the process.
         let service = match plan.database_url.as_deref() {
@@ -155,6 +230,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             }
             None => AuthService::ephemeral(config).await?,
         };
+        let service = service.with_limiter(auth_limiter(plan, redis.as_ref()));
         let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(service);
         routes.add_service(AuthGrpc::new(service.clone(), verifier.clone()).into_server());
         health_reporter
@@ -205,6 +281,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             runner: runner.clone().context("edge needs runner")?,
             session: session.clone().context("edge needs session")?,
             bus: plan.bus.clone(),
+            socket_budget: socket_budget(plan, redis.as_ref())?,
         };
         let edge = &plan.common.edge;
         let config = EdgeConfig {
@@ -315,6 +392,10 @@ pub async fn serve(
         session_url: args.session_url.clone(),
         migrate: args.migrate,
         signing_keys: Some(signing_keys(args.signing_key.as_deref())?),
+        redis: args.redis_url.clone().map(|url| RedisSettings {
+            url,
+            prefix: args.redis_prefix.clone(),
+        }),
     };
     let wired = wire(&plan).await?;
     let grpc_listener = match wired.grpc {

@@ -91,6 +91,9 @@ pub struct RunnerConfig {
     pub abort_wait: Duration,
     /// How long one bus publish may take before it is given up (and logged).
     pub publish_timeout: Duration,
+    /// On shutdown, runs still going this long before the grace period ends are
+    /// aborted, leaving them this much time to write their partial text.
+    pub shutdown_abort_margin: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -109,6 +112,7 @@ impl Default for RunnerConfig {
             max_message_bytes: 128 * 1024,
             abort_wait: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(5),
+            shutdown_abort_margin: Duration::from_secs(5),
         }
     }
 }

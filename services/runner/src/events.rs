@@ -1,4 +1,6 @@
-//! Publishing a run's events on the bus.
+//! Publishing a run's events: appended to the run's replay history and
+//! published on the bus ([`ReplayLog::append_and_publish`], one round trip on
+//! Redis).
 //!
 //! Invariants: every event of a run carries the run's tenant, user, session key,
 //! run id and agent id, and a `seq` that starts at 1 and grows by exactly one per
@@ -9,11 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, bus_message, run_event};
-use clawgate_runtime::bus::{EventBus, Topic};
+use clawgate_proto::pb::common::v1::{RunEvent, run_event};
+use clawgate_runtime::bus::Topic;
 use clawgate_runtime::clock::now_ms;
+use clawgate_runtime::replay::ReplayLog;
 use clawgate_runtime::telemetry::current_trace_context;
-use prost::Message as _;
 use tracing::Instrument as _;
 
 /// The identity stamped on every event of one run.
@@ -27,7 +29,7 @@ pub(crate) struct RunIdentity {
 }
 
 pub(crate) struct EventPublisher {
-    bus: Arc<dyn EventBus>,
+    log: Arc<dyn ReplayLog>,
     topic: Topic,
     identity: RunIdentity,
     seq: u64,
@@ -35,12 +37,23 @@ pub(crate) struct EventPublisher {
 }
 
 impl EventPublisher {
-    pub fn new(bus: Arc<dyn EventBus>, identity: RunIdentity, timeout: Duration) -> Self {
+    pub fn new(log: Arc<dyn ReplayLog>, identity: RunIdentity, timeout: Duration) -> Self {
+        Self::resume(log, identity, timeout, 0)
+    }
+
+    /// A publisher whose next event gets `last_seq + 1` (a reaper ending
+    /// another runner's run).
+    pub fn resume(
+        log: Arc<dyn ReplayLog>,
+        identity: RunIdentity,
+        timeout: Duration,
+        last_seq: u64,
+    ) -> Self {
         Self {
             topic: Topic::user(&identity.tenant_id, &identity.user_id),
-            bus,
+            log,
             identity,
-            seq: 0,
+            seq: last_seq,
             timeout,
         }
     }
@@ -59,12 +72,8 @@ impl EventPublisher {
             agent_id: self.identity.agent_id.clone(),
             kind: Some(kind),
         };
-        let payload = BusMessage {
-            body: Some(bus_message::Body::RunEvent(event)),
-        }
-        .encode_to_vec();
         let span = tracing::debug_span!("bus.publish", topic = %self.topic, seq = self.seq);
-        let publish = self.bus.publish(&self.topic, payload.into());
+        let publish = self.log.append_and_publish(&self.topic, &event);
         match tokio::time::timeout(self.timeout, publish)
             .instrument(span)
             .await

@@ -5,17 +5,29 @@
 //! protobuf `RunEvent`s on the event bus (topic of the run's tenant and user). The
 //! user turn is written to the session transcript when the run is accepted, the
 //! assistant turn once, when the run ends.
+//!
+//! In-process ([`RunnerService::new`], the embedded mode) a runner keeps its runs
+//! in memory. Built with [`RunnerBuilder::cluster`] it is one of many runners
+//! sharing Redis: one active run per session across all of them (a lease),
+//! idempotency keys and aborts that work whichever runner receives them, runs
+//! of a dead runner ended by the others, and a replayable history per run (see
+//! [`cluster`]).
 
+pub mod cluster;
 pub mod config;
 pub mod provider;
 
+mod builder;
 mod coalesce;
 mod events;
 mod registry;
 mod run;
 mod service;
 mod stopwords;
+mod validate;
 
+pub use builder::RunnerBuilder;
+pub use cluster::{ClusterOptions, RUNNER_LOST};
 pub use config::{ProviderConfig, ProviderTimeouts, RunnerConfig};
 pub use service::{NO_PROVIDER_MESSAGE, RunnerService};
 pub use stopwords::is_stop_command;

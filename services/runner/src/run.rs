@@ -9,7 +9,9 @@
 //! - nothing is written per token: the assistant turn is written once, when the
 //!   run ends, *before* the session is freed and the terminal event published, so
 //!   a client that sees the terminal event can read the turn from history and
-//!   send its next message without hitting `session-busy`.
+//!   send its next message without hitting `session-busy`;
+//! - the end is claimed first ([`RunRegistry::claim_end`]); a run that lost its
+//!   lease to a reaper writes and publishes nothing more.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -311,6 +313,12 @@ impl RunTask {
                 )
             }
         };
+        // Exactly one process ends a run: a run that lost its lease was (or is
+        // being) ended by a reaper, which wrote the row and the terminal event.
+        if !self.registry.claim_end(&info).await {
+            self.control.mark_ended();
+            return;
+        }
         self.write_assistant_turn(text, status, error).await;
         self.registry.finish(info).await;
         self.publisher.publish(terminal).await;
@@ -327,22 +335,27 @@ impl RunTask {
             error,
             agent_id: self.identity.agent_id.clone(),
         };
-        let mut backoff = Duration::from_millis(100);
-        for attempt in 1..=TRANSCRIPT_WRITE_ATTEMPTS {
-            match self
-                .session
-                .append_message(&self.principal, request.clone())
-                .await
-            {
-                Ok(_) => return,
-                Err(err) if attempt < TRANSCRIPT_WRITE_ATTEMPTS => {
-                    tracing::warn!(error = %err, attempt, "assistant turn write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 4;
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "assistant turn could not be written");
-                }
+        write_turn(&self.session, &self.principal, request).await;
+    }
+}
+
+/// Appends a transcript row, retrying with backoff; failures are logged.
+pub(crate) async fn write_turn(
+    session: &SessionClient,
+    principal: &Principal,
+    request: AppendMessageRequest,
+) {
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=TRANSCRIPT_WRITE_ATTEMPTS {
+        match session.append_message(principal, request.clone()).await {
+            Ok(_) => return,
+            Err(err) if attempt < TRANSCRIPT_WRITE_ATTEMPTS => {
+                tracing::warn!(error = %err, attempt, "assistant turn write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 4;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "assistant turn could not be written");
             }
         }
     }

@@ -8,7 +8,18 @@
 //!   runner, not by the caller;
 //! - a run id is the caller's idempotency key, and one key yields at most one run
 //!   while it is remembered (running, or finished within the dedupe TTL);
-//! - at most one active run per session.
+//! - at most one active run per session — across every runner sharing one Redis
+//!   when built with [`RunnerBuilder::cluster`] (see [`crate::cluster`]);
+//! - an abort reaches the run wherever it runs: a run of another runner is
+//!   aborted through that runner's control topic.
+//!
+//! **Shutdown** ([`RunnerService::shutdown`]): new runs are refused
+//! (`UNAVAILABLE`, retryable); in-flight runs may finish on their own until
+//! `grace - shutdown_abort_margin`, then the rest are aborted (stop reason
+//! `shutdown`: their partial text is written as an aborted turn, the lease freed
+//! and a terminal `end` event with outcome aborted published) and awaited until
+//! `grace`. Cluster loops stop afterwards; a run still not ended then loses its
+//! lease and is ended by another runner's reaper (`runner_lost`).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,8 +28,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, RunInfo, RunState, RunnerApi,
-    StartRunRequest, StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, GetRunRequest, ReadRunEventsRequest, ReadRunEventsResponse,
+    RunInfo, RunState, RunnerApi, StartRunRequest, StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::{
     AppendMessageRequest, EnsureSessionRequest, MessageStatus, SessionApi as _, SessionClient,
@@ -26,73 +37,90 @@ use clawgate_proto::session::{
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::clock::now_ms;
+use clawgate_runtime::replay::memory::MemoryReplayLog;
+use clawgate_runtime::replay::{ReplayLog, ReplayOptions, RunRef};
 use futures_util::FutureExt as _;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::builder::{RunnerBuilder, provider_slot};
+use crate::cluster::Cluster;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
-use crate::provider::{ModelProvider, OpenAiProvider};
+use crate::provider::ModelProvider;
 use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
 use crate::run::RunTask;
 use crate::stopwords::is_stop_command;
+use crate::validate::{
+    MAX_IDEMPOTENCY_KEY_CHARS, ValidStart, session_busy, validate_session_key, validate_start,
+};
 
-const MAX_SESSION_KEY_CHARS: usize = 512;
-const MAX_IDEMPOTENCY_KEY_CHARS: usize = 256;
-const MAX_AGENT_ID_CHARS: usize = 128;
 const MAX_STOP_REASON_CHARS: usize = 64;
+/// Most events one `ReadRunEvents` call returns.
+const MAX_REPLAY_EVENTS: usize = 5_000;
 
 /// Shown when no model provider is configured.
 pub const NO_PROVIDER_MESSAGE: &str = "no model provider configured: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)";
 
-enum ProviderSlot {
+pub(crate) enum ProviderSlot {
     Missing,
     /// Configured, but the client could not be built (logged at startup).
     Broken,
     Ready(Arc<dyn ModelProvider>),
 }
 
-struct Inner {
-    config: Arc<RunnerConfig>,
+pub(crate) struct Inner {
+    pub config: Arc<RunnerConfig>,
     provider: ProviderSlot,
-    session: SessionClient,
-    bus: Arc<dyn EventBus>,
-    registry: Arc<dyn RunRegistry>,
+    pub session: SessionClient,
+    pub registry: Arc<dyn RunRegistry>,
+    /// Where run events are recorded and published.
+    pub replay: Arc<dyn ReplayLog>,
+    /// Set when this runner shares Redis with other runners.
+    pub cluster: Option<Cluster>,
     tasks: TaskTracker,
     /// Set by [`RunnerService::shutdown`]: no new runs are accepted.
     draining: AtomicBool,
+    /// Stops the cluster loops (on shutdown, or when the service is dropped).
+    pub background: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.background.cancel();
+    }
 }
 
 /// The runner service. Cheap to clone; clones share their runs.
 #[derive(Clone)]
 pub struct RunnerService {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for RunnerService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerService")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
-    }
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl RunnerService {
-    /// A runner that calls the OpenAI-compatible provider of `config` (if any).
+    /// A builder; see [`RunnerBuilder`].
+    pub fn builder(
+        config: RunnerConfig,
+        session: SessionClient,
+        bus: Arc<dyn EventBus>,
+    ) -> RunnerBuilder {
+        RunnerBuilder {
+            config,
+            session,
+            bus,
+            provider: None,
+            cluster: None,
+            replay: None,
+        }
+    }
+
+    /// An in-process runner that calls the OpenAI-compatible provider of
+    /// `config` (if any) and publishes on `bus`.
     pub fn new(config: RunnerConfig, session: SessionClient, bus: Arc<dyn EventBus>) -> Self {
-        let provider = match &config.provider {
-            None => ProviderSlot::Missing,
-            Some(provider_config) => {
-                match OpenAiProvider::new(provider_config.clone(), config.provider_timeouts) {
-                    Ok(provider) => ProviderSlot::Ready(Arc::new(provider)),
-                    Err(err) => {
-                        tracing::error!(error = %err, "model provider unusable");
-                        ProviderSlot::Broken
-                    }
-                }
-            }
-        };
-        Self::build(config, provider, session, bus)
+        let provider = provider_slot(&config);
+        let replay = Arc::new(MemoryReplayLog::new(bus, ReplayOptions::default()));
+        Self::assemble(config, provider, session, replay, None)
     }
 
     /// A runner that calls `provider` (`config.provider` is ignored).
@@ -102,48 +130,84 @@ impl RunnerService {
         session: SessionClient,
         bus: Arc<dyn EventBus>,
     ) -> Self {
-        Self::build(config, ProviderSlot::Ready(provider), session, bus)
+        let replay = Arc::new(MemoryReplayLog::new(bus, ReplayOptions::default()));
+        Self::assemble(config, ProviderSlot::Ready(provider), session, replay, None)
     }
 
-    fn build(
+    pub(crate) fn assemble(
         config: RunnerConfig,
         provider: ProviderSlot,
         session: SessionClient,
-        bus: Arc<dyn EventBus>,
+        replay: Arc<dyn ReplayLog>,
+        cluster: Option<Cluster>,
     ) -> Self {
-        let registry = Arc::new(MemoryRegistry::new(
-            config.dedupe_ttl,
-            config.max_active_runs,
-            config.max_remembered_runs,
-        ));
+        let registry: Arc<dyn RunRegistry> = match &cluster {
+            Some(cluster) => cluster.registry.clone(),
+            None => Arc::new(MemoryRegistry::new(
+                config.dedupe_ttl,
+                config.max_active_runs,
+                config.max_remembered_runs,
+            )),
+        };
         Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 provider,
                 session,
-                bus,
                 registry,
+                replay,
+                cluster,
                 tasks: TaskTracker::new(),
                 draining: AtomicBool::new(false),
+                background: CancellationToken::new(),
             }),
         }
     }
 
-    /// Stops accepting runs (`UNAVAILABLE`, retryable), aborts every active run
-    /// (stop reason "shutdown") and waits up to `grace` for them to write their
-    /// partial text and publish their last event.
+    /// Where this runner records run events; the edge of an in-process
+    /// deployment may read histories from it directly (see
+    /// [`clawgate_runtime::replay`]), otherwise it calls `ReadRunEvents`.
+    pub fn replay_log(&self) -> Arc<dyn ReplayLog> {
+        self.inner.replay.clone()
+    }
+
+    /// This runner's id in a cluster (`None` in-process).
+    pub fn runner_id(&self) -> Option<&str> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|cluster| cluster.options.runner_id.as_str())
+    }
+
+    /// Stops accepting runs (`UNAVAILABLE`, retryable), lets in-flight runs
+    /// finish until `grace - shutdown_abort_margin`, then aborts the rest (stop
+    /// reason "shutdown") and waits until `grace` for them to write their
+    /// partial text, free their lease and publish their last event. Then stops
+    /// the cluster loops. Call it on SIGTERM, before the process exits.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.draining.store(true, Ordering::SeqCst);
-        for entry in self.inner.registry.all_active().await {
-            entry.control.abort("shutdown");
-        }
         self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("runs still ending after the shutdown grace period");
+        let finish_window = grace.saturating_sub(self.inner.config.shutdown_abort_margin);
+        let started = tokio::time::Instant::now();
+        let finished = !finish_window.is_zero()
+            && tokio::time::timeout(finish_window, self.inner.tasks.wait())
+                .await
+                .is_ok();
+        if !finished {
+            for entry in self.inner.registry.all_active().await {
+                if let Some(control) = &entry.control {
+                    control.abort("shutdown");
+                }
+            }
+            let left = grace.saturating_sub(started.elapsed());
+            if tokio::time::timeout(left, self.inner.tasks.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("runs still ending after the shutdown grace period");
+            }
         }
+        self.inner.background.cancel();
     }
 
     fn provider(&self) -> Result<Arc<dyn ModelProvider>, ServiceError> {
@@ -156,11 +220,25 @@ impl RunnerService {
         }
     }
 
-    /// Aborts `entry` and waits (bounded) for it to persist its partial text.
-    /// Returns whether the run ended aborted (it may have finished on its own).
-    async fn abort_entry(&self, principal: &Principal, entry: &RunEntry, reason: &str) -> bool {
-        entry.control.abort(reason);
-        if !entry.control.wait_ended(self.inner.config.abort_wait).await {
+    /// Aborts `entry` — here, or through the runner that owns it — and waits
+    /// (bounded) for it to persist its partial text. Returns whether the run
+    /// ended aborted (it may have finished on its own).
+    pub(crate) async fn abort_entry(
+        &self,
+        principal: &Principal,
+        entry: &RunEntry,
+        reason: &str,
+    ) -> bool {
+        let Some(control) = &entry.control else {
+            return match (&self.inner.cluster, &entry.owner) {
+                (Some(cluster), Some(owner)) if entry.running => {
+                    self.forward_abort(cluster, entry, owner, reason).await
+                }
+                _ => false,
+            };
+        };
+        control.abort(reason);
+        if !control.wait_ended(self.inner.config.abort_wait).await {
             return true;
         }
         match self
@@ -169,8 +247,8 @@ impl RunnerService {
             .get(&principal.tenant_id, &principal.user_id, &entry.info.run_id)
             .await
         {
-            Some(ended) => ended.info.state == RunState::Aborted as i32,
-            None => true,
+            Ok(Some(ended)) => ended.info.state == RunState::Aborted as i32,
+            _ => true,
         }
     }
 
@@ -179,18 +257,18 @@ impl RunnerService {
         principal: &Principal,
         session_key: &str,
         reason: &str,
-    ) -> (bool, Vec<String>) {
+    ) -> Result<(bool, Vec<String>), ServiceError> {
         let active = self
             .inner
             .registry
             .active(&principal.tenant_id, &principal.user_id, session_key)
-            .await;
-        match active {
+            .await?;
+        Ok(match active {
             Some(entry) if self.abort_entry(principal, &entry, reason).await => {
                 (true, vec![entry.info.run_id])
             }
             _ => (false, Vec::new()),
-        }
+        })
     }
 
     async fn accept(
@@ -226,81 +304,6 @@ impl RunnerService {
     }
 }
 
-/// A `StartRunRequest` that passed validation.
-struct ValidStart {
-    session_key: String,
-    agent_id: String,
-    message: String,
-    run_id: String,
-    timeout: Duration,
-}
-
-fn validate_session_key(session_key: &str) -> Result<(), ServiceError> {
-    if session_key.trim().is_empty() {
-        return Err(ServiceError::invalid("sessionKey is required"));
-    }
-    if session_key.chars().count() > MAX_SESSION_KEY_CHARS {
-        return Err(ServiceError::invalid(format!(
-            "sessionKey is longer than {MAX_SESSION_KEY_CHARS} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_start(
-    config: &RunnerConfig,
-    request: StartRunRequest,
-) -> Result<ValidStart, ServiceError> {
-    validate_session_key(&request.session_key)?;
-    let run_id = request.idempotency_key;
-    if run_id.trim().is_empty() {
-        return Err(ServiceError::invalid("idempotencyKey is required"));
-    }
-    if run_id.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
-        return Err(ServiceError::invalid(format!(
-            "idempotencyKey is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
-        )));
-    }
-    if request.agent_id.chars().count() > MAX_AGENT_ID_CHARS {
-        return Err(ServiceError::invalid(format!(
-            "agentId is longer than {MAX_AGENT_ID_CHARS} characters"
-        )));
-    }
-    if request.message.len() > config.max_message_bytes {
-        return Err(ServiceError::invalid(format!(
-            "message is longer than {} bytes",
-            config.max_message_bytes
-        )));
-    }
-    // Control characters other than line breaks and tabs are stripped, as OpenClaw does.
-    let message: String = request
-        .message
-        .chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
-        .collect();
-    if message.trim().is_empty() {
-        return Err(ServiceError::invalid("message required"));
-    }
-    let timeout = match request.timeout_ms {
-        0 => config.run_timeout,
-        ms => Duration::from_millis(u64::from(ms)).min(config.run_timeout),
-    };
-    Ok(ValidStart {
-        session_key: request.session_key,
-        agent_id: request.agent_id,
-        message,
-        run_id,
-        timeout,
-    })
-}
-
-fn session_busy(active_run_id: &str) -> ServiceError {
-    let mut err = ServiceError::failed_precondition("a run is already active in this session")
-        .with_details(serde_json::json!({"reason": "session-busy", "runId": active_run_id}));
-    err.retryable = true;
-    err
-}
-
 #[async_trait]
 impl RunnerApi for RunnerService {
     async fn start_run(
@@ -313,7 +316,7 @@ impl RunnerApi for RunnerService {
         if is_stop_command(&request.message) {
             let (aborted, aborted_run_ids) = self
                 .abort_active(principal, &request.session_key, "stop-command")
-                .await;
+                .await?;
             return Ok(StartRunResponse {
                 run_id: String::new(),
                 status: StartStatus::StopCommand as i32,
@@ -346,7 +349,7 @@ impl RunnerApi for RunnerService {
             run: Some(run),
             ..Default::default()
         };
-        match registry.admit(info, control.clone()).await {
+        match registry.admit(info, control.clone()).await? {
             Admission::Accepted => {}
             Admission::InFlight(run) => return Ok(existing(StartStatus::InFlight, run)),
             Admission::Done(run) => return Ok(existing(StartStatus::Done, run)),
@@ -386,7 +389,7 @@ impl RunnerApi for RunnerService {
         let task = RunTask {
             principal: principal.clone(),
             publisher: EventPublisher::new(
-                self.inner.bus.clone(),
+                self.inner.replay.clone(),
                 identity.clone(),
                 self.inner.config.publish_timeout,
             ),
@@ -408,7 +411,9 @@ impl RunnerApi for RunnerService {
                 if AssertUnwindSafe(task.run()).catch_unwind().await.is_err() {
                     tracing::error!("run panicked");
                     failed_info.ended_at_ms = now_ms();
-                    registry.finish(failed_info).await;
+                    if registry.claim_end(&failed_info).await {
+                        registry.finish(failed_info).await;
+                    }
                     control.mark_ended();
                 }
             }
@@ -439,14 +444,14 @@ impl RunnerApi for RunnerService {
         if request.run_id.is_empty() {
             let (aborted, run_ids) = self
                 .abort_active(principal, &request.session_key, &reason)
-                .await;
+                .await?;
             return Ok(AbortRunResponse { aborted, run_ids });
         }
         let entry = self
             .inner
             .registry
             .get(&principal.tenant_id, &principal.user_id, &request.run_id)
-            .await;
+            .await?;
         match entry {
             None => Ok(not_aborted),
             Some(entry) if entry.info.session_key != request.session_key => {
@@ -478,63 +483,33 @@ impl RunnerApi for RunnerService {
         self.inner
             .registry
             .get(&principal.tenant_id, &principal.user_id, &request.run_id)
-            .await
+            .await?
             .map(|entry| entry.info)
             .ok_or_else(|| ServiceError::not_found("run not found"))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn start(message: &str) -> StartRunRequest {
-        StartRunRequest {
-            session_key: "main".into(),
-            message: message.into(),
-            idempotency_key: "k".into(),
-            ..Default::default()
+    async fn read_run_events(
+        &self,
+        principal: &Principal,
+        request: ReadRunEventsRequest,
+    ) -> Result<ReadRunEventsResponse, ServiceError> {
+        principal.require()?;
+        if request.run_id.is_empty() {
+            return Err(ServiceError::invalid("runId is required"));
         }
-    }
-
-    #[test]
-    fn validation() {
-        let config = RunnerConfig::default();
-        assert!(validate_start(&config, start("hi")).is_ok());
-        assert!(validate_start(&config, start("  ")).is_err());
-        let mut request = start("hi");
-        request.session_key = "x".repeat(513);
-        assert!(validate_start(&config, request).is_err());
-        let mut request = start("hi");
-        request.idempotency_key.clear();
-        assert!(validate_start(&config, request).is_err());
-        let big = "x".repeat(config.max_message_bytes + 1);
-        assert!(validate_start(&config, start(&big)).is_err());
-        let cleaned = validate_start(&config, start("a\u{0}b\nc")).expect("valid");
-        assert_eq!(cleaned.message, "ab\nc");
-    }
-
-    #[test]
-    fn request_timeout_only_shortens() {
-        let config = RunnerConfig::default();
-        let mut request = start("hi");
-        request.timeout_ms = 1_000;
-        let valid = validate_start(&config, request).expect("valid");
-        assert_eq!(valid.timeout, Duration::from_secs(1));
-        let mut request = start("hi");
-        request.timeout_ms = u32::MAX;
-        let valid = validate_start(&config, request).expect("valid");
-        assert_eq!(valid.timeout, config.run_timeout);
-    }
-
-    #[test]
-    fn busy_error_is_retryable_with_details() {
-        let err = session_busy("run-1");
-        assert_eq!(err.code, ErrorCode::FailedPrecondition);
-        assert!(err.retryable);
-        assert_eq!(
-            err.details,
-            Some(serde_json::json!({"reason": "session-busy", "runId": "run-1"}))
-        );
+        if request.run_id.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
+            return Err(ServiceError::invalid("runId is too long"));
+        }
+        let limit = match request.limit {
+            0 => MAX_REPLAY_EVENTS,
+            limit => usize::try_from(limit).map_or(MAX_REPLAY_EVENTS, |l| l.min(MAX_REPLAY_EVENTS)),
+        };
+        let run = RunRef::new(&principal.tenant_id, &principal.user_id, &request.run_id);
+        let events = self
+            .inner
+            .replay
+            .read_from(&run, request.after_seq, limit)
+            .await?;
+        Ok(ReadRunEventsResponse { events })
     }
 }

@@ -16,9 +16,22 @@ use serde_json::{Value, json};
 /// How long a socket that must not see an event is watched.
 pub const QUIET: Duration = Duration::from_millis(500);
 
-/// The embedded gateway with production defaults (loopback auto-approval on).
+/// The embedded gateway with the binary's defaults. Tests on it do not depend on
+/// loopback auto-approval: they pair devices with [`paired`], which works either way.
 pub async fn gateway() -> anyhow::Result<TestGateway> {
     TestGateway::start(GatewayOptions::default()).await
+}
+
+/// The embedded gateway with loopback auto-approval explicitly on.
+pub async fn gateway_with_auto_approval() -> anyhow::Result<TestGateway> {
+    TestGateway::start(GatewayOptions {
+        auth: AuthOptions {
+            auto_approve_local: Some(true),
+            ..AuthOptions::default()
+        },
+        ..GatewayOptions::default()
+    })
+    .await
 }
 
 /// The embedded gateway with loopback auto-approval off, so every new device
@@ -143,6 +156,29 @@ pub async fn pair(
     let (mut ws, res) = connect(url, identity, spec).await?;
     let request_id = assert_pairing_required(&mut ws, &res, identity).await?;
     approve(admin, &request_id).await?;
+    connect_ok(url, identity, spec).await
+}
+
+/// Connects `identity` with `spec` and requires `hello-ok`; when the device is not
+/// paired yet (auto-approval off), a local backend admin approves it first.
+pub async fn paired(
+    url: &str,
+    shared_token: &str,
+    identity: &DeviceIdentity,
+    spec: &ConnectSpec,
+) -> anyhow::Result<(WsClient, Value)> {
+    let (mut ws, res) = connect(url, identity, spec).await?;
+    if res["ok"] == true {
+        return Ok((ws, res["payload"].clone()));
+    }
+    anyhow::ensure!(
+        res["error"]["details"]["code"] == "PAIRING_REQUIRED",
+        "connect failed: {res}"
+    );
+    let request_id = assert_pairing_required(&mut ws, &res, identity).await?;
+    let (mut admin, _) = backend_admin(url, shared_token).await?;
+    approve(&mut admin, &request_id).await?;
+    admin.close().await;
     connect_ok(url, identity, spec).await
 }
 

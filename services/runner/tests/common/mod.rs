@@ -125,18 +125,21 @@ impl Harness {
         self.runner.start_run(&principal("alice"), request).await
     }
 
-    /// The next run event on alice's topic.
+    /// The next run event on alice's topic (other bus messages are skipped).
     pub async fn next_event(&mut self) -> RunEvent {
-        let delivery = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-            .await
-            .expect("an event in time")
-            .expect("bus open");
-        match BusMessage::decode(delivery.payload)
-            .expect("bus message")
-            .body
-        {
-            Some(bus_message::Body::RunEvent(event)) => event,
-            None => panic!("empty bus message"),
+        loop {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("bus open");
+            match BusMessage::decode(delivery.payload)
+                .expect("bus message")
+                .body
+            {
+                Some(bus_message::Body::RunEvent(event)) => return event,
+                Some(_) => continue,
+                None => panic!("empty bus message"),
+            }
         }
     }
 

@@ -37,6 +37,19 @@ impl Topic {
         Self(format!("user.{tenant_id}.{user_id}"))
     }
 
+    /// Messages for every connection of one tenant that may see them (pairing
+    /// events, targeted disconnects); the receiving edge filters per socket.
+    pub fn tenant(tenant_id: &str) -> Self {
+        Self(format!("tenant.{tenant_id}"))
+    }
+
+    /// Commands addressed to one runner process (e.g. an abort forwarded by
+    /// another runner) and the replies to commands it sent. Each runner of a
+    /// cluster subscribes to its own topic.
+    pub fn runner(runner_id: &str) -> Self {
+        Self(format!("runner.{runner_id}"))
+    }
+
     pub fn from_name(name: impl Into<String>) -> Self {
         Self(name.into())
     }

@@ -161,6 +161,21 @@ impl RedisBus {
         channel_name(&self.inner.key_prefix, topic)
     }
 
+    /// The prefix of every channel and key of this bus.
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.key_prefix
+    }
+
+    /// The multiplexed publisher connection and the command timeout, so other
+    /// Redis users in this crate (run leases, the replay log) share the connection
+    /// and can pipeline their commands with a `PUBLISH`.
+    pub(crate) fn shared_connection(&self) -> (ConnectionManager, Duration) {
+        (
+            self.inner.publisher.clone(),
+            self.inner.options.command_timeout,
+        )
+    }
+
     async fn run_publish(&self, pipeline: redis::Pipeline) -> Result<(), BusError> {
         let mut connection = self.inner.publisher.clone();
         tokio::time::timeout(
@@ -173,7 +188,7 @@ impl RedisBus {
     }
 }
 
-fn channel_name(key_prefix: &str, topic: &Topic) -> String {
+pub(crate) fn channel_name(key_prefix: &str, topic: &Topic) -> String {
     format!("{key_prefix}:ev:{{{topic}}}")
 }
 

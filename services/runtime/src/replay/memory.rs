@@ -1,0 +1,141 @@
+//! In-process replay log for the embedded mode: histories in a map, events
+//! published on any [`EventBus`].
+//!
+//! Invariant: memory is bounded by `max_runs × max_events_per_run` events; a
+//! history is dropped `retention` after its last event, or earlier (least
+//! recently appended first) when more than `max_runs` runs are remembered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use clawgate_proto::pb::common::v1::RunEvent;
+
+use super::{ReplayError, ReplayLog, ReplayOptions, RunRef, bus_payload, decode_event};
+use crate::bus::{BusError, EventBus, Topic};
+
+struct History {
+    /// (seq, bus payload), oldest first.
+    events: VecDeque<(u64, Bytes)>,
+    touched: Instant,
+}
+
+/// The in-process [`ReplayLog`]. Cheap to clone.
+#[derive(Clone)]
+pub struct MemoryReplayLog {
+    bus: Arc<dyn EventBus>,
+    options: ReplayOptions,
+    runs: Arc<Mutex<HashMap<RunRef, History>>>,
+}
+
+impl std::fmt::Debug for MemoryReplayLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReplayLog")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryReplayLog {
+    /// Keeps histories in memory and publishes on `bus`.
+    pub fn new(bus: Arc<dyn EventBus>, options: ReplayOptions) -> Self {
+        Self {
+            bus,
+            options,
+            runs: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RunRef, History>> {
+        // A poisoned lock only means a panic mid-update of a plain map.
+        self.runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops expired histories, then the least recently appended ones while more
+    /// than `keep` remain. Runs only when a new run is added.
+    fn evict(&self, runs: &mut HashMap<RunRef, History>, now: Instant, keep: usize) {
+        let retention = self.options.retention;
+        runs.retain(|_, history| now.duration_since(history.touched) < retention);
+        while runs.len() > keep {
+            let oldest = runs
+                .iter()
+                .min_by_key(|(_, history)| history.touched)
+                .map(|(run, _)| run.clone());
+            match oldest {
+                Some(run) => runs.remove(&run),
+                None => break,
+            };
+        }
+    }
+
+    fn append(&self, event: &RunEvent, payload: Bytes) {
+        let now = Instant::now();
+        let run = RunRef::of(event);
+        let max_events = self.options.max_events_per_run.max(1);
+        let mut runs = self.lock();
+        if !runs.contains_key(&run) {
+            let keep = self.options.max_runs.max(1) - 1;
+            self.evict(&mut runs, now, keep);
+        }
+        let history = runs.entry(run).or_insert_with(|| History {
+            events: VecDeque::new(),
+            touched: now,
+        });
+        history.touched = now;
+        history.events.push_back((event.seq, payload));
+        while history.events.len() > max_events {
+            history.events.pop_front();
+        }
+    }
+}
+
+#[async_trait]
+impl ReplayLog for MemoryReplayLog {
+    async fn append_and_publish(&self, topic: &Topic, event: &RunEvent) -> Result<(), ReplayError> {
+        let payload = bus_payload(event);
+        self.append(event, payload.clone());
+        self.bus
+            .publish(topic, payload)
+            .await
+            .map_err(|err| match err {
+                BusError::Unavailable(reason) => ReplayError::Unavailable(reason),
+                BusError::Closed => ReplayError::Unavailable("event bus closed".into()),
+            })
+    }
+
+    async fn read_from(
+        &self,
+        run: &RunRef,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, ReplayError> {
+        let limit = match limit {
+            0 => self.options.max_events_per_run,
+            limit => limit.min(self.options.max_events_per_run),
+        };
+        let payloads: Vec<Bytes> = {
+            let runs = self.lock();
+            let Some(history) = runs.get(run) else {
+                return Ok(Vec::new());
+            };
+            if history.touched.elapsed() >= self.options.retention {
+                return Ok(Vec::new());
+            }
+            history
+                .events
+                .iter()
+                .filter(|(seq, _)| *seq > after_seq)
+                .take(limit)
+                .map(|(_, payload)| payload.clone())
+                .collect()
+        };
+        Ok(payloads
+            .iter()
+            .filter_map(|payload| decode_event(payload))
+            .collect())
+    }
+}

@@ -1,0 +1,456 @@
+//! The load harness behind the `clawgate-bench` binary: real WebSocket clients
+//! against a clawgate deployment, reporting JSON.
+//!
+//! By default every phase starts its own process cluster ([`crate::cluster`]:
+//! auth, session, one runner and N edges against PostgreSQL and Redis) with the
+//! runner pointed at a mock model ([`crate::mock_model`]) that echoes each run's
+//! numbered message at a chosen rate; with [`External`] it drives an existing
+//! deployment instead. Phases:
+//!
+//! - **idle**: opens N authenticated OpenClaw sockets, spread over the edges, and
+//!   holds them; edge RSS (`VmRSS`) before and after, divided by N;
+//! - **throughput**: M sockets of one user (every run reaches every socket, so
+//!   the edges fan out) while R runs stream; `agent` + `chat` frames received
+//!   per second over the window;
+//! - **latency**: a lighter load (about 10,000 frames/s by default), once per
+//!   coalescing window; for each token, client receive instant − mock model emit
+//!   instant, as p50/p99/max. The runner's coalescing window is part of that
+//!   latency, so it is run with a small window (5 ms) as well as the default.
+//!
+//! Everything is bounded: counts are capped by [`Config::validate`], every phase
+//! has a fixed window, every handshake and shutdown a time limit.
+
+pub mod client;
+pub mod phases;
+pub mod stats;
+pub mod target;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde_json::{Value, json};
+
+use phases::{IdleReport, StreamOptions, StreamReport};
+use target::{LocalOptions, MockHost, Target};
+
+/// Budgets of the issue, reported next to the figures.
+pub const BUDGET_RSS_PER_IDLE_SOCKET_BYTES: f64 = 8192.0;
+pub const BUDGET_DELIVERED_FRAMES_PER_S: f64 = 100_000.0;
+pub const BUDGET_LATENCY_P99_MS: f64 = 10.0;
+pub const BUDGET_LATENCY_AT_FRAMES_PER_S: f64 = 10_000.0;
+
+/// Largest socket count accepted (per phase).
+pub const MAX_SOCKETS: usize = 60_000;
+
+/// Which phases to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Idle,
+    Throughput,
+    Latency,
+    All,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Throughput => "throughput",
+            Self::Latency => "latency",
+            Self::All => "all",
+        }
+    }
+
+    fn runs(self, phase: Self) -> bool {
+        self == Self::All || self == phase
+    }
+}
+
+/// An existing deployment to drive instead of a local cluster.
+#[derive(Debug, Clone)]
+pub struct External {
+    /// `ws://` URLs of its edges; sockets are spread over them.
+    pub urls: Vec<String>,
+    pub token: String,
+    /// Edge processes on this machine, for RSS and CPU (optional).
+    pub edge_pids: Vec<u32>,
+    /// Its Redis, for Redis CPU (optional).
+    pub redis_url: Option<String>,
+    /// Where to run the mock model so the deployment can use it as its model
+    /// (`CLAWGATE_MODEL_BASE_URL=http://<addr>/v1`); without it no latency is
+    /// measured (tokens cannot be matched).
+    pub mock_listen: Option<SocketAddr>,
+}
+
+/// Everything the harness needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    /// Idle sockets.
+    pub sockets: usize,
+    /// Edges of a local cluster.
+    pub edges: usize,
+    /// Sockets that watch the runs in the throughput phase.
+    pub stream_sockets: usize,
+    /// Concurrent runs in the throughput phase.
+    pub runs: usize,
+    /// Model rate per run in the throughput phase.
+    pub tokens_per_second: f64,
+    pub tokens_per_run: u32,
+    /// Sockets recording latency during the throughput phase.
+    pub throughput_latency_sockets: usize,
+    /// Measuring window of each streaming phase.
+    pub duration: Duration,
+    /// Streaming before the window opens.
+    pub warmup: Duration,
+    /// How long idle sockets are held after they are measured.
+    pub hold: Duration,
+    /// Runner coalescing window of the idle and throughput phases.
+    pub coalesce_ms: u64,
+    /// Coalescing windows of the latency phase (one run each).
+    pub latency_coalesce_ms: Vec<u64>,
+    pub latency_sockets: usize,
+    pub latency_runs: usize,
+    pub latency_tokens_per_second: f64,
+    pub connect_concurrency: usize,
+    /// Redis of a local cluster.
+    pub redis_url: String,
+    pub external: Option<External>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::All,
+            sockets: 1000,
+            edges: 2,
+            stream_sockets: 1000,
+            runs: 4,
+            tokens_per_second: 100.0,
+            tokens_per_run: 200,
+            throughput_latency_sockets: 8,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            hold: Duration::from_secs(2),
+            coalesce_ms: 40,
+            latency_coalesce_ms: vec![5, 40],
+            latency_sockets: 20,
+            latency_runs: 10,
+            latency_tokens_per_second: 50.0,
+            connect_concurrency: 128,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            external: None,
+        }
+    }
+}
+
+impl Config {
+    /// Refuses counts and times outside the harness's bounds.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let sockets_ok = |n: usize| (1..=MAX_SOCKETS).contains(&n);
+        ensure!(
+            sockets_ok(self.sockets),
+            "--sockets must be 1..={MAX_SOCKETS}"
+        );
+        ensure!(
+            sockets_ok(self.stream_sockets),
+            "--stream-sockets must be 1..={MAX_SOCKETS}"
+        );
+        ensure!(
+            sockets_ok(self.latency_sockets),
+            "--latency-sockets must be 1..={MAX_SOCKETS}"
+        );
+        ensure!((1..=16).contains(&self.edges), "--edges must be 1..=16");
+        for (name, runs, sockets) in [
+            ("--runs", self.runs, self.stream_sockets),
+            ("--latency-runs", self.latency_runs, self.latency_sockets),
+        ] {
+            ensure!((1..=1000).contains(&runs), "{name} must be 1..=1000");
+            ensure!(
+                runs <= sockets,
+                "{name} must not exceed its socket count (senders are sockets)"
+            );
+        }
+        for (name, rate) in [
+            ("--tokens-per-second", self.tokens_per_second),
+            (
+                "--latency-tokens-per-second",
+                self.latency_tokens_per_second,
+            ),
+        ] {
+            ensure!(
+                (0.1..=10_000.0).contains(&rate),
+                "{name} must be 0.1..=10000"
+            );
+        }
+        ensure!(
+            (1..=100_000).contains(&self.tokens_per_run),
+            "--tokens-per-run must be 1..=100000"
+        );
+        ensure!(
+            self.duration >= Duration::from_millis(500)
+                && self.duration <= Duration::from_secs(600),
+            "--duration-s must be 0.5..=600"
+        );
+        ensure!(
+            self.warmup <= Duration::from_secs(60),
+            "--warmup-s must be at most 60"
+        );
+        ensure!(
+            self.hold <= Duration::from_secs(600),
+            "--hold-s must be at most 600"
+        );
+        ensure!(
+            self.coalesce_ms <= 10_000,
+            "--coalesce-ms must be at most 10000"
+        );
+        ensure!(
+            !self.latency_coalesce_ms.is_empty()
+                && self.latency_coalesce_ms.len() <= 8
+                && self.latency_coalesce_ms.iter().all(|ms| *ms <= 10_000),
+            "--latency-coalesce-ms must list 1 to 8 windows of at most 10000 ms"
+        );
+        ensure!(
+            (1..=4096).contains(&self.connect_concurrency),
+            "--connect-concurrency must be 1..=4096"
+        );
+        if let Some(external) = &self.external {
+            ensure!(
+                !external.urls.is_empty(),
+                "--url needs at least one edge URL"
+            );
+            ensure!(!external.token.is_empty(), "--token is required with --url");
+        }
+        Ok(())
+    }
+
+    /// File descriptors this process needs at its peak (local edges inherit the limit).
+    fn descriptors_needed(&self) -> usize {
+        let peak = match self.mode {
+            Mode::Idle => self.sockets,
+            Mode::Throughput => self.stream_sockets,
+            Mode::Latency => self.latency_sockets,
+            Mode::All => self
+                .sockets
+                .max(self.stream_sockets)
+                .max(self.latency_sockets),
+        };
+        peak + self.edges + 256
+    }
+}
+
+/// A target and the mock model it streams from, for one phase.
+async fn setup(
+    config: &Config,
+    coalesce_ms: u64,
+    tokens_per_second: f64,
+) -> anyhow::Result<(Target, Option<MockHost>)> {
+    match &config.external {
+        None => {
+            let mock = MockHost::start(SocketAddr::from(([127, 0, 0, 1], 0)), tokens_per_second)?;
+            let options = LocalOptions {
+                edges: config.edges,
+                redis_url: config.redis_url.clone(),
+                coalesce_ms,
+            };
+            let target = Target::local(&options, mock.base_url())
+                .await
+                .context("cannot start the local cluster")?;
+            Ok((target, Some(mock)))
+        }
+        Some(external) => {
+            let mock = match external.mock_listen {
+                Some(addr) => Some(MockHost::start(addr, tokens_per_second)?),
+                None => None,
+            };
+            let target = Target::external(
+                external.urls.clone(),
+                external.token.clone(),
+                external.edge_pids.clone(),
+                external.redis_url.clone(),
+            );
+            Ok((target, mock))
+        }
+    }
+}
+
+fn log(message: &str) {
+    eprintln!("clawgate-bench: {message}");
+}
+
+/// Runs the phases of `config.mode` and returns the report.
+pub async fn run(config: &Config) -> anyhow::Result<Value> {
+    config.validate()?;
+    let limit = target::open_file_limit();
+    if let Some(limit) = limit
+        && (limit as usize) < config.descriptors_needed()
+    {
+        bail!(
+            "the open-file limit is {limit}, this run needs about {}: raise it first (e.g. `ulimit -n 65536`)",
+            config.descriptors_needed()
+        );
+    }
+    let started = Instant::now();
+    let load_before = target::load_average();
+    let local = config.external.is_none();
+    let known_coalesce = |ms: u64| local.then_some(ms);
+
+    let mut idle: Option<IdleReport> = None;
+    if config.mode.runs(Mode::Idle) {
+        log(&format!("idle: {} sockets", config.sockets));
+        let (target, _mock) = setup(config, config.coalesce_ms, config.tokens_per_second).await?;
+        idle = Some(
+            phases::idle(
+                &target,
+                config.sockets,
+                config.connect_concurrency,
+                config.hold,
+            )
+            .await,
+        );
+    }
+
+    let mut throughput: Option<StreamReport> = None;
+    if config.mode.runs(Mode::Throughput) {
+        log(&format!(
+            "throughput: {} sockets, {} runs",
+            config.stream_sockets, config.runs
+        ));
+        let (target, mock) = setup(config, config.coalesce_ms, config.tokens_per_second).await?;
+        let options = StreamOptions {
+            sockets: config.stream_sockets,
+            runs: config.runs,
+            tokens_per_run: config.tokens_per_run,
+            latency_sockets: config.throughput_latency_sockets,
+            warmup: config.warmup,
+            duration: config.duration,
+            connect_concurrency: config.connect_concurrency,
+            tokens_per_second: config.tokens_per_second,
+            coalesce_ms: known_coalesce(config.coalesce_ms),
+        };
+        throughput = Some(phases::stream(&target, mock.as_ref(), &options).await);
+    }
+
+    let mut latency: Vec<StreamReport> = Vec::new();
+    if config.mode.runs(Mode::Latency) {
+        let windows = if local {
+            config.latency_coalesce_ms.clone()
+        } else {
+            vec![config.coalesce_ms]
+        };
+        for window in windows {
+            log(&format!(
+                "latency: {} sockets, {} runs, coalescing {window} ms",
+                config.latency_sockets, config.latency_runs
+            ));
+            let (target, mock) = setup(config, window, config.latency_tokens_per_second).await?;
+            let options = StreamOptions {
+                sockets: config.latency_sockets,
+                runs: config.latency_runs,
+                tokens_per_run: config.tokens_per_run,
+                latency_sockets: config.latency_sockets,
+                warmup: config.warmup,
+                duration: config.duration,
+                connect_concurrency: config.connect_concurrency,
+                tokens_per_second: config.latency_tokens_per_second,
+                coalesce_ms: known_coalesce(window),
+            };
+            latency.push(phases::stream(&target, mock.as_ref(), &options).await);
+        }
+    }
+
+    Ok(report(
+        config,
+        limit,
+        load_before,
+        started,
+        idle,
+        throughput,
+        latency,
+    ))
+}
+
+fn budget(limit: f64, measured: Option<f64>, at_most: bool) -> Value {
+    let met = measured.map(|m| if at_most { m <= limit } else { m >= limit });
+    json!({"limit": limit, "measured": measured, "met": met})
+}
+
+fn report(
+    config: &Config,
+    open_file_limit: Option<u64>,
+    load_before: Option<[f64; 3]>,
+    started: Instant,
+    idle: Option<IdleReport>,
+    throughput: Option<StreamReport>,
+    latency: Vec<StreamReport>,
+) -> Value {
+    // The headline latency is the one with the smallest coalescing window.
+    let best_latency = latency
+        .iter()
+        .min_by_key(|r| r.coalesce_ms.unwrap_or(u64::MAX));
+    let latency_p99 = best_latency.and_then(|r| r.latency_ms).map(|p| p.p99);
+    let latency_fps = best_latency.map(|r| r.delivered_frames_per_s);
+    let (target, urls) = match &config.external {
+        None => ("local-cluster", Value::Null),
+        Some(external) => ("deployment", json!(external.urls)),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    json!({
+        "tool": "clawgate-bench",
+        "mode": config.mode.name(),
+        "target": target,
+        "urls": urls,
+        "machine": {
+            "cores": cores,
+            "load_average_before": load_before,
+            "load_average_after": target::load_average(),
+            "open_file_limit": open_file_limit,
+        },
+        "parameters": {
+            "sockets": config.sockets,
+            "edges": if config.external.is_some() { config.external.as_ref().map_or(0, |e| e.urls.len()) } else { config.edges },
+            "stream_sockets": config.stream_sockets,
+            "runs": config.runs,
+            "tokens_per_second": config.tokens_per_second,
+            "tokens_per_run": config.tokens_per_run,
+            "throughput_latency_sockets": config.throughput_latency_sockets,
+            "duration_s": config.duration.as_secs_f64(),
+            "warmup_s": config.warmup.as_secs_f64(),
+            "hold_s": config.hold.as_secs_f64(),
+            "coalesce_ms": config.external.is_none().then_some(config.coalesce_ms),
+            "latency_coalesce_ms": config.external.is_none().then(|| config.latency_coalesce_ms.clone()),
+            "latency_sockets": config.latency_sockets,
+            "latency_runs": config.latency_runs,
+            "latency_tokens_per_second": config.latency_tokens_per_second,
+            "connect_concurrency": config.connect_concurrency,
+        },
+        "sockets_held": idle.as_ref().map(|r| r.sockets_held),
+        "edge_rss_per_idle_socket_bytes": idle.as_ref().and_then(|r| r.edge_rss_per_idle_socket_bytes),
+        "delivered_frames_per_s": throughput.as_ref().map(|r| r.delivered_frames_per_s),
+        "coalesce_ms": throughput.as_ref().and_then(|r| r.coalesce_ms),
+        "latency_ms": best_latency.and_then(|r| r.latency_ms),
+        "latency_coalesce_ms": best_latency.and_then(|r| r.coalesce_ms),
+        "latency_delivered_frames_per_s": latency_fps,
+        "budgets": {
+            "edge_rss_per_idle_socket_bytes": budget(
+                BUDGET_RSS_PER_IDLE_SOCKET_BYTES,
+                idle.as_ref().and_then(|r| r.edge_rss_per_idle_socket_bytes),
+                true,
+            ),
+            "delivered_frames_per_s": budget(
+                BUDGET_DELIVERED_FRAMES_PER_S,
+                throughput.as_ref().map(|r| r.delivered_frames_per_s),
+                false,
+            ),
+            "latency_p99_ms": budget(BUDGET_LATENCY_P99_MS, latency_p99, true),
+            "latency_load_frames_per_s": budget(BUDGET_LATENCY_AT_FRAMES_PER_S, latency_fps, false),
+        },
+        "phases": {
+            "idle": idle,
+            "throughput": throughput,
+            "latency": latency,
+        },
+        "elapsed_s": stats::round3(started.elapsed().as_secs_f64()),
+    })
+}

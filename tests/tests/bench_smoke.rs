@@ -1,0 +1,102 @@
+//! The load harness at CI scale, so it cannot rot: a local process cluster with
+//! two edges, 200 idle sockets, a few streaming runs for about 3 s, and a latency
+//! run with a 5 ms coalescing window. Asserts that the JSON report is complete and
+//! sane; the figures themselves are benchmarks, not timed tests.
+
+use std::time::Duration;
+
+use clawgate_tests::bench::{self, Config, Mode};
+use serde_json::Value;
+
+fn number(report: &Value, pointer: &str) -> f64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} missing or not a number in {report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
+    let config = Config {
+        mode: Mode::All,
+        sockets: 200,
+        edges: 2,
+        stream_sockets: 40,
+        runs: 3,
+        tokens_per_second: 100.0,
+        tokens_per_run: 60,
+        throughput_latency_sockets: 4,
+        duration: Duration::from_secs(3),
+        warmup: Duration::from_millis(500),
+        hold: Duration::from_millis(500),
+        coalesce_ms: 40,
+        latency_coalesce_ms: vec![5],
+        latency_sockets: 6,
+        latency_runs: 3,
+        latency_tokens_per_second: 50.0,
+        redis_url: std::env::var("CLAWGATE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        ..Config::default()
+    };
+    let report = bench::run(&config).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+
+    // Headline fields.
+    assert_eq!(report["sockets_held"], 200, "{report:#}");
+    assert!(number(&report, "/edge_rss_per_idle_socket_bytes").is_finite());
+    assert!(number(&report, "/delivered_frames_per_s") > 0.0);
+    assert_eq!(report["coalesce_ms"], 40);
+    assert_eq!(report["latency_coalesce_ms"], 5);
+    let p50 = number(&report, "/latency_ms/p50");
+    let p99 = number(&report, "/latency_ms/p99");
+    let max = number(&report, "/latency_ms/max");
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{report:#}");
+    assert!(number(&report, "/latency_ms/samples") > 0.0);
+    assert!(number(&report, "/machine/cores") >= 1.0);
+    for field in [
+        "sockets",
+        "edges",
+        "runs",
+        "tokens_per_second",
+        "duration_s",
+    ] {
+        assert!(
+            report["parameters"][field].is_number(),
+            "parameters.{field}"
+        );
+    }
+    for budget in [
+        "edge_rss_per_idle_socket_bytes",
+        "delivered_frames_per_s",
+        "latency_p99_ms",
+    ] {
+        assert!(
+            report["budgets"][budget]["measured"].is_number(),
+            "{budget}"
+        );
+    }
+
+    // Phase details.
+    let idle = &report["phases"]["idle"];
+    assert_eq!(idle["connect_failures"], 0, "{idle:#}");
+    let throughput = &report["phases"]["throughput"];
+    assert_eq!(throughput["sockets_connected"], 40);
+    assert_eq!(throughput["sockets_ended_early"], 0, "{throughput:#}");
+    assert!(
+        number(throughput, "/runs_finished") >= 1.0,
+        "{throughput:#}"
+    );
+    assert_eq!(throughput["run_errors"], 0, "{throughput:#}");
+    assert_eq!(throughput["unmatched_tokens"], 0, "{throughput:#}");
+    assert!(number(throughput, "/model_tokens_per_s") > 0.0);
+    assert!(number(throughput, "/model_stream_rate_per_run") > 0.0);
+    assert!(
+        throughput["cpu"]["edge0"]["cpu_s"].is_number(),
+        "{throughput:#}"
+    );
+    let latency = &report["phases"]["latency"][0];
+    assert_eq!(latency["coalesce_ms"], 5);
+    assert!(number(latency, "/delivered_frames_per_s") > 0.0);
+    assert_eq!(latency["unmatched_tokens"], 0, "{latency:#}");
+    Ok(())
+}
