@@ -228,7 +228,8 @@ class Checker:
             if not urls:
                 problems.append("no CLAWGATE_RUNNER_URL in any ConfigMap")
             for url in urls:
-                m = re.match(r"^http://([^:/.]+)[.:]", str(url))
+                # dns:// (re-resolved, balanced over every pod) or a plain URL.
+                m = re.match(r"^(?:http|dns)://([^:/.]+)[.:]", str(url))
                 if not m or m.group(1) != host:
                     problems.append(f"CLAWGATE_RUNNER_URL {url!r} does not name Service {host}")
         self.record("runner-headless", problems)

@@ -50,6 +50,9 @@ pub struct EdgeConfig {
     pub drain_timeout: Duration,
     /// `restartExpectedMs` announced in the `shutdown` event.
     pub restart_expected_ms: Option<u64>,
+    /// Id of this edge process, unique among live edges: names its inbox topic
+    /// and its entries in the device registry (random by default).
+    pub pod_id: String,
 }
 
 impl Default for EdgeConfig {
@@ -71,6 +74,7 @@ impl Default for EdgeConfig {
             close_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             restart_expected_ms: None,
+            pod_id: format!("edge-{}", uuid::Uuid::new_v4().simple()),
         }
     }
 }

@@ -11,11 +11,15 @@
 //!   which is bounded in bytes; a full inbox marks the socket overflowed (it then
 //!   closes as a slow consumer) and never slows the dispatcher or other sockets;
 //!   which socket a tenant-wide message is really for is decided by the socket;
-//! - one dispatcher and FIFO inboxes keep per-run order.
+//! - one dispatcher and FIFO inboxes keep per-run order;
+//! - the process's own inbox topic ([`Hub::subscribe_inbox`], see
+//!   [`crate::registry`]) carries messages targeted at sockets of this pod: a
+//!   disconnect arriving there is offered to the local sockets of its tenant,
+//!   exactly as if it had come on the tenant's topic.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, RunEvent, bus_message};
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
@@ -76,6 +80,8 @@ struct HubInner {
     topics: Mutex<HashMap<Topic, Arc<TopicState>>>,
     next_id: AtomicU64,
     inbox_bytes: usize,
+    /// This process's inbox topic, once subscribed.
+    pod_inbox: OnceLock<Topic>,
 }
 
 /// Handle on the process's hub. Cheap to clone.
@@ -106,6 +112,7 @@ impl Hub {
             topics: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             inbox_bytes,
+            pod_inbox: OnceLock::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), subscriber.deliveries));
         Ok(Self { inner })
@@ -133,6 +140,13 @@ impl Hub {
             registration.topics.push((topic.clone(), state));
         }
         Ok(registration)
+    }
+
+    /// Subscribes this process's inbox topic (once; returns once confirmed).
+    pub async fn subscribe_inbox(&self, topic: Topic) -> Result<(), BusError> {
+        self.inner.control.subscribe(&topic).await?;
+        let _ = self.inner.pod_inbox.set(topic);
+        Ok(())
     }
 
     /// Topics currently subscribed by this process.
@@ -268,13 +282,20 @@ async fn dispatch(hub: Weak<HubInner>, mut deliveries: mpsc::Receiver<Delivery>)
                 continue;
             }
         };
-        let Some(state) = lock(&hub.topics).get(&delivery.topic).cloned() else {
+        let topic = match hub.pod_inbox.get() {
+            Some(inbox) if *inbox == delivery.topic => match &event {
+                HubEvent::Disconnect(disconnect) => Topic::tenant(&disconnect.tenant_id),
+                _ => continue,
+            },
+            _ => delivery.topic,
+        };
+        let Some(state) = lock(&hub.topics).get(&topic).cloned() else {
             continue;
         };
         let sockets = lock(&state.sockets);
         for inbox in sockets.values() {
             if inbox.push_or_overflow(event.clone(), size).is_err() {
-                tracing::debug!(topic = %delivery.topic, "socket inbox full");
+                tracing::debug!(topic = %topic, "socket inbox full");
             }
         }
     }
@@ -384,6 +405,33 @@ mod tests {
         let none = hub.register(&[]).await.expect("no topics");
         assert_eq!(hub.topic_count(), 0);
         drop(none);
+    }
+
+    #[tokio::test]
+    async fn a_disconnect_on_the_pod_inbox_reaches_the_tenant_sockets() {
+        use clawgate_proto::pb::common::v1::Disconnect;
+        let bus = MemoryBus::new();
+        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
+        let inbox = Topic::from_name("edge.pod-1");
+        hub.subscribe_inbox(inbox.clone()).await.expect("inbox");
+        let socket = hub.register(&[Topic::tenant("t")]).await.expect("socket");
+        let message = BusMessage {
+            body: Some(bus_message::Body::Disconnect(Disconnect {
+                tenant_id: "t".into(),
+                device_id: "d".into(),
+                ..Default::default()
+            })),
+        };
+        bus.publish(&inbox, message.encode_to_vec().into())
+            .await
+            .expect("publish");
+        match tokio::time::timeout(std::time::Duration::from_secs(2), socket.inbox.pop_all()).await
+        {
+            Ok(Popped::Items(items)) => {
+                assert!(matches!(&items[..], [HubEvent::Disconnect(d)] if d.device_id == "d"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -14,7 +14,9 @@
 //! - `frames`, `params`, [`session_key`]: framing, params checks, session keys;
 //! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect;
 //! - `notify`: pairing events and targeted disconnects for a tenant's sockets on
-//!   every edge; `api_keys`: the API key methods of both dialects.
+//!   every edge; [`registry`]: which pod holds a device's sockets, so a message
+//!   for one device goes only to those pods' inboxes; `api_keys`: the API key
+//!   methods of both dialects.
 //!
 //! Runs belong to runners, not sockets: closing a socket never aborts a run.
 
@@ -30,6 +32,7 @@ mod openclaw;
 mod out;
 mod params;
 mod queue;
+pub mod registry;
 pub mod server;
 pub mod session_key;
 mod socket;

@@ -1,6 +1,9 @@
 //! Messages one edge sends to the sockets of a tenant on every edge: pairing
-//! events and targeted disconnects, both on the tenant's topic
-//! ([`Topic::tenant`]).
+//! events on the tenant's topic ([`Topic::tenant`]), and targeted disconnects:
+//! a device's disconnect goes to the inbox topic of each pod the device registry
+//! lists for it ([`crate::registry`]), or on the tenant's topic when the
+//! registry has none (or none is configured, or it cannot be read); a goclaw
+//! sender's disconnect always goes on the tenant's topic.
 //!
 //! Invariants: payloads are rendered here, once, per dialect (OpenClaw §3.4/§3.6,
 //! goclaw notes §2.6), and carry no secret (no token, no key); OpenClaw device
@@ -17,6 +20,9 @@ use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
 use prost::Message as _;
 use serde_json::{Map, Value, json};
+
+use crate::registry::{DeviceRegistry, inbox_topic};
+use crate::server::EdgeState;
 
 /// Close code of a socket whose device was removed or whose token was rotated or
 /// revoked (OpenClaw §1.5).
@@ -228,19 +234,48 @@ impl From<Disconnect> for Notice {
     }
 }
 
-/// Publishes `notices` on their tenants' topics, in order. Failures are logged.
-pub async fn publish(bus: &dyn EventBus, notices: Vec<Notice>) {
-    let messages: Vec<(Topic, bytes::Bytes)> = notices
-        .into_iter()
-        .filter(|notice| !notice.tenant_id().is_empty())
-        .map(|notice| {
-            let topic = Topic::tenant(notice.tenant_id());
-            let message = BusMessage {
-                body: Some(notice.into_body()),
-            };
-            (topic, message.encode_to_vec().into())
-        })
-        .collect();
+/// The topics a notice goes to: the inboxes of the pods holding the targeted
+/// device, else the tenant's topic.
+async fn topics_of(notice: &Notice, devices: Option<&Arc<dyn DeviceRegistry>>) -> Vec<Topic> {
+    let tenant = vec![Topic::tenant(notice.tenant_id())];
+    let (Notice::Disconnect(disconnect), Some(devices)) = (notice, devices) else {
+        return tenant;
+    };
+    if disconnect.device_id.is_empty() {
+        return tenant;
+    }
+    match devices
+        .pods(&disconnect.tenant_id, &disconnect.device_id)
+        .await
+    {
+        Ok(pods) if !pods.is_empty() => pods.iter().map(|pod| inbox_topic(pod)).collect(),
+        Ok(_) => tenant,
+        Err(err) => {
+            tracing::debug!(error = %err, "device registry unreadable: tenant topic");
+            tenant
+        }
+    }
+}
+
+/// Publishes `notices` in order (see the module doc for the topics). Failures
+/// are logged.
+pub async fn publish(
+    bus: &dyn EventBus,
+    devices: Option<&Arc<dyn DeviceRegistry>>,
+    notices: Vec<Notice>,
+) {
+    let mut messages: Vec<(Topic, bytes::Bytes)> = Vec::with_capacity(notices.len());
+    for notice in notices {
+        if notice.tenant_id().is_empty() {
+            continue;
+        }
+        let topics = topics_of(&notice, devices).await;
+        let message = BusMessage {
+            body: Some(notice.into_body()),
+        };
+        let payload: bytes::Bytes = message.encode_to_vec().into();
+        messages.extend(topics.into_iter().map(|topic| (topic, payload.clone())));
+    }
     if messages.is_empty() {
         return;
     }
@@ -250,11 +285,13 @@ pub async fn publish(bus: &dyn EventBus, notices: Vec<Notice>) {
 }
 
 /// [`publish`] on its own task (after a response was queued).
-pub fn publish_in_background(bus: Arc<dyn EventBus>, notices: Vec<Notice>) {
+pub fn publish_in_background(state: &EdgeState, notices: Vec<Notice>) {
     if notices.is_empty() {
         return;
     }
-    tokio::spawn(async move { publish(bus.as_ref(), notices).await });
+    let bus = state.services.bus.clone();
+    let devices = state.services.devices.clone();
+    tokio::spawn(async move { publish(bus.as_ref(), devices.as_ref(), notices).await });
 }
 
 /// Parses a payload rendered by this module; `None` when empty or not an object.
@@ -339,7 +376,7 @@ mod tests {
             Notice::from(disconnect_device("t", "d1", "operator")),
             Notice::from(disconnect_device("", "d2", "")),
         ];
-        publish(&bus, notices).await;
+        publish(&bus, None, notices).await;
         let delivery = subscriber.deliveries.recv().await.expect("delivery");
         assert_eq!(delivery.topic, Topic::tenant("t"));
         let message = BusMessage::decode(delivery.payload).expect("decode");

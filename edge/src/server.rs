@@ -8,12 +8,17 @@
 //! buffers and a bounded write buffer; after shutdown starts no new socket is
 //! accepted, every live socket is told `shutdown` and closed with 1012, and
 //! [`Edge::serve`] returns once they are gone (or the drain timeout passed).
+//!
+//! Health: `/healthz` answers 200 while the process lives; `/readyz` answers 503
+//! while draining or while the event bus (Redis) does not answer: a probe task
+//! publishes an empty message on [`READY_TOPIC`] every [`READY_PROBE_INTERVAL`]
+//! (bounded by [`READY_PROBE_TIMEOUT`]) and records the outcome.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -25,7 +30,7 @@ use axum::routing::get;
 use clawgate_proto::auth::AuthClient;
 use clawgate_proto::runner::RunnerClient;
 use clawgate_proto::session::SessionClient;
-use clawgate_runtime::bus::EventBus;
+use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::limits::SocketBudget;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +38,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::hub::Hub;
+use crate::registry::{DeviceRegistry, LocalDevices, inbox_topic};
 use crate::socket::{self, Peer};
+
+/// Topic the readiness probe publishes on (nobody subscribes to it).
+pub const READY_TOPIC: &str = "edge.ready";
+/// How often the readiness probe checks the event bus.
+pub const READY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// Bound of one readiness probe.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The services the edge calls, local or remote.
 #[derive(Clone)]
@@ -45,6 +58,9 @@ pub struct EdgeServices {
     /// Budget of unauthenticated sockets per client IP (shared by every edge
     /// process when it is the Redis one).
     pub socket_budget: Arc<dyn SocketBudget>,
+    /// Where device sockets live across edges (Redis); `None`: targeted
+    /// messages go on the tenant topic.
+    pub devices: Option<Arc<dyn DeviceRegistry>>,
 }
 
 impl std::fmt::Debug for EdgeServices {
@@ -97,6 +113,10 @@ pub(crate) struct EdgeState {
     pub shutdown: CancellationToken,
     pub sockets: SocketTracker,
     pub started: Instant,
+    /// Whether the last readiness probe reached the event bus.
+    pub bus_ok: AtomicBool,
+    /// This pod's device sockets in the device registry.
+    pub devices: Option<LocalDevices>,
 }
 
 impl EdgeState {
@@ -143,6 +163,13 @@ impl Edge {
             config.socket_queue_bytes,
         )
         .await?;
+        let devices = match &services.devices {
+            Some(registry) => {
+                hub.subscribe_inbox(inbox_topic(&config.pod_id)).await?;
+                Some(LocalDevices::start(registry.clone()))
+            }
+            None => None,
+        };
         let state = Arc::new(EdgeState {
             config,
             services,
@@ -150,7 +177,10 @@ impl Edge {
             shutdown: CancellationToken::new(),
             sockets: SocketTracker::default(),
             started: Instant::now(),
+            bus_ok: AtomicBool::new(true),
+            devices,
         });
+        tokio::spawn(probe_bus(Arc::downgrade(&state)));
         Ok(Edge { state })
     }
 
@@ -228,8 +258,35 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<Arc<EdgeState>>) -> Response {
     if state.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else if !state.bus_ok.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "event bus unavailable").into_response()
     } else {
         "ready".into_response()
+    }
+}
+
+/// Records whether the event bus answers, until the edge is gone.
+async fn probe_bus(state: std::sync::Weak<EdgeState>) {
+    let topic = Topic::from_name(READY_TOPIC);
+    let mut interval = tokio::time::interval(READY_PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let publish = state.services.bus.publish(&topic, bytes::Bytes::new());
+        let ok = matches!(
+            tokio::time::timeout(READY_PROBE_TIMEOUT, publish).await,
+            Ok(Ok(()))
+        );
+        if state.bus_ok.swap(ok, Ordering::AcqRel) != ok {
+            if ok {
+                tracing::info!("event bus reachable again: ready");
+            } else {
+                tracing::warn!("event bus unreachable: not ready");
+            }
+        }
     }
 }
 

@@ -40,6 +40,7 @@ use crate::frames::{
 use crate::hub::{HubEvent, Registration};
 use crate::out::{Out, OutQueue};
 use crate::queue::Popped;
+use crate::registry::DeviceEntry;
 use crate::server::EdgeState;
 use crate::{goclaw, openclaw, writer};
 
@@ -117,6 +118,9 @@ async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Opt
                 .await
             }
         };
+        if let Some(devices) = &state.devices {
+            devices.remove(&info.conn_id).await;
+        }
     }
     if !out.is_closing() {
         out.close_quietly();
@@ -256,6 +260,30 @@ async fn handshake(
             return None;
         }
     };
+    // A device socket is entered in the device registry before `hello-ok`, so a
+    // message targeted at the device afterwards reaches this pod.
+    if let Some(devices) = &state.devices
+        && pending_until_ms.is_none()
+        && !principal.device_id.is_empty()
+    {
+        let entry = DeviceEntry {
+            tenant_id: principal.tenant_id.clone(),
+            device_id: principal.device_id.clone(),
+            conn_id: info.conn_id.clone(),
+            pod_id: state.config.pod_id.clone(),
+        };
+        if let Err(err) = devices.add(entry).await {
+            let shape = if goclaw {
+                ErrorShape::goclaw(&err)
+            } else {
+                ErrorShape::openclaw(&err)
+            };
+            out.response(&request.id, None, Some(&shape));
+            out.close(CLOSE_INTERNAL, "device registry unavailable");
+            registration.release().await;
+            return None;
+        }
+    }
     tracing::info!(
         parent: &span,
         tenant = %principal.tenant_id,

@@ -1,7 +1,12 @@
 //! The `clawgate` binary started as separate OS processes on loopback: one process
-//! each for auth, session and runner, and any number of edges, against real
-//! PostgreSQL and Redis. Processes are killed when the cluster is dropped; their
-//! output goes to log files that are printed if the test fails.
+//! each for auth and session, one or more runners, and any number of edges,
+//! against real PostgreSQL and Redis. Processes are killed when the cluster is
+//! dropped; their output goes to log files that are printed if the test fails.
+//!
+//! [`Cluster::start_with`] takes a [`Scale`]: M runners (named `runner0`…, each
+//! with its own `--runner-id`, every edge given the list of all of them) and
+//! extra flags per kind of process. [`Cluster::kill`] sends SIGKILL,
+//! [`Cluster::terminate`] SIGTERM, [`Cluster::wait_exit`] waits for an exit.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,27 @@ pub struct ClusterOptions {
     pub model_base_url: String,
     /// Extra environment of every process (e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub env: Vec<(String, String)>,
+}
+
+/// How many runners, and extra flags per kind of process.
+#[derive(Debug, Clone)]
+pub struct Scale {
+    /// Runner processes; one is named `runner`, more are `runner0`, `runner1`, ….
+    pub runners: usize,
+    /// Extra arguments of every runner (e.g. `--run-lease-ms 1000`).
+    pub runner_args: Vec<String>,
+    /// Extra arguments of every edge.
+    pub edge_args: Vec<String>,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Self {
+            runners: 1,
+            runner_args: Vec::new(),
+            edge_args: Vec::new(),
+        }
+    }
 }
 
 /// A running process of the cluster.
@@ -84,6 +110,10 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        Self::start_with(options, Scale::default()).await
+    }
+
+    pub async fn start_with(options: ClusterOptions, scale: Scale) -> anyhow::Result<Self> {
         let bin = clawgate_binary()?;
         let dir = tempfile::tempdir()?;
         let redis_prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
@@ -112,8 +142,15 @@ impl Cluster {
 
         let session = free_addr()?;
         let auth = free_addr()?;
-        let runner = free_addr()?;
+        let runners = (0..scale.runners.max(1))
+            .map(|_| free_addr())
+            .collect::<Result<Vec<_>, _>>()?;
         let url = |addr: SocketAddr| format!("http://{addr}");
+        let runner_urls = runners
+            .iter()
+            .map(|a| url(*a))
+            .collect::<Vec<_>>()
+            .join(",");
 
         cluster
             .spawn(
@@ -144,55 +181,61 @@ impl Cluster {
             )
             .await?;
         let redis_prefix = cluster.redis_prefix.clone();
-        cluster
-            .spawn(
-                &bin,
+        for (index, runner) in runners.iter().enumerate() {
+            let name = if runners.len() == 1 {
+                "runner".to_owned()
+            } else {
+                format!("runner{index}")
+            };
+            let listen = runner.to_string();
+            let mut args = vec![
+                "serve",
+                "--services",
                 "runner",
-                &[
-                    "serve",
-                    "--services",
-                    "runner",
-                    "--grpc-listen",
-                    &runner.to_string(),
-                    "--session-url",
-                    &url(session),
-                    "--redis-url",
-                    &options.redis_url,
-                    "--redis-prefix",
-                    &redis_prefix,
-                    "--model-base-url",
-                    &options.model_base_url,
-                ],
-            )
-            .await?;
-        for addr in [session, auth, runner] {
-            wait_for_port(addr).await?;
+                "--grpc-listen",
+                &listen,
+                "--runner-id",
+                &name,
+                "--session-url",
+            ];
+            let session_url = url(session);
+            args.extend([
+                session_url.as_str(),
+                "--redis-url",
+                &options.redis_url,
+                "--redis-prefix",
+                &redis_prefix,
+                "--model-base-url",
+                &options.model_base_url,
+            ]);
+            args.extend(scale.runner_args.iter().map(String::as_str));
+            cluster.spawn(&bin, &name, &args).await?;
+        }
+        for addr in [session, auth].iter().chain(&runners) {
+            wait_for_port(*addr).await?;
         }
         for index in 0..options.edges {
             let listen = free_addr()?;
-            cluster
-                .spawn(
-                    &bin,
-                    &format!("edge{index}"),
-                    &[
-                        "serve",
-                        "--services",
-                        "edge",
-                        "--listen",
-                        &listen.to_string(),
-                        "--auth-url",
-                        &url(auth),
-                        "--runner-url",
-                        &url(runner),
-                        "--session-url",
-                        &url(session),
-                        "--redis-url",
-                        &options.redis_url,
-                        "--redis-prefix",
-                        &redis_prefix,
-                    ],
-                )
-                .await?;
+            let (listen_arg, auth_url, session_url) = (listen.to_string(), url(auth), url(session));
+            let mut args = vec![
+                "serve",
+                "--services",
+                "edge",
+                "--listen",
+                &listen_arg,
+                "--auth-url",
+                &auth_url,
+                "--runner-url",
+                &runner_urls,
+                "--session-url",
+                &session_url,
+                "--redis-url",
+                &options.redis_url,
+                "--redis-prefix",
+                &redis_prefix,
+            ];
+            args.extend(scale.edge_args.iter().map(String::as_str));
+            cluster.spawn(&bin, &format!("edge{index}"), &args).await?;
             wait_for_ready(listen).await?;
             cluster.edge_urls.push(format!("ws://{listen}/"));
         }
@@ -233,6 +276,51 @@ impl Cluster {
             .with_context(|| format!("no process {name}"))?;
         process.child.kill().await?;
         Ok(())
+    }
+
+    /// Sends SIGTERM to a process by name.
+    pub async fn terminate(&mut self, name: &str) -> anyhow::Result<()> {
+        let pid = self
+            .process(name)?
+            .child
+            .id()
+            .with_context(|| format!("{name} already exited"))?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) for a process to exit; returns its status.
+    pub async fn wait_exit(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let process = self.process(name)?;
+        tokio::time::timeout(timeout, process.child.wait())
+            .await
+            .with_context(|| format!("{name} still running after {timeout:?}"))?
+            .map_err(Into::into)
+    }
+
+    /// Names of the processes that exited (crashed or were stopped).
+    pub fn exited(&mut self) -> Vec<String> {
+        self.processes
+            .iter_mut()
+            .filter_map(|p| (!matches!(p.child.try_wait(), Ok(None))).then(|| p.name.clone()))
+            .collect()
+    }
+
+    fn process(&mut self, name: &str) -> anyhow::Result<&mut Process> {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))
     }
 
     /// `(name, pid)` of every process started, in start order ("session",

@@ -253,6 +253,10 @@ impl MockModel {
             .route("/v1/chat/completions", post(chat_completions))
             .route("/chat/completions", post(chat_completions))
             .with_state(state.clone());
+        // Each SSE chunk leaves at once (no Nagle delay), as from a real provider.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 tracing::warn!(error = %err, "mock model server stopped");

@@ -39,6 +39,7 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "chat.history",
             "chat.abort",
             "sessions.list",
+            "chat.replay",
             "device.pair.list",
             "device.pair.approve",
             "device.pair.reject",

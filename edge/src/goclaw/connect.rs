@@ -127,7 +127,12 @@ pub async fn handshake(
         })?;
     if let Some(created) = &response.created_request {
         let notices = vec![notify::requested(created).into()];
-        notify::publish(state.services.bus.as_ref(), notices).await;
+        notify::publish(
+            state.services.bus.as_ref(),
+            state.services.devices.as_ref(),
+            notices,
+        )
+        .await;
     }
     match response.outcome {
         Some(authenticate_connect_response::Outcome::Principal(principal)) => {

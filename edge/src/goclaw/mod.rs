@@ -408,7 +408,7 @@ impl DialectConn for Conn {
                 notices,
             } => {
                 respond(cx, &id, &result);
-                notify::publish_in_background(cx.state.services.bus.clone(), notices);
+                notify::publish_in_background(cx.state, notices);
             }
             Done::Started { id, run_id, result } => self.started(id, run_id, result, cx),
             Done::Checked { run_id, result } => {

@@ -13,13 +13,15 @@ use clawgate_proto::{Principal, ServiceError};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 
 /// Methods this edge implements, as advertised in `hello-ok.features.methods`.
-pub const METHODS: [&str; 15] = [
+pub const METHODS: [&str; 16] = [
     "health",
     "status",
     "chat.send",
     "chat.history",
     "chat.abort",
     "sessions.list",
+    // clawgate extension: a run's `agent` events from its replay history.
+    "chat.replay",
     "device.pair.list",
     "device.pair.approve",
     "device.pair.reject",
@@ -65,7 +67,7 @@ pub fn required_scope(method: &str) -> Option<&'static str> {
     }
     match method {
         "health" => None,
-        "status" | "chat.history" | "sessions.list" => Some(SCOPE_READ),
+        "status" | "chat.history" | "chat.replay" | "sessions.list" => Some(SCOPE_READ),
         "chat.send" | "chat.abort" => Some(SCOPE_WRITE),
         "device.pair.list"
         | "device.pair.approve"

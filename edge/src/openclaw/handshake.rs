@@ -284,7 +284,12 @@ pub async fn handshake(
     {
         notices.push(notify::resolved(resolved, Decision::Approved).into());
     }
-    notify::publish(state.services.bus.as_ref(), notices).await;
+    notify::publish(
+        state.services.bus.as_ref(),
+        state.services.devices.as_ref(),
+        notices,
+    )
+    .await;
     let principal = match response.outcome {
         Some(authenticate_connect_response::Outcome::Principal(principal)) => principal,
         Some(authenticate_connect_response::Outcome::Pairing(pending)) => {

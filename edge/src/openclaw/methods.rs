@@ -48,6 +48,8 @@ pub enum Call {
         limit: u32,
         agent_id: String,
     },
+    /// clawgate extension: a run's `agent` events from its replay history.
+    ChatReplay(super::replay::ReplayCall),
     Pairing(pairing::Call),
     ApiKeys(api_keys::Call),
 }
@@ -138,6 +140,7 @@ pub fn parse(
                 max_chars: max_chars.and_then(|n| usize::try_from(n).ok()),
             }
         }
+        "chat.replay" => Call::ChatReplay(super::replay::parse(params)?),
         "chat.abort" => {
             let obj = Obj::new(params, "").map_err(bad)?;
             obj.closed(&["sessionKey", "runId"]).map_err(bad)?;
@@ -327,6 +330,7 @@ pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> (Re
         Call::SessionsList { limit, agent_id } => {
             sessions_list(&state, &principal, limit, agent_id).await
         }
+        Call::ChatReplay(call) => super::replay::chat_replay(&state, &principal, call).await,
     };
     (Reply::from_result(result), Vec::new())
 }

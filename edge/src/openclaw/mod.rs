@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod methods;
 pub mod pairing;
 pub mod projection;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,14 +43,26 @@ const MAX_HELD_EVENTS: usize = 256;
 /// Consecutive `unauthorized role` errors after which the socket is closed.
 const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 
+/// Live events held per run while its backfill is being read; beyond this the
+/// backfill is given up (the run's deltas then stop until its terminal event).
+const MAX_BACKFILL_HELD: usize = 256;
+
 /// The result of a spawned call.
 #[derive(Debug)]
-pub struct Done {
-    id: String,
-    reply: Reply,
-    release_run: Option<String>,
-    /// Published once the reply is queued.
-    notices: Vec<Notice>,
+pub enum Done {
+    /// A request was served.
+    Call {
+        id: String,
+        reply: Reply,
+        release_run: Option<String>,
+        /// Published once the reply is queued.
+        notices: Vec<Notice>,
+    },
+    /// A run's earlier events were read (empty on failure).
+    Backfill {
+        run_id: String,
+        events: Vec<RunEvent>,
+    },
 }
 
 pub struct Conn {
@@ -59,6 +72,8 @@ pub struct Conn {
     projector: Projector,
     /// Run id → events waiting for the run's `chat.send` ack.
     held: HashMap<String, Vec<Arc<RunEvent>>>,
+    /// Run id → live events waiting for the run's backfill.
+    backfilling: HashMap<String, Vec<Arc<RunEvent>>>,
     unauthorized_streak: u32,
 }
 
@@ -77,6 +92,7 @@ impl Conn {
             sees_pairing,
             projector: Projector::new(tool_events),
             held: HashMap::new(),
+            backfilling: HashMap::new(),
             unauthorized_streak: 0,
         }
     }
@@ -90,6 +106,45 @@ impl Conn {
         for frame in self.projector.project(event, Instant::now()) {
             cx.out.event(frame);
         }
+    }
+
+    /// A live event whose `chat.send` ack is not pending: projected, unless its
+    /// run waits for (or now needs) a backfill of the text this connection
+    /// missed (it joined mid-run).
+    fn live(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+        if let Some(pending) = self.backfilling.get_mut(&event.run_id) {
+            if pending.len() < MAX_BACKFILL_HELD {
+                pending.push(event);
+                return;
+            }
+            // The backfill is too slow: give up on it (its result is ignored).
+            let pending = self.backfilling.remove(&event.run_id).unwrap_or_default();
+            for earlier in pending {
+                self.project(&earlier, cx);
+            }
+            self.project(&event, cx);
+            return;
+        }
+        if self.projector.wants_backfill(&event) {
+            let (state, principal) = (cx.state.clone(), self.principal.clone());
+            let run_id = event.run_id.clone();
+            let span = tracing::debug_span!("ws.backfill", run_id = %run_id);
+            let spawned = cx.spawner.spawn(span, async move {
+                let events = match replay::fetch(&state, &principal, &run_id).await {
+                    Ok(events) => events,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "run history unavailable");
+                        Vec::new()
+                    }
+                };
+                Done::Backfill { run_id, events }
+            });
+            if spawned {
+                self.backfilling.insert(event.run_id.clone(), vec![event]);
+                return;
+            }
+        }
+        self.project(&event, cx);
     }
 
     fn request(&mut self, request: Request, cx: &mut Cx<'_, Done>) {
@@ -149,7 +204,7 @@ impl Conn {
         let release = release_run.clone();
         let spawned = cx.spawner.spawn(span.clone(), async move {
             let (reply, notices) = methods::run(call, state, principal).await;
-            Done {
+            Done::Call {
                 id,
                 reply,
                 release_run: release,
@@ -193,10 +248,10 @@ impl DialectConn for Conn {
             }
             let held = self.held.remove(&event.run_id).unwrap_or_default();
             for earlier in held {
-                self.project(&earlier, cx);
+                self.live(earlier, cx);
             }
         }
-        self.project(&event, cx);
+        self.live(event, cx);
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
@@ -221,13 +276,33 @@ impl DialectConn for Conn {
     }
 
     fn on_done(&mut self, done: Done, cx: &mut Cx<'_, Done>) {
-        Self::respond(cx, &done.id, &done.reply);
-        notify::publish_in_background(cx.state.services.bus.clone(), done.notices);
-        if let Some(run_id) = done.release_run
-            && let Some(held) = self.held.remove(&run_id)
-        {
-            for event in held {
-                self.project(&event, cx);
+        match done {
+            Done::Call {
+                id,
+                reply,
+                release_run,
+                notices,
+            } => {
+                Self::respond(cx, &id, &reply);
+                notify::publish_in_background(cx.state, notices);
+                if let Some(run_id) = release_run
+                    && let Some(held) = self.held.remove(&run_id)
+                {
+                    for event in held {
+                        self.live(event, cx);
+                    }
+                }
+            }
+            Done::Backfill { run_id, events } => {
+                let pending = self.backfilling.remove(&run_id).unwrap_or_default();
+                // Only what came before the first live event: the live ones follow.
+                let first_live = pending.first().map_or(u64::MAX, |e| e.seq);
+                let earlier: Vec<RunEvent> =
+                    events.into_iter().filter(|e| e.seq < first_live).collect();
+                self.projector.absorb(&run_id, &earlier);
+                for event in pending {
+                    self.project(&event, cx);
+                }
             }
         }
     }

@@ -13,7 +13,11 @@
 //!   deltas are sent for that run: a delta must never claim a wrong "full text";
 //!   the terminal event still carries the complete text;
 //! - tool events go only to connections that asked for `caps:["tool-events"]`, as
-//!   targeted frames without a frame seq.
+//!   targeted frames without a frame seq;
+//! - text missing because the socket joined mid-run can be restored once per run
+//!   ([`Projector::wants_backfill`], then [`Projector::absorb`] of the run's
+//!   earlier events from its replay history), after which deltas resume with the
+//!   full text.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,6 +43,8 @@ struct RunState {
     /// Seq of the event that last changed `text`.
     text_seq: u64,
     gapped: bool,
+    /// A backfill of earlier events was asked for (at most once per run).
+    backfill_tried: bool,
     order: u64,
 }
 
@@ -109,6 +115,45 @@ impl Projector {
                 order,
                 ..RunState::default()
             })
+    }
+
+    /// Whether `event` is an assistant delta of a run whose earlier text this
+    /// connection lacks, and no backfill was tried for that run yet (marks it
+    /// tried). The caller then fetches the run's earlier events, feeds them to
+    /// [`Projector::absorb`] and projects `event` afterwards.
+    pub fn wants_backfill(&mut self, event: &RunEvent) -> bool {
+        let Some(run_event::Kind::Assistant(delta)) = &event.kind else {
+            return false;
+        };
+        let offset = usize::try_from(delta.offset).unwrap_or(usize::MAX);
+        let run = self.run(&event.run_id);
+        if run.backfill_tried || run.gapped || offset <= run.text.len() {
+            return false;
+        }
+        run.backfill_tried = true;
+        true
+    }
+
+    /// Rebuilds a run's text from its earlier events (oldest first, from the
+    /// replay history) without producing frames. Text is taken only when the
+    /// history is complete from the start of the run.
+    pub fn absorb(&mut self, run_id: &str, events: &[RunEvent]) {
+        let Some(text) = clawgate_runtime::replay::assistant_text(events) else {
+            return;
+        };
+        let seq = events
+            .iter()
+            .filter(|e| matches!(e.kind, Some(run_event::Kind::Assistant(_))))
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0);
+        let run = self.run(run_id);
+        if text.len() > run.text.len() && !run.gapped {
+            run.text = text;
+            run.text_seq = seq;
+            // The client has seen none of it: the next delta is due at once.
+            run.last_delta_at = None;
+        }
     }
 
     /// The frames `event` produces on this connection at time `now`.

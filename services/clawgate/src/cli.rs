@@ -153,6 +153,11 @@ pub struct EdgeArgs {
     /// answered with HTTP 503.
     #[arg(long, env = "CLAWGATE_PREAUTH_SOCKETS_PER_IP", default_value_t = EdgeArgs::DEFAULT.preauth_sockets_per_ip)]
     pub preauth_sockets_per_ip: u32,
+
+    /// `restartExpectedMs` announced in the `shutdown` event sockets get when the
+    /// edge stops (0: `null`, no restart expected).
+    #[arg(long, env = "CLAWGATE_RESTART_EXPECTED_MS", default_value_t = EdgeArgs::DEFAULT.restart_expected_ms)]
+    pub restart_expected_ms: u64,
 }
 
 impl EdgeArgs {
@@ -163,6 +168,7 @@ impl EdgeArgs {
         tick_interval_ms: 30_000,
         drain_timeout_ms: 10_000,
         preauth_sockets_per_ip: 32,
+        restart_expected_ms: 5_000,
     };
 }
 
@@ -236,6 +242,45 @@ pub struct ServeArgs {
     /// Apply this process's migrations before serving.
     #[arg(long, env = "CLAWGATE_MIGRATE", default_value_t = false)]
     pub migrate: bool,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// How a runner takes part in a cluster of runners sharing Redis, and how a
+/// runner process stops.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Id of this runner, unique among live runners (names its control topic and
+    /// the owner of its runs). Default: the host name, else a random id.
+    #[arg(long, env = "CLAWGATE_RUNNER_ID")]
+    pub runner_id: Option<String>,
+
+    /// A run whose lease is not renewed for this long (its runner died) is ended
+    /// by another runner, in milliseconds.
+    #[arg(long, env = "CLAWGATE_RUN_LEASE_MS", default_value_t = 10_000)]
+    pub run_lease_ms: u64,
+
+    /// How often a runner looks for runs of dead runners, in milliseconds.
+    #[arg(long, env = "CLAWGATE_REAP_INTERVAL_MS", default_value_t = 2_000)]
+    pub reap_interval_ms: u64,
+
+    /// Events kept in each run's replay history (approximately).
+    #[arg(long, env = "CLAWGATE_REPLAY_MAX_EVENTS", default_value_t = 2_000)]
+    pub replay_max_events: usize,
+
+    /// How long a run's replay history lives after its last event, in milliseconds.
+    #[arg(long, env = "CLAWGATE_REPLAY_RETENTION_MS", default_value_t = 600_000)]
+    pub replay_retention_ms: u64,
+
+    /// On SIGTERM, how long a runner lets in-flight runs finish (then aborts
+    /// them) before it exits, in milliseconds.
+    #[arg(
+        long,
+        env = "CLAWGATE_RUNNER_SHUTDOWN_GRACE_MS",
+        default_value_t = 30_000
+    )]
+    pub runner_shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -280,5 +325,29 @@ mod tests {
         .common;
         assert!(on.auth.pairing_auto_approve_local);
         assert_eq!(on.edge.preauth_sockets_per_ip, 4);
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let argv = [
+            "clawgate",
+            "serve",
+            "--services",
+            "runner",
+            "--runner-id",
+            "r7",
+            "--run-lease-ms",
+            "900",
+            "--runner-shutdown-grace-ms",
+            "1500",
+        ];
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(|cli| cli.command) else {
+            panic!("serve expected");
+        };
+        assert_eq!(args.cluster.runner_id.as_deref(), Some("r7"));
+        assert_eq!(args.cluster.run_lease_ms, 900);
+        assert_eq!(args.cluster.reap_interval_ms, 2_000);
+        assert_eq!(args.cluster.runner_shutdown_grace_ms, 1_500);
+        assert_eq!(args.common.edge.restart_expected_ms, 5_000);
     }
 }

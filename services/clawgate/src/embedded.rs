@@ -84,6 +84,8 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
     let listener = TcpListener::bind(args.common.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.common.listen))?;
+    // In one process the runs get as long as the sockets to end.
+    let runner_shutdown_grace = std::time::Duration::from_millis(args.common.edge.drain_timeout_ms);
     let plan = Plan {
         common: args.common,
         services: ["session", "auth", "runner", "edge"]
@@ -100,6 +102,9 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
         signing_keys: None,
         // One process: the rate limits live in it.
         redis: None,
+        redis_bus: None,
+        runner_cluster: clawgate_runner::ClusterOptions::default(),
+        runner_shutdown_grace,
     };
     Ok(Embedded {
         plan,

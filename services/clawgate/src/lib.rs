@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod embedded;
+pub mod health;
 pub mod wiring;
 
 use cli::{Cli, Command};

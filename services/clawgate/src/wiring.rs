@@ -6,6 +6,14 @@
 //! can start before its peers are up. Rate limits (the auth service's failed-auth
 //! lockout, the edge's pre-auth socket budget) are shared through Redis when the
 //! process has one, and kept in the process otherwise.
+//!
+//! A runner given Redis joins the cluster of runners sharing it (run leases,
+//! forwarded aborts, reaper, replay histories); the edge reaches runners through
+//! a balanced channel (`dns://<headless service>:<port>` or a URL list). Every
+//! gRPC service reports its health ([`crate::health`]). On shutdown the edge
+//! drains its sockets; a runner is marked `NOT_SERVING`, lets its in-flight runs
+//! finish within its grace while gRPC keeps serving (forwarded aborts and
+//! history reads still work), then the gRPC server stops.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,14 +21,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
+use clawgate_edge::registry::{DeviceRegistry, RedisDeviceRegistry};
 use clawgate_edge::{Edge, EdgeConfig, EdgeServices};
 use clawgate_proto::auth::{AuthClient, AuthGrpc};
 use clawgate_proto::runner::{RunnerClient, RunnerGrpc};
 use clawgate_proto::session::{SessionClient, SessionGrpc};
-use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
+use clawgate_runner::{ClusterOptions, ProviderConfig, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_runtime::db::Database;
 use clawgate_runtime::internal_token::KeySet;
 use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
@@ -29,7 +39,10 @@ use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, Socke
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
-use crate::cli::{CommonArgs, MigrateArgs, ServeArgs};
+use crate::cli::{ClusterArgs, CommonArgs, MigrateArgs, ServeArgs};
+use crate::health::{Dependency, Health, ProbeTask};
+
+const RUNNER_SERVICE: &str = "clawgate.runner.v1.RunnerService";
 
 /// The services of one process and how to reach the others.
 pub struct Plan {
@@ -49,6 +62,12 @@ pub struct Plan {
     /// Redis holding the rate limits shared by every process; `None` keeps them
     /// in this process.
     pub redis: Option<RedisSettings>,
+    /// The Redis bus itself: a runner given it joins the cluster of runners.
+    pub redis_bus: Option<RedisBus>,
+    /// How a runner takes part in that cluster.
+    pub runner_cluster: ClusterOptions,
+    /// How long a stopping runner lets in-flight runs finish.
+    pub runner_shutdown_grace: Duration,
 }
 
 /// Where the shared rate limits live.
@@ -121,6 +140,13 @@ pub struct Wired {
     /// gRPC services to serve, when this process runs any non-edge service.
     pub grpc: Option<tonic::service::Routes>,
     pub edge: Option<Edge>,
+    /// The runner of this process, drained on shutdown.
+    pub runner_service: Option<RunnerService>,
+    pub runner_shutdown_grace: Duration,
+    /// Health of the gRPC services of this process.
+    pub health: Health,
+    /// Keeps the dependency probes running.
+    pub probes: Option<ProbeTask>,
 }
 
 impl Plan {
@@ -170,6 +196,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
     let mut routes = tonic::service::RoutesBuilder::default();
     let mut serves_grpc = false;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health::new(health_reporter);
     let keys = plan.signing_keys.clone().unwrap_or_else(KeySet::generate);
     let (signer, verifier) = (keys.signer(), keys.verifier());
     let redis = if plan.runs("auth") || plan.runs("edge") {
@@ -183,16 +210,18 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             .database_url
             .as_deref()
             .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-        let service = SessionService::connect(&database_url_for(url, "session")).await?;
+        let db =
+            Database::connect(&database_url_for(url, "session"), clawgate_session::SCHEMA).await?;
+        let service = SessionService::from_database(db.clone());
         if plan.migrate {
             service.migrate().await?;
         }
         let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
         routes.add_service(SessionGrpc::new(service.clone(), verifier.clone()).into_server());
-        health_reporter
-            .set_service_status(
+        health
+            .add(
                 "clawgate.session.v1.SessionService",
-                tonic_health::ServingStatus::Serving,
+                vec![Dependency::Database(db)],
             )
             .await;
         serves_grpc = true;
@@ -220,9 +249,13 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             auto_approve_local: plan.common.auth.pairing_auto_approve_local,
         };
         // Without a database, pairing state lives as long as the process.
+        let mut auth_dependencies = Vec::new();
         let service = match plan.database_url.as_deref() {
             Some(url) => {
-                let service = AuthService::connect(&database_url_for(url, "auth"), config).await?;
+                let db = Database::connect(&database_url_for(url, "auth"), clawgate_auth::SCHEMA)
+                    .await?;
+                auth_dependencies.push(Dependency::Database(db.clone()));
+                let service = AuthService::from_database(db, config);
                 if plan.migrate {
                     service.migrate().await?;
                 }
@@ -233,11 +266,8 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         let service = service.with_limiter(auth_limiter(plan, redis.as_ref()));
         let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(service);
         routes.add_service(AuthGrpc::new(service.clone(), verifier.clone()).into_server());
-        health_reporter
-            .set_service_status(
-                "clawgate.auth.v1.AuthService",
-                tonic_health::ServingStatus::Serving,
-            )
+        health
+            .add("clawgate.auth.v1.AuthService", auth_dependencies)
             .await;
         serves_grpc = true;
         Some(AuthClient::local(service))
@@ -250,27 +280,33 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         None
     };
 
+    let mut runner_service = None;
     let runner = if plan.runs("runner") {
         let session = session.clone().context("runner needs a session client")?;
-        let service: Arc<dyn clawgate_proto::runner::RunnerApi> = Arc::new(RunnerService::new(
-            runner_config(&plan.common),
-            session,
-            plan.bus.clone(),
-        ));
+        let builder =
+            RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone());
+        let mut dependencies = Vec::new();
+        let built = match &plan.redis_bus {
+            Some(redis) => {
+                dependencies.push(Dependency::Bus(Arc::new(redis.clone())));
+                tracing::info!(runner_id = %plan.runner_cluster.runner_id, "runner joins the cluster");
+                builder
+                    .cluster(redis.clone(), plan.runner_cluster.clone())
+                    .build()
+                    .await?
+            }
+            None => builder.build().await?,
+        };
+        runner_service = Some(built.clone());
+        let service: Arc<dyn clawgate_proto::runner::RunnerApi> = Arc::new(built);
         routes.add_service(RunnerGrpc::new(service.clone(), verifier.clone()).into_server());
-        health_reporter
-            .set_service_status(
-                "clawgate.runner.v1.RunnerService",
-                tonic_health::ServingStatus::Serving,
-            )
-            .await;
+        health.add(RUNNER_SERVICE, dependencies).await;
         serves_grpc = true;
         Some(RunnerClient::local(service))
     } else if plan.runs("edge") {
-        Some(RunnerClient::connect_lazy(
-            &client_url(&plan.runner_url, "runner")?,
-            signer.clone(),
-        )?)
+        let spec = client_url(&plan.runner_url, "runner")?;
+        let channel = clawgate_runtime::balance::balanced_channel(&spec)?;
+        Some(RunnerClient::grpc(channel, signer.clone()))
     } else {
         None
     };
@@ -282,6 +318,12 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             session: session.clone().context("edge needs session")?,
             bus: plan.bus.clone(),
             socket_budget: socket_budget(plan, redis.as_ref())?,
+            devices: match &plan.redis {
+                Some(redis) => Some(Arc::new(
+                    RedisDeviceRegistry::connect(&redis.url, &redis.prefix).await?,
+                ) as Arc<dyn DeviceRegistry>),
+                None => None,
+            },
         };
         let edge = &plan.common.edge;
         let config = EdgeConfig {
@@ -291,6 +333,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             handshake_timeout: Duration::from_millis(edge.handshake_timeout_ms),
             tick_interval: Duration::from_millis(edge.tick_interval_ms),
             drain_timeout: Duration::from_millis(edge.drain_timeout_ms),
+            restart_expected_ms: (edge.restart_expected_ms > 0).then_some(edge.restart_expected_ms),
             ..EdgeConfig::default()
         };
         Some(Edge::start(config, services).await?)
@@ -302,12 +345,17 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         routes.add_service(health_service);
         routes.routes()
     });
+    let probes = serves_grpc.then(|| health.spawn_probes());
     Ok(Wired {
         auth,
         runner,
         session,
         grpc,
         edge,
+        runner_service,
+        runner_shutdown_grace: plan.runner_shutdown_grace,
+        health,
+        probes,
     })
 }
 
@@ -345,17 +393,42 @@ pub async fn run_wired(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    // A runner stops taking runs and lets in-flight ones finish (within its
+    // grace) while gRPC keeps serving; only then does the gRPC server stop.
+    let drain_runner = {
+        let stop = stopped();
+        let (runner, grace, health) = (
+            wired.runner_service.clone(),
+            wired.runner_shutdown_grace,
+            wired.health.clone(),
+        );
+        async move {
+            stop.await;
+            if let Some(runner) = runner {
+                health.stopping(RUNNER_SERVICE).await;
+                tracing::info!(grace_ms = grace.as_millis() as u64, "runner draining");
+                runner.shutdown(grace).await;
+                tracing::info!("runner drained");
+            }
+        }
+    };
+    let _probes = wired.probes;
     let mut tasks = tokio::task::JoinSet::new();
     if let (Some(routes), Some(listener)) = (wired.grpc, grpc_listener) {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let stop = stopped();
+        let stop = drain_runner;
         tasks.spawn(async move {
             tonic::transport::Server::builder()
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, stop)
                 .await
                 .context("gRPC server failed")
+        });
+    } else {
+        tasks.spawn(async move {
+            drain_runner.await;
+            Ok(())
         });
     }
     if let (Some(edge), Some(listener)) = (wired.edge, edge_listener) {
@@ -377,8 +450,12 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let bus: Arc<dyn EventBus> = match &args.redis_url {
-        Some(url) => Arc::new(RedisBus::connect(url, &args.redis_prefix).await?),
+    let redis_bus = match &args.redis_url {
+        Some(url) => Some(RedisBus::connect(url, &args.redis_prefix).await?),
+        None => None,
+    };
+    let bus: Arc<dyn EventBus> = match &redis_bus {
+        Some(redis) => Arc::new(redis.clone()),
         None => Arc::new(MemoryBus::new()),
     };
     let plan = Plan {
@@ -396,6 +473,9 @@ pub async fn serve(
             url,
             prefix: args.redis_prefix.clone(),
         }),
+        redis_bus,
+        runner_cluster: cluster_options(&args.cluster),
+        runner_shutdown_grace: Duration::from_millis(args.cluster.runner_shutdown_grace_ms),
     };
     let wired = wire(&plan).await?;
     let grpc_listener = match wired.grpc {
@@ -421,6 +501,29 @@ pub async fn serve(
         tracing::info!(addr = %listener.local_addr()?, "edge listening");
     }
     run_wired(wired, edge_listener, grpc_listener, shutdown).await
+}
+
+/// The runner's cluster settings from the flags.
+fn cluster_options(args: &ClusterArgs) -> ClusterOptions {
+    let runner_id = args
+        .runner_id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("runner-{}", uuid::Uuid::new_v4().simple()));
+    let defaults = ClusterOptions::default();
+    ClusterOptions {
+        runner_id,
+        lease: Duration::from_millis(args.run_lease_ms.max(1)),
+        renew_interval: None,
+        reap_interval: Duration::from_millis(args.reap_interval_ms.max(1)),
+        replay: clawgate_runtime::replay::ReplayOptions {
+            max_events_per_run: args.replay_max_events.max(1),
+            retention: Duration::from_millis(args.replay_retention_ms.max(1)),
+            ..defaults.replay.clone()
+        },
+        ..defaults
+    }
 }
 
 /// The call-token keys of `serve`, which always has gRPC hops, so a key is required.

@@ -67,10 +67,7 @@ pub fn ws_config() -> WebSocketConfig {
 /// Opens a socket and completes the OpenClaw handshake within `limit`.
 pub async fn connect(url: &str, token: &str, limit: Duration) -> anyhow::Result<Ws> {
     tokio::time::timeout(limit, async {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
-                .await
-                .with_context(|| format!("cannot connect to {url}"))?;
+        let mut ws = open(url).await?;
         let challenge = next_json(&mut ws).await?;
         if challenge["event"] != "connect.challenge" {
             bail!("expected connect.challenge, got {challenge}");
@@ -92,6 +89,25 @@ pub async fn connect(url: &str, token: &str, limit: Duration) -> anyhow::Result<
     })
     .await
     .context("handshake timed out")?
+}
+
+/// Opens the WebSocket, retrying while the edge answers 503 (its budget of
+/// sockets per address still in the handshake is spent); the caller bounds the
+/// time.
+async fn open(url: &str) -> anyhow::Result<Ws> {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await {
+            Ok((ws, _)) => return Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response))
+                if response.status() == 503 =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            Err(err) => return Err(err).with_context(|| format!("cannot connect to {url}")),
+        }
+    }
 }
 
 async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {

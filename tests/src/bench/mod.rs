@@ -138,7 +138,7 @@ impl Default for Config {
             latency_sockets: 20,
             latency_runs: 10,
             latency_tokens_per_second: 50.0,
-            connect_concurrency: 128,
+            connect_concurrency: 24,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             external: None,
         }

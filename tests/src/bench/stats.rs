@@ -92,7 +92,9 @@ pub fn stream_rate(emissions: &[&TokenEmission]) -> Option<f64> {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Percentiles {
     pub p50: f64,
+    pub p90: f64,
     pub p99: f64,
+    pub p999: f64,
     pub max: f64,
     /// Number of (socket, token) pairs measured.
     pub samples: usize,
@@ -141,7 +143,9 @@ pub fn percentiles(mut values: Vec<f64>) -> Option<Percentiles> {
     };
     Some(Percentiles {
         p50: round3(rank(0.50)),
+        p90: round3(rank(0.90)),
         p99: round3(rank(0.99)),
+        p999: round3(rank(0.999)),
         max: round3(values[values.len() - 1]),
         samples: values.len(),
     })
@@ -206,7 +210,9 @@ mod tests {
         let values: Vec<f64> = (1..=1000).map(f64::from).collect();
         let p = percentiles(values).expect("samples");
         assert_eq!(p.p50, 500.0);
+        assert_eq!(p.p90, 900.0);
         assert_eq!(p.p99, 990.0);
+        assert_eq!(p.p999, 999.0);
         assert_eq!(p.max, 1000.0);
         assert_eq!(p.samples, 1000);
         assert!(percentiles(Vec::new()).is_none());

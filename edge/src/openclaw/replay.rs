@@ -1,0 +1,113 @@
+//! Reading a run's earlier events back from its bounded replay history (the
+//! runner's `ReadRunEvents`, principal-scoped, so a user reads only their own
+//! runs):
+//!
+//! - `chat.replay {runId, afterSeq?, limit?}` — a clawgate extension (scope
+//!   `operator.read`) for clients that need every `agent` event: returns
+//!   `{runId, events: [<agent event payload>…], complete}` with the `agent`
+//!   payloads of the run's events whose `seq > afterSeq`, oldest first, at most
+//!   `limit`, rendered exactly as live `agent` events (assistant data carries the
+//!   full text so far). `complete` is false when older events were already
+//!   trimmed from the history (the first returned `seq` is then above
+//!   `afterSeq + 1`). An unknown, foreign or expired run returns no events.
+//! - the backfill of a connection that sees a run's delta without the text
+//!   before it (it reconnected mid-run): [`fetch`] reads the run's history
+//!   once, so the next `chat` delta carries the full text again.
+//!
+//! Invariants: every read is bounded in events ([`MAX_EVENTS`]) and time
+//! ([`READ_TIMEOUT`]); a failing read is `UNAVAILABLE` for `chat.replay` and only
+//! leaves the connection without the earlier text for a backfill.
+
+use std::time::Duration;
+
+use clawgate_proto::pb::common::v1::RunEvent;
+use clawgate_proto::runner::{ReadRunEventsRequest, RunnerApi};
+use clawgate_proto::{Principal, ServiceError};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::projection::Projector;
+use crate::params::Obj;
+use crate::server::EdgeState;
+
+/// Events read from a run's history at most per call.
+pub const MAX_EVENTS: u32 = 2_000;
+/// Bound of one history read.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A validated `chat.replay` call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayCall {
+    pub run_id: String,
+    pub after_seq: u64,
+    pub limit: usize,
+}
+
+/// Validates `chat.replay` params.
+pub fn parse(params: &Value) -> Result<ReplayCall, ServiceError> {
+    let bad = |why: String| ServiceError::invalid(format!("invalid chat.replay params: {why}"));
+    let obj = Obj::new(params, "").map_err(bad)?;
+    obj.closed(&["runId", "afterSeq", "limit"]).map_err(bad)?;
+    let run_id = obj.req_str_len("runId", 512).map_err(bad)?;
+    let after_seq = obj.opt_int("afterSeq", 0, i64::MAX).map_err(bad)?;
+    let limit = obj
+        .opt_int("limit", 1, i64::from(MAX_EVENTS))
+        .map_err(bad)?;
+    Ok(ReplayCall {
+        run_id: run_id.to_owned(),
+        after_seq: after_seq.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        limit: limit
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(MAX_EVENTS as usize),
+    })
+}
+
+/// The run's history from its start (at most [`MAX_EVENTS`] events).
+pub async fn fetch(
+    state: &EdgeState,
+    principal: &Principal,
+    run_id: &str,
+) -> Result<Vec<RunEvent>, ServiceError> {
+    let request = ReadRunEventsRequest {
+        run_id: run_id.to_owned(),
+        after_seq: 0,
+        limit: MAX_EVENTS,
+    };
+    let read = state.services.runner.read_run_events(principal, request);
+    match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Ok(Ok(response)) => Ok(response.events),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(ServiceError::unavailable(
+            "reading the run history timed out",
+        )),
+    }
+}
+
+/// Answers `chat.replay`.
+pub async fn chat_replay(
+    state: &EdgeState,
+    principal: &Principal,
+    call: ReplayCall,
+) -> Result<Value, ServiceError> {
+    // Read from the start so assistant data carries the full text, as live.
+    let events = fetch(state, principal, &call.run_id).await?;
+    let complete = events.first().is_none_or(|first| first.seq <= 1);
+    let complete = complete
+        && (call.after_seq == 0
+            || events.iter().any(|e| e.seq <= call.after_seq + 1)
+            || events.is_empty());
+    let mut projector = Projector::new(true);
+    let now = Instant::now();
+    let mut agent = Vec::new();
+    for event in &events {
+        for frame in projector.project(event, now) {
+            if frame.event == "agent"
+                && frame.payload["seq"].as_u64().unwrap_or(0) > call.after_seq
+                && agent.len() < call.limit
+            {
+                agent.push(frame.payload);
+            }
+        }
+    }
+    Ok(json!({ "runId": call.run_id, "events": agent, "complete": complete }))
+}
