@@ -57,14 +57,17 @@ pub struct Rejected {
 }
 
 /// Runs service calls for one connection and collects their results.
+///
+/// Results travel boxed: the channel allocates its first block of slots up
+/// front, so a slot must be small for an idle socket to stay cheap.
 pub struct Spawner<D> {
-    tx: mpsc::Sender<D>,
+    tx: mpsc::Sender<Box<D>>,
     in_flight: Arc<AtomicUsize>,
     max: usize,
 }
 
 impl<D: Send + 'static> Spawner<D> {
-    pub fn new(max: usize) -> (Self, mpsc::Receiver<D>) {
+    pub fn new(max: usize) -> (Self, mpsc::Receiver<Box<D>>) {
         let max = max.max(1);
         let (tx, rx) = mpsc::channel(max);
         let spawner = Self {
@@ -93,7 +96,7 @@ impl<D: Send + 'static> Spawner<D> {
                 let done = work.await;
                 in_flight.fetch_sub(1, Ordering::AcqRel);
                 // The socket may be gone; the call itself has had its effect.
-                let _ = tx.send(done).await;
+                let _ = tx.send(Box::new(done)).await;
             }
             .instrument(span),
         );

@@ -224,6 +224,13 @@ impl Edge {
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Frames must leave at once: without TCP_NODELAY a frame written while the
+        // previous one is unacknowledged waits for the client's delayed ACK (~40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await;

@@ -93,7 +93,10 @@ async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Opt
     );
     tracing::debug!("socket open");
     let mut writer_done = false;
-    if let Some(connected) = handshake(&state, &info, &mut stream, &mut out, permit).await {
+    // Boxed: the handshake's state would otherwise stay inline in this socket's
+    // future for the socket's whole life.
+    let connected = Box::pin(handshake(&state, &info, &mut stream, &mut out, permit)).await;
+    if let Some(connected) = connected {
         writer_done = match connected {
             Connected::OpenClaw(conn, registration) => {
                 authenticated(
@@ -400,7 +403,7 @@ async fn authenticated<C: DialectConn>(
                 Popped::Overflowed => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
                 Popped::Closed => break,
             },
-            Some(done) = done_rx.recv() => conn.on_done(done, &mut cx),
+            Some(done) = done_rx.recv() => conn.on_done(*done, &mut cx),
             _ = tick.tick() => conn.on_tick(&mut cx),
             _ = &mut *writer => {
                 writer_done = true;

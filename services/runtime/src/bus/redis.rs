@@ -124,7 +124,13 @@ impl RedisBus {
         // The parse error of the client would not echo the URL, but stay on the safe side.
         let client = redis::Client::open(url)
             .map_err(|_| BusError::Unavailable("invalid redis URL".into()))?;
-        let connection_info = client.get_connection_info().clone();
+        // Small pipelined writes must not wait for delayed ACKs (Nagle).
+        let connection_info = client
+            .get_connection_info()
+            .clone()
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(connection_info.clone())
+            .map_err(|_| BusError::Unavailable("invalid redis URL".into()))?;
         if !matches!(
             connection_info.addr(),
             ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)
