@@ -66,7 +66,7 @@ impl Default for EdgeConfig {
             socket_queue_bytes: 4 * 1024 * 1024,
             default_agent_id: "main".to_owned(),
             main_key: "main".to_owned(),
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 1024,
             write_buffer_size: 4 * 1024,
             max_in_flight_requests: 64,
             max_pending_chat_sends: 64,

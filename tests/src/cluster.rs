@@ -177,6 +177,8 @@ impl Cluster {
                     "auth",
                     "--grpc-listen",
                     &auth.to_string(),
+                    "--database-url",
+                    &options.database_url,
                 ],
             )
             .await?;

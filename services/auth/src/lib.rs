@@ -95,8 +95,6 @@ pub struct AuthService {
     store: store::Store,
     limiter: Arc<dyn AuthLimiter>,
     clock: Clock,
-    /// Keeps the directory of an [`ephemeral`](Self::ephemeral) database alive.
-    _ephemeral: Option<Arc<tempfile::TempDir>>,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -125,23 +123,7 @@ impl AuthService {
             store: store::Store::new(db),
             limiter: Arc::new(MemoryAuthLimiter::new(AuthLimitConfig::default())),
             clock: Arc::new(clawgate_runtime::clock::now_ms),
-            _ephemeral: None,
         }
-    }
-
-    /// The service on a fresh, migrated SQLite database in a temporary directory
-    /// that is removed with the last clone of the service: pairing state lasts as
-    /// long as the process. For processes given no database.
-    pub async fn ephemeral(config: AuthConfig) -> Result<Self, ServiceError> {
-        let dir = tempfile::Builder::new()
-            .prefix("clawgate-auth-")
-            .tempdir()
-            .map_err(|err| ServiceError::internal(format!("temporary auth database: {err}")))?;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("auth.db").display());
-        let mut service = Self::connect(&url, config).await?;
-        service.migrate().await?;
-        service._ephemeral = Some(Arc::new(dir));
-        Ok(service)
     }
 
     /// Uses `limiter` for the failed-auth lockout (e.g. the Redis one, shared by

@@ -248,21 +248,18 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             owner_ids: plan.common.owner_ids.clone(),
             auto_approve_local: plan.common.auth.pairing_auto_approve_local,
         };
-        // Without a database, pairing state lives as long as the process.
-        let mut auth_dependencies = Vec::new();
-        let service = match plan.database_url.as_deref() {
-            Some(url) => {
-                let db = Database::connect(&database_url_for(url, "auth"), clawgate_auth::SCHEMA)
-                    .await?;
-                auth_dependencies.push(Dependency::Database(db.clone()));
-                let service = AuthService::from_database(db, config);
-                if plan.migrate {
-                    service.migrate().await?;
-                }
-                service
-            }
-            None => AuthService::ephemeral(config).await?,
-        };
+        // Devices, tokens, pairing requests and API keys must outlive the process
+        // and be shared by every auth replica: a database is required.
+        let url = plan
+            .database_url
+            .as_deref()
+            .context("the auth service needs --database-url (CLAWGATE_DATABASE_URL)")?;
+        let db = Database::connect(&database_url_for(url, "auth"), clawgate_auth::SCHEMA).await?;
+        let auth_dependencies = vec![Dependency::Database(db.clone())];
+        let service = AuthService::from_database(db, config);
+        if plan.migrate {
+            service.migrate().await?;
+        }
         let service = service.with_limiter(auth_limiter(plan, redis.as_ref()));
         let service: Arc<dyn clawgate_proto::auth::AuthApi> = Arc::new(service);
         routes.add_service(AuthGrpc::new(service.clone(), verifier.clone()).into_server());
