@@ -11,6 +11,7 @@ pub mod db;
 pub mod internal_token;
 pub mod lease;
 pub mod limits;
+mod redis_connect;
 mod redis_keys;
 pub mod replay;
 pub mod telemetry;

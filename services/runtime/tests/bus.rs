@@ -6,16 +6,18 @@
 //! each test uses its own random key prefix. Tests that need their own broker start
 //! `redis-server` (which must be on `PATH`) on a free port.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clawgate_runtime::bus::memory::MemoryBus;
-use clawgate_runtime::bus::redis::{RedisBus, RedisBusOptions};
+use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, Topic};
 use tokio::sync::mpsc;
+
+mod support;
+
+use support::{RedisServer, fast_options, free_port};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -289,74 +291,6 @@ behaviour_suite!(redis, super::redis_bus);
 // ---------------------------------------------------------------------------
 // Redis only: failure handling
 // ---------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn fast_options() -> RedisBusOptions {
-    RedisBusOptions {
-        connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(500),
-        reconnect_min_delay: Duration::from_millis(20),
-        reconnect_max_delay: Duration::from_millis(200),
-        heartbeat_interval: Duration::from_secs(1),
-    }
-}
-
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start(port: u16, extra_args: &[&str]) -> Self {
-        let port_arg = port.to_string();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port_arg, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .args(extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(err) => panic!(
-                "this test starts its own Redis and needs the `redis-server` binary on PATH \
-                 (e.g. the Debian package redis-server): {err}"
-            ),
-        };
-        let server = Self { child, port };
-        let deadline = Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[tokio::test]
 async fn redis_dead_broker_gives_unavailable_quickly() {

@@ -9,13 +9,11 @@
 //! each test uses its own random key prefix. The dead-broker test starts its own
 //! `redis-server` (which must be on `PATH`) on a free port.
 
-use std::net::{IpAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clawgate_runtime::ErrorCode;
-use clawgate_runtime::bus::redis::RedisBusOptions;
 use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
 use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
@@ -23,6 +21,10 @@ use clawgate_runtime::limits::{
     AuthLimitConfig, AuthLimiter, AuthScope, BudgetPermit, LimitDecision, LimitError, LimitKey,
     SocketBudget, SocketBudgetConfig,
 };
+
+mod support;
+
+use support::{RedisServer, fast_options, free_port};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ALLOWED: LimitDecision = LimitDecision::Allowed;
@@ -476,73 +478,6 @@ async fn redis_keys_follow_the_documented_layout_and_all_expire() {
     );
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn fast_options() -> RedisBusOptions {
-    RedisBusOptions {
-        connect_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(500),
-        reconnect_min_delay: Duration::from_millis(20),
-        reconnect_max_delay: Duration::from_millis(200),
-        ..RedisBusOptions::default()
-    }
-}
-
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start(port: u16) -> Self {
-        let port_arg = port.to_string();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port_arg, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(err) => panic!(
-                "this test starts its own Redis and needs the `redis-server` binary on PATH \
-                 (e.g. the Debian package redis-server): {err}"
-            ),
-        };
-        let server = Self { child, port };
-        let deadline = Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, LimitError>, started: Instant) {
     let elapsed = started.elapsed();
     assert!(
@@ -574,7 +509,7 @@ async fn redis_unreachable_at_connect_gives_unavailable_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_down_gives_unavailable_quickly_and_the_budget_fails_open() {
-    let mut server = RedisServer::start(free_port()).await;
+    let mut server = RedisServer::start(free_port(), &[]).await;
     let limits = RedisLimits::connect_with(&server.url(), &random_prefix(), fast_options())
         .await
         .expect("connect");

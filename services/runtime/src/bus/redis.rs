@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub, PubSubSink, PubSubStream};
+use redis::aio::{ConnectionManager, PubSub, PubSubSink, PubSubStream};
 use redis::{ConnectionAddr, ConnectionInfo, RedisError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
@@ -50,6 +50,7 @@ use tokio_util::either::Either;
 use tracing::Instrument;
 
 use super::{BusError, Delivery, EventBus, Subscriber, SubscriptionControl, Topic};
+use crate::redis_connect::{self, SetupError, check_prefix, connection_manager};
 
 /// Timeouts and backoff of a [`RedisBus`].
 #[derive(Clone, Debug)]
@@ -112,46 +113,15 @@ impl RedisBus {
         key_prefix: &str,
         options: RedisBusOptions,
     ) -> Result<Self, BusError> {
-        if key_prefix.is_empty()
-            || key_prefix
-                .chars()
-                .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
-        {
-            return Err(BusError::Unavailable(
-                "invalid bus key prefix: must be non-empty, without braces or whitespace".into(),
-            ));
-        }
-        // The parse error of the client would not echo the URL, but stay on the safe side.
-        let client = redis::Client::open(url)
-            .map_err(|_| BusError::Unavailable("invalid redis URL".into()))?;
-        // Small pipelined writes must not wait for delayed ACKs (Nagle).
-        let connection_info = client
-            .get_connection_info()
-            .clone()
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(connection_info.clone())
-            .map_err(|_| BusError::Unavailable("invalid redis URL".into()))?;
-        if !matches!(
-            connection_info.addr(),
-            ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)
-        ) {
-            return Err(BusError::Unavailable(
-                "unsupported redis address: TLS is not enabled in this build".into(),
-            ));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_number_of_retries(3)
-            .set_min_delay(options.reconnect_min_delay)
-            .set_max_delay(options.reconnect_max_delay);
-        let publisher = tokio::time::timeout(
-            options.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| unavailable("connect", "timed out"))?
-        .map_err(|err| redis_unavailable("connect", &err))?;
+        let setup = |err| match err {
+            SetupError::Config(reason) => BusError::Unavailable(reason.into()),
+            SetupError::Unavailable(reason) => BusError::Unavailable(reason),
+        };
+        check_prefix(key_prefix).map_err(setup)?;
+        let connection_info = redis_connect::connection_info(url).map_err(setup)?;
+        let publisher = connection_manager(connection_info.clone(), &options)
+            .await
+            .map_err(setup)?;
         Ok(Self {
             inner: Arc::new(BusInner {
                 publisher,

@@ -33,14 +33,15 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, RedisError, Script};
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
 
 use super::{
     AuthLimitConfig, AuthLimiter, BudgetPermit, LimitDecision, LimitError, LimitKey, SlotRelease,
     SocketBudget, SocketBudgetConfig, canonical_ip, millis,
 };
 use crate::bus::redis::RedisBusOptions;
+use crate::redis_connect::{self, SetupError, check_prefix, connection_manager};
 
 /// Counts one failure. KEYS: failures, lockout. ARGV: window ms, max failures,
 /// lockout ms, member id. Returns `{outcome, lockout left in ms}`: outcome 0 when
@@ -119,38 +120,13 @@ impl RedisLimits {
         key_prefix: &str,
         options: RedisBusOptions,
     ) -> Result<Self, LimitError> {
-        if key_prefix.is_empty()
-            || key_prefix
-                .chars()
-                .any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control())
-        {
-            return Err(LimitError::InvalidConfig(
-                "invalid key prefix: must be non-empty, without braces or whitespace".into(),
-            ));
-        }
-        let client = redis::Client::open(url)
-            .map_err(|_| LimitError::InvalidConfig("invalid redis URL".into()))?;
-        if !matches!(
-            client.get_connection_info().addr(),
-            ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)
-        ) {
-            return Err(LimitError::InvalidConfig(
-                "unsupported redis address: TLS is not enabled in this build".into(),
-            ));
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_number_of_retries(3)
-            .set_min_delay(options.reconnect_min_delay)
-            .set_max_delay(options.reconnect_max_delay);
-        let connection = tokio::time::timeout(
-            options.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| unavailable("connect", "timed out"))?
-        .map_err(|err| redis_unavailable("connect", &err))?;
+        let setup = |err| match err {
+            SetupError::Config(reason) => LimitError::InvalidConfig(reason.into()),
+            SetupError::Unavailable(reason) => LimitError::Unavailable(reason),
+        };
+        check_prefix(key_prefix).map_err(setup)?;
+        let info = redis_connect::connection_info(url).map_err(setup)?;
+        let connection = connection_manager(info, &options).await.map_err(setup)?;
         Ok(Self {
             inner: Arc::new(LimitsInner {
                 connection,
