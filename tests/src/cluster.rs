@@ -14,6 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
 use tokio::process::{Child, Command};
 
 /// What to start.
@@ -70,6 +71,11 @@ pub struct Cluster {
 
 pub const CLUSTER_TOKEN: &str = "cluster-gateway-token";
 
+/// Redis of the tests: `CLAWGATE_TEST_REDIS_URL`, else the local server.
+pub fn test_redis_url() -> String {
+    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// The `clawgate` binary: `CLAWGATE_BIN`, else the one cargo built next to this
 /// test, built first when missing.
 pub fn clawgate_binary() -> anyhow::Result<PathBuf> {
@@ -109,6 +115,26 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 impl Cluster {
+    /// A cluster of `edges` edges on a fresh PostgreSQL database of its own and
+    /// the test Redis, with the model at `model_base_url`. The database is
+    /// dropped with the returned guard, so keep it alive as long as the cluster.
+    pub async fn start_fresh(
+        model_base_url: &str,
+        edges: usize,
+        scale: Scale,
+    ) -> anyhow::Result<(Self, TestDatabase)> {
+        let database = fresh_postgres_url().await?;
+        let options = ClusterOptions {
+            edges,
+            database_url: database.url().to_owned(),
+            redis_url: test_redis_url(),
+            model_base_url: model_base_url.to_owned(),
+            env: Vec::new(),
+        };
+        let cluster = Self::start_with(options, scale).await?;
+        Ok((cluster, database))
+    }
+
     pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
         Self::start_with(options, Scale::default()).await
     }

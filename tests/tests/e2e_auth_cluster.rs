@@ -10,22 +10,18 @@ use auth_support::{
     device_token, operator, paired, pairing_events,
 };
 use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
-use clawgate_tests::cluster::{Cluster, ClusterOptions};
+use clawgate_tests::cluster::{Cluster, ClusterOptions, test_redis_url};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::openclaw_device::{ConnectSpec, DeviceIdentity, challenge_nonce};
 use clawgate_tests::ws::WsClient;
 use serde_json::json;
-
-fn redis_url() -> String {
-    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 async fn cluster(model: &MockModel) -> anyhow::Result<(Cluster, TestDatabase)> {
     let database = fresh_postgres_url().await?;
     let cluster = Cluster::start(ClusterOptions {
         edges: 2,
         database_url: database.url().to_owned(),
-        redis_url: redis_url(),
+        redis_url: test_redis_url(),
         model_base_url: model.base_url(),
         env: Vec::new(),
     })

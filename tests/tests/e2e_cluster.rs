@@ -4,16 +4,12 @@
 use std::time::Duration;
 
 use clawgate_runtime::db::testing::fresh_postgres_url;
-use clawgate_tests::cluster::{Cluster, ClusterOptions};
+use clawgate_tests::cluster::{Cluster, ClusterOptions, test_redis_url};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::ws::WsClient;
 use serde_json::{Value, json};
 
 const REPLY: &str = "Distributed hello from the model.";
-
-fn redis_url() -> String {
-    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Value> {
     client
@@ -36,7 +32,7 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     let cluster = Cluster::start(ClusterOptions {
         edges: 2,
         database_url: database.url().to_owned(),
-        redis_url: redis_url(),
+        redis_url: test_redis_url(),
         model_base_url: model.base_url(),
         env: Vec::new(),
     })
@@ -112,7 +108,7 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterOptions {
         edges: 2,
         database_url: database.url().to_owned(),
-        redis_url: redis_url(),
+        redis_url: test_redis_url(),
         model_base_url: model.base_url(),
         env: Vec::new(),
     })

@@ -7,37 +7,12 @@
 use std::time::{Duration, Instant};
 
 use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
 use clawgate_runtime::lease::{LeaseOptions, RedisRunLeases};
 use clawgate_runtime::replay::RunRef;
-use clawgate_tests::cluster::{Cluster, ClusterOptions, Scale};
+use clawgate_tests::cluster::{Cluster, Scale, test_redis_url};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::ws::WsClient;
 use serde_json::{Value, json};
-
-fn redis_url() -> String {
-    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn start(
-    model: &MockModel,
-    edges: usize,
-    scale: Scale,
-) -> anyhow::Result<(Cluster, TestDatabase)> {
-    let database = fresh_postgres_url().await?;
-    let cluster = Cluster::start_with(
-        ClusterOptions {
-            edges,
-            database_url: database.url().to_owned(),
-            redis_url: redis_url(),
-            model_base_url: model.base_url(),
-            env: Vec::new(),
-        },
-        scale,
-    )
-    .await?;
-    Ok((cluster, database))
-}
 
 fn text_of(event: &Value) -> String {
     event["payload"]["message"]["content"][0]["text"]
@@ -53,7 +28,8 @@ async fn edge_killed_mid_stream_client_resumes_on_another_edge() -> anyhow::Resu
     let model =
         MockModel::start(Script::tokens(tokens.clone()).with_delay(Duration::from_millis(50)))
             .await?;
-    let (mut cluster, _database) = start(&model, 2, Scale::default()).await?;
+    let (mut cluster, _database) =
+        Cluster::start_fresh(&model.base_url(), 2, Scale::default()).await?;
     let token = cluster.gateway_token.clone();
 
     let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
@@ -122,7 +98,7 @@ async fn runner_killed_mid_run_ends_the_run_with_an_error() -> anyhow::Result<()
             .to_vec(),
         ..Scale::default()
     };
-    let (mut cluster, _database) = start(&model, 1, scale).await?;
+    let (mut cluster, _database) = Cluster::start_fresh(&model.base_url(), 1, scale).await?;
     let token = cluster.gateway_token.clone();
     let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
     client.openclaw_handshake(&token).await?;
@@ -138,7 +114,7 @@ async fn runner_killed_mid_run_ends_the_run_with_an_error() -> anyhow::Result<()
         .await?;
 
     // Kill the runner that owns the run (its record names it).
-    let bus = RedisBus::connect(&redis_url(), &cluster.redis_prefix).await?;
+    let bus = RedisBus::connect(&test_redis_url(), &cluster.redis_prefix).await?;
     let leases = RedisRunLeases::on_bus(&bus, LeaseOptions::default());
     let record = leases
         .get(&RunRef::new("default", "owner", "lost-1"))

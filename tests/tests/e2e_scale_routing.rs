@@ -5,40 +5,12 @@
 
 use std::time::Duration;
 
-use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
-use clawgate_tests::cluster::{Cluster, ClusterOptions, Scale};
+use clawgate_tests::cluster::{Cluster, Scale, test_redis_url};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::ws::WsClient;
 use serde_json::{Value, json};
 
 const REPLY: &str = "One reply for every edge.";
-
-fn redis_url() -> String {
-    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn start(
-    model: &MockModel,
-    edges: usize,
-    runners: usize,
-) -> anyhow::Result<(Cluster, TestDatabase)> {
-    let database = fresh_postgres_url().await?;
-    let cluster = Cluster::start_with(
-        ClusterOptions {
-            edges,
-            database_url: database.url().to_owned(),
-            redis_url: redis_url(),
-            model_base_url: model.base_url(),
-            env: Vec::new(),
-        },
-        Scale {
-            runners,
-            ..Scale::default()
-        },
-    )
-    .await?;
-    Ok((cluster, database))
-}
 
 async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Value> {
     client
@@ -57,7 +29,15 @@ async fn a_run_fans_out_to_sockets_of_its_user_on_three_edges() -> anyhow::Resul
             .with_delay(Duration::from_millis(20)),
     )
     .await?;
-    let (cluster, _database) = start(&model, 3, 2).await?;
+    let (cluster, _database) = Cluster::start_fresh(
+        &model.base_url(),
+        3,
+        Scale {
+            runners: 2,
+            ..Scale::default()
+        },
+    )
+    .await?;
     let token = cluster.gateway_token.clone();
     let mut clients = Vec::new();
     for url in &cluster.edge_urls {
@@ -115,7 +95,15 @@ async fn a_run_fans_out_to_sockets_of_its_user_on_three_edges() -> anyhow::Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_run_per_session_across_edges_and_abort_from_another_edge() -> anyhow::Result<()> {
     let model = MockModel::start(Script::tokens(["still ", "going "]).then_hang()).await?;
-    let (cluster, _database) = start(&model, 3, 2).await?;
+    let (cluster, _database) = Cluster::start_fresh(
+        &model.base_url(),
+        3,
+        Scale {
+            runners: 2,
+            ..Scale::default()
+        },
+    )
+    .await?;
     let token = cluster.gateway_token.clone();
     let mut clients = Vec::new();
     for url in &cluster.edge_urls {
@@ -191,7 +179,15 @@ async fn device_sockets_are_registered_and_targeted_through_their_pod() -> anyho
     use redis::AsyncCommands as _;
 
     let model = MockModel::start(Script::text("hi")).await?;
-    let (cluster, _database) = start(&model, 2, 1).await?;
+    let (cluster, _database) = Cluster::start_fresh(
+        &model.base_url(),
+        2,
+        Scale {
+            runners: 1,
+            ..Scale::default()
+        },
+    )
+    .await?;
     let (edge_a, edge_b) = (cluster.edge_urls[0].as_str(), cluster.edge_urls[1].as_str());
     let shared = cluster.gateway_token.as_str();
     let scopes = ["operator.read"];
@@ -206,7 +202,7 @@ async fn device_sockets_are_registered_and_targeted_through_their_pod() -> anyho
         cluster.redis_prefix,
         identity.device_id()
     );
-    let mut redis = redis::Client::open(redis_url())?
+    let mut redis = redis::Client::open(test_redis_url())?
         .get_multiplexed_async_connection()
         .await?;
     let members: Vec<String> = redis.zrange(&key, 0, -1).await?;

@@ -5,35 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
-use clawgate_tests::cluster::{Cluster, ClusterOptions, Scale};
+use clawgate_tests::cluster::{Cluster, Scale};
 use clawgate_tests::mock_model::{MockModel, Script};
 use clawgate_tests::ws::WsClient;
 use serde_json::json;
-
-fn redis_url() -> String {
-    std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn start(
-    model: &MockModel,
-    edges: usize,
-    scale: Scale,
-) -> anyhow::Result<(Cluster, TestDatabase)> {
-    let database = fresh_postgres_url().await?;
-    let cluster = Cluster::start_with(
-        ClusterOptions {
-            edges,
-            database_url: database.url().to_owned(),
-            redis_url: redis_url(),
-            model_base_url: model.base_url(),
-            env: Vec::new(),
-        },
-        scale,
-    )
-    .await?;
-    Ok((cluster, database))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_an_edge_says_shutdown_closes_1012_and_exits() -> anyhow::Result<()> {
@@ -49,7 +24,7 @@ async fn sigterm_on_an_edge_says_shutdown_closes_1012_and_exits() -> anyhow::Res
         .to_vec(),
         ..Scale::default()
     };
-    let (mut cluster, _database) = start(&model, 2, scale).await?;
+    let (mut cluster, _database) = Cluster::start_fresh(&model.base_url(), 2, scale).await?;
     let token = cluster.gateway_token.clone();
     let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
     client.openclaw_handshake(&token).await?;
@@ -81,7 +56,7 @@ async fn sigterm_on_a_runner_ends_its_run_within_the_grace_and_exits() -> anyhow
         ],
         ..Scale::default()
     };
-    let (mut cluster, _database) = start(&model, 1, scale).await?;
+    let (mut cluster, _database) = Cluster::start_fresh(&model.base_url(), 1, scale).await?;
     let token = cluster.gateway_token.clone();
     let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
     client.openclaw_handshake(&token).await?;
