@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Messages with a secret field; keep in sync with `src/redact.rs`.
-const SECRET_BEARING: [&str; 9] = [
+const SECRET_BEARING: [&str; 10] = [
     ".clawgate.auth.v1.OpenClawConnect",
     ".clawgate.auth.v1.GoclawConnect",
     ".clawgate.auth.v1.AuthenticateConnectResponse",
@@ -11,6 +11,7 @@ const SECRET_BEARING: [&str; 9] = [
     ".clawgate.auth.v1.CreateApiKeyResponse",
     ".clawgate.auth.v1.IssueInternalTokenResponse",
     ".clawgate.auth.v1.CheckTokenRequest",
+    ".clawgate.auth.v1.SetSecretRequest",
     ".clawgate.channel.v1.CreateAccountRequest",
     ".clawgate.channel.v1.UpdateAccountRequest",
 ];
@@ -26,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "clawgate/cron/v1/cron.proto",
         "clawgate/channel/v1/channel.proto",
     ];
+    println!("cargo:rerun-if-changed=build.rs");
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

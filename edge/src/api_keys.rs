@@ -37,7 +37,6 @@ pub enum Call {
         /// Seconds from now, or an absolute time (epoch ms); at most one is set.
         expires_in_secs: Option<i64>,
         expires_at_ms: Option<i64>,
-        system: bool,
     },
     List,
     Revoke {
@@ -45,14 +44,7 @@ pub enum Call {
     },
 }
 
-const CAMEL_CREATE_KEYS: [&str; 6] = [
-    "name",
-    "scopes",
-    "userId",
-    "expiresAtMs",
-    "expiresIn",
-    "system",
-];
+const CAMEL_CREATE_KEYS: [&str; 5] = ["name", "scopes", "userId", "expiresAtMs", "expiresIn"];
 
 fn bad(method: &str) -> impl Fn(String) -> ServiceError + '_ {
     move |why| ServiceError::invalid(format!("invalid {method} params: {why}"))
@@ -105,7 +97,6 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
                 owner_id,
                 expires_in_secs,
                 expires_at_ms,
-                system: obj.opt_bool("system").map_err(&bad)?.unwrap_or(false),
             }
         }
         "api_keys.list" => {
@@ -165,7 +156,6 @@ pub async fn run(
             owner_id,
             expires_in_secs,
             expires_at_ms,
-            system,
         } => {
             let expires_at_ms = match (expires_in_secs, expires_at_ms) {
                 (Some(secs), _) => now_ms().saturating_add(secs.saturating_mul(1000)),
@@ -177,7 +167,6 @@ pub async fn run(
                 scopes,
                 owner_id,
                 expires_at_ms,
-                system,
             };
             let response = auth.create_api_key(principal, request).await?;
             let key = response
@@ -223,7 +212,6 @@ mod tests {
                 owner_id: "carol".into(),
                 expires_in_secs: Some(60),
                 expires_at_ms: None,
-                system: false,
             })
         );
         assert!(

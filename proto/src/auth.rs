@@ -27,5 +27,15 @@ crate::macros::service_bindings! {
         authed fn create_api_key(CreateApiKeyRequest) -> CreateApiKeyResponse;
         authed fn list_api_keys(ListApiKeysRequest) -> ListApiKeysResponse;
         authed fn revoke_api_key(RevokeApiKeyRequest) -> ApiKey;
+        authed fn create_tenant(CreateTenantRequest) -> Tenant;
+        authed fn update_tenant(UpdateTenantRequest) -> Tenant;
+        authed fn get_tenant(GetTenantRequest) -> Tenant;
+        authed fn list_tenants(ListTenantsRequest) -> ListTenantsResponse;
+        authed fn put_user(PutUserRequest) -> User;
+        authed fn remove_user(RemoveUserRequest) -> RemoveUserResponse;
+        authed fn list_users(ListUsersRequest) -> ListUsersResponse;
+        authed fn set_secret(SetSecretRequest) -> SecretInfo;
+        authed fn list_secrets(ListSecretsRequest) -> ListSecretsResponse;
+        authed fn delete_secret(DeleteSecretRequest) -> DeleteSecretResponse;
     }
 }

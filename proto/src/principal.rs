@@ -13,7 +13,47 @@ pub const SCOPE_ADMIN: &str = "operator.admin";
 pub const SCOPE_APPROVALS: &str = "operator.approvals";
 pub const SCOPE_PAIRING: &str = "operator.pairing";
 
+/// How much of its tenant a principal may see and change.
+///
+/// - `Operator`: its own sessions, transcripts, runs, cron jobs, devices, keys;
+/// - `Admin`: everything of its tenant (goclaw `admin`, or the OpenClaw
+///   `operator.admin` scope);
+/// - `Owner`: everything of any tenant (goclaw `owner`): it picks the tenant at
+///   connect, sees all of that tenant, and manages the tenants themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Operator,
+    Admin,
+    Owner,
+}
+
 impl Principal {
+    /// The principal's [`Access`] level.
+    pub fn access(&self) -> Access {
+        if self.role == "owner" {
+            Access::Owner
+        } else if self.role == "admin" || self.scopes.iter().any(|s| s == SCOPE_ADMIN) {
+            Access::Admin
+        } else {
+            Access::Operator
+        }
+    }
+
+    /// Whether the principal sees every user of its tenant (admins and owners).
+    pub fn sees_tenant(&self) -> bool {
+        self.access() >= Access::Admin
+    }
+
+    /// The user whose rows the principal may see: `None` for every user of
+    /// the tenant (admins and owners), its own user otherwise.
+    pub fn user_filter(&self) -> Option<&str> {
+        if self.sees_tenant() {
+            None
+        } else {
+            Some(&self.user_id)
+        }
+    }
+
     /// Fails unless the principal names a tenant and a user.
     pub fn require(&self) -> Result<(), ServiceError> {
         if self.tenant_id.is_empty() || self.user_id.is_empty() {
@@ -60,6 +100,22 @@ mod tests {
         assert!(with(&[SCOPE_ADMIN]).has_scope(SCOPE_PAIRING));
         assert!(!with(&[SCOPE_WRITE]).has_scope(SCOPE_PAIRING));
         assert!(with(&[]).require_scope(SCOPE_READ).is_err());
+    }
+
+    #[test]
+    fn access_levels() {
+        let mut p = with(&[SCOPE_WRITE]);
+        p.role = "operator".into();
+        assert_eq!(p.access(), Access::Operator);
+        assert_eq!(p.user_filter(), Some("u"));
+        assert_eq!(with(&[SCOPE_ADMIN]).access(), Access::Admin);
+        p.role = "admin".into();
+        assert_eq!(p.access(), Access::Admin);
+        assert_eq!(p.user_filter(), None);
+        p.role = "owner".into();
+        assert_eq!(p.access(), Access::Owner);
+        p.role = "viewer".into();
+        assert_eq!(p.access(), Access::Operator);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::pb::auth::v1::{
     AuthenticateConnectResponse, CheckTokenRequest, CreateApiKeyResponse, DeviceTokenInfo,
-    GoclawConnect, IssueInternalTokenResponse, OpenClawConnect,
+    GoclawConnect, IssueInternalTokenResponse, OpenClawConnect, SetSecretRequest,
 };
 use crate::pb::channel::v1::{CreateAccountRequest, UpdateAccountRequest};
 
@@ -117,6 +117,15 @@ impl fmt::Debug for IssueInternalTokenResponse {
         f.debug_struct("IssueInternalTokenResponse")
             .field("token", &secret(&self.token))
             .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SetSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetSecretRequest")
+            .field("name", &self.name)
+            .field("value", &secret(&self.value))
             .finish()
     }
 }

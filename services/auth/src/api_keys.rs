@@ -68,21 +68,12 @@ pub async fn create(
             "expires_at_ms must lie in the future",
         ));
     }
-    if request.system && !is_owner(principal) {
-        return Err(ServiceError::forbidden(
-            "only an owner may create system keys",
-        ));
-    }
     let key = secret::api_key();
     let record = svc
         .store
         .insert_api_key(
             &NewApiKey {
-                tenant_id: if request.system {
-                    String::new()
-                } else {
-                    principal.tenant_id.clone()
-                },
+                tenant_id: principal.tenant_id.clone(),
                 owner_id: owner_id.to_owned(),
                 name: name.to_owned(),
                 prefix: secret::api_key_display_prefix(&key),

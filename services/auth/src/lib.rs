@@ -322,4 +322,84 @@ impl AuthApi for AuthService {
     ) -> Result<ApiKey, ServiceError> {
         api_keys::revoke(self, principal, request).await
     }
+
+    async fn create_tenant(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::CreateTenantRequest,
+    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
+        Err(ServiceError::unimplemented("create_tenant"))
+    }
+
+    async fn update_tenant(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::UpdateTenantRequest,
+    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
+        Err(ServiceError::unimplemented("update_tenant"))
+    }
+
+    async fn get_tenant(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::GetTenantRequest,
+    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
+        Err(ServiceError::unimplemented("get_tenant"))
+    }
+
+    async fn list_tenants(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::ListTenantsRequest,
+    ) -> Result<clawgate_proto::auth::ListTenantsResponse, ServiceError> {
+        Err(ServiceError::unimplemented("list_tenants"))
+    }
+
+    async fn put_user(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::PutUserRequest,
+    ) -> Result<clawgate_proto::auth::User, ServiceError> {
+        Err(ServiceError::unimplemented("put_user"))
+    }
+
+    async fn remove_user(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::RemoveUserRequest,
+    ) -> Result<clawgate_proto::auth::RemoveUserResponse, ServiceError> {
+        Err(ServiceError::unimplemented("remove_user"))
+    }
+
+    async fn list_users(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::ListUsersRequest,
+    ) -> Result<clawgate_proto::auth::ListUsersResponse, ServiceError> {
+        Err(ServiceError::unimplemented("list_users"))
+    }
+
+    async fn set_secret(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::SetSecretRequest,
+    ) -> Result<clawgate_proto::auth::SecretInfo, ServiceError> {
+        Err(ServiceError::unimplemented("set_secret"))
+    }
+
+    async fn list_secrets(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::ListSecretsRequest,
+    ) -> Result<clawgate_proto::auth::ListSecretsResponse, ServiceError> {
+        Err(ServiceError::unimplemented("list_secrets"))
+    }
+
+    async fn delete_secret(
+        &self,
+        _principal: &Principal,
+        _request: clawgate_proto::auth::DeleteSecretRequest,
+    ) -> Result<clawgate_proto::auth::DeleteSecretResponse, ServiceError> {
+        Err(ServiceError::unimplemented("delete_secret"))
+    }
 }

@@ -471,42 +471,10 @@ async fn api_keys_are_admin_only_and_tenant_bound(h: &Harness) {
         principal_of(&h.connect(goclaw(&t2, "", "", "default")).await.unwrap()).tenant_id,
         "t2"
     );
-    // System keys: owners only; they may narrow to a tenant.
-    let system = CreateApiKeyRequest {
-        system: true,
-        ..key_request(&["operator.read"])
-    };
-    assert_code(
-        api.create_api_key(&admin("default"), system.clone()).await,
-        ErrorCode::Forbidden,
-    );
-    let owner = Principal {
-        role: "owner".into(),
-        ..admin("default")
-    };
-    let created = api.create_api_key(&owner, system).await.unwrap();
-    assert_eq!(created.key.as_ref().unwrap().tenant_id, "");
+    // Every key belongs to its creator's tenant: the tenant admin of t2 lists
+    // one key, the default tenant's admin none.
     assert_eq!(
-        principal_of(
-            &h.connect(goclaw(&created.secret, "", "", "t3"))
-                .await
-                .unwrap()
-        )
-        .tenant_id,
-        "t3"
-    );
-    assert_eq!(
-        principal_of(
-            &h.connect(goclaw(&created.secret, "", "", ""))
-                .await
-                .unwrap()
-        )
-        .tenant_id,
-        "default"
-    );
-    // The owner sees its tenant's keys (none) and the system key.
-    assert_eq!(
-        api.list_api_keys(&owner, Default::default())
+        api.list_api_keys(&admin("t2"), Default::default())
             .await
             .unwrap()
             .keys

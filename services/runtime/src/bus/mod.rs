@@ -43,6 +43,13 @@ impl Topic {
         Self(format!("tenant.{tenant_id}"))
     }
 
+    /// Run events of every user of one tenant, for the sockets that see the
+    /// whole tenant (admins and owners). Runners publish each run event here as
+    /// well as on [`Topic::user`]; with no admin socket connected nobody subscribes.
+    pub fn tenant_runs(tenant_id: &str) -> Self {
+        Self(format!("runs.{tenant_id}"))
+    }
+
     /// Commands addressed to one runner process (e.g. an abort forwarded by
     /// another runner) and the replies to commands it sent. Each runner of a
     /// cluster subscribes to its own topic.

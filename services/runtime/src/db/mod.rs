@@ -48,6 +48,8 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("invalid schema name {0:?} (expected [a-z_][a-z0-9_]*)")]
     InvalidSchema(String),
+    #[error("invalid role name {0:?} (expected [a-z_][a-z0-9_]*)")]
+    InvalidRole(String),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -69,6 +71,7 @@ impl From<DbError> for ServiceError {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    schema: String,
 }
 
 impl Database {
@@ -86,7 +89,11 @@ impl Database {
             Backend::Sqlite => connect_sqlite(url).await?,
         };
         tracing::debug!(url = %redact_url(url), schema, ?backend, "database connected");
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            schema: schema.to_owned(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -224,9 +231,19 @@ async fn connect_postgres(url: &str, schema: &str) -> Result<AnyPool, DbError> {
 }
 
 /// Creates `schema` on a connection of its own, tolerating a concurrent creator.
+/// An existing schema is left alone (the services' runtime role may not create one).
 async fn create_schema(url: &str, schema: &str) -> Result<(), DbError> {
     use sqlx::Connection as _;
     let mut conn = AnyConnection::connect(url).await?;
+    let exists = sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+        .bind(schema)
+        .fetch_optional(&mut conn)
+        .await?
+        .is_some();
+    if exists {
+        let _ = conn.close().await;
+        return Ok(());
+    }
     let statement = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
     let created = conn.execute(AssertSqlSafe(statement)).await;
     let _ = conn.close().await;
@@ -264,121 +281,11 @@ async fn connect_sqlite(url: &str) -> Result<AnyPool, DbError> {
     Ok(pool)
 }
 
-/// Throwaway databases for tests of any crate (enable the `testing` feature).
-///
-/// Each call makes a database no other test sees; the returned guard removes it
-/// when dropped (best effort).
+mod tenancy;
 #[cfg(any(test, feature = "testing"))]
-pub mod testing {
-    use std::path::PathBuf;
+pub mod testing;
 
-    use sqlx::{AnyConnection, AssertSqlSafe, Connection as _, Executor as _};
-
-    use super::{DbError, redact_url};
-
-    /// Server used by [`fresh_postgres_url`] unless `CLAWGATE_TEST_POSTGRES_URL` is set.
-    pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-    /// A database made for one test, removed when this guard is dropped.
-    pub struct TestDatabase {
-        url: String,
-        cleanup: Cleanup,
-    }
-
-    impl std::fmt::Debug for TestDatabase {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("TestDatabase")
-                .field("url", &redact_url(&self.url))
-                .finish_non_exhaustive()
-        }
-    }
-
-    enum Cleanup {
-        Postgres { server_url: String, name: String },
-        Sqlite { dir: PathBuf },
-    }
-
-    impl TestDatabase {
-        /// The URL to hand to `Database::connect` (or a service's `connect`).
-        pub fn url(&self) -> &str {
-            &self.url
-        }
-    }
-
-    /// A fresh, empty PostgreSQL database on the test server.
-    pub async fn fresh_postgres_url() -> Result<TestDatabase, DbError> {
-        sqlx::any::install_default_drivers();
-        let server_url = std::env::var("CLAWGATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_owned());
-        let name = format!("clawgate_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = AnyConnection::connect(&server_url).await?;
-        conn.execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await?;
-        let _ = conn.close().await;
-        let url = with_database(&server_url, &name)
-            .ok_or_else(|| DbError::UnsupportedUrl(redact_url(&server_url)))?;
-        Ok(TestDatabase {
-            url,
-            cleanup: Cleanup::Postgres { server_url, name },
-        })
-    }
-
-    /// A fresh SQLite database file in a directory of its own.
-    pub fn fresh_sqlite_url() -> Result<TestDatabase, DbError> {
-        let dir =
-            std::env::temp_dir().join(format!("clawgate-test-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(sqlx::Error::Io)?;
-        let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
-        Ok(TestDatabase {
-            url,
-            cleanup: Cleanup::Sqlite { dir },
-        })
-    }
-
-    /// `server_url` pointing at database `name` instead of its own.
-    fn with_database(server_url: &str, name: &str) -> Option<String> {
-        let scheme_end = server_url.find("://")? + 3;
-        let (base, query) = match server_url.find('?') {
-            Some(q) => (&server_url[..q], &server_url[q..]),
-            None => (server_url, ""),
-        };
-        let path_start = base[scheme_end..]
-            .find('/')
-            .map_or(base.len(), |i| scheme_end + i);
-        Some(format!("{}/{name}{query}", &base[..path_start]))
-    }
-
-    impl Drop for TestDatabase {
-        fn drop(&mut self) {
-            match &self.cleanup {
-                Cleanup::Sqlite { dir } => {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-                Cleanup::Postgres { server_url, name } => {
-                    let (server_url, name) = (server_url.clone(), name.clone());
-                    // Drop may run inside an async runtime: use a thread with its own.
-                    let dropper = std::thread::spawn(move || {
-                        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                        else {
-                            return;
-                        };
-                        runtime.block_on(async move {
-                            if let Ok(mut conn) = AnyConnection::connect(&server_url).await {
-                                let statement =
-                                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                                let _ = conn.execute(AssertSqlSafe(statement)).await;
-                                let _ = conn.close().await;
-                            }
-                        });
-                    });
-                    let _ = dropper.join();
-                }
-            }
-        }
-    }
-}
+pub use tenancy::{TENANT_SETTING, Tx};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
