@@ -2,28 +2,48 @@
 //!
 //! It owns the `session` schema (PostgreSQL) or its own SQLite file, and nothing
 //! else; other services reach it only through [`clawgate_proto::session::SessionApi`].
+//! This module maps requests to the store after validating them ([`validate`]);
+//! `store` holds the SQL, [`retention`] the purge of old soft deletions.
 //!
 //! Invariants:
-//! - Every call needs a principal with tenant and user; every row carries both and
-//!   every query is scoped by them. Another user's session with the same key is a
-//!   different session and is never visible.
+//! - Every call needs a principal with tenant and user; every row carries both.
+//!   Nothing ever crosses tenants: each call runs in one transaction scoped to
+//!   the principal's tenant (PostgreSQL row-level security, migration 0002) and
+//!   every statement filters by that tenant as well.
+//! - Session keys are a per-user namespace. Calls addressed by key
+//!   (`ensure_session`, `get_session`, `patch_session`, `delete_session`,
+//!   `append_message`, `list_messages`) act on the caller's *own* session with
+//!   that key, whatever the caller's access level; another user's session with
+//!   the same key is a different session and is never visible through them.
+//! - `list_sessions` shows an operator its own sessions, and an admin or owner
+//!   ([`Principal::user_filter`] is `None`) the sessions of every user of the
+//!   tenant, each carrying its `user_id`; `total` counts the same set.
 //! - Sessions are unique on (tenant, user, session key) among live rows.
 //!   [`delete_session`](SessionApi::delete_session) is a soft delete that keeps the
 //!   transcript; a later `ensure_session` / `append_message` with the same key starts
 //!   a fresh, empty session. Each session row has an internal id that its messages
 //!   reference, so old and new transcripts never mix.
-//! - The transcript is append-only (no message row is ever updated or deleted; the
-//!   schema refuses it too). `seq` counts from 1 without gaps within a session, also
-//!   under concurrent appends. With a run id, (session, run id, role) is unique and
-//!   appending it again returns the stored row unchanged.
+//! - The transcript is append-only: no message row is ever updated, and rows are
+//!   deleted only by [`SessionService::purge_expired`], which removes sessions
+//!   soft-deleted longer ago than the retention together with their whole
+//!   transcript; the schema enforces both. `seq` counts from 1 without gaps within a
+//!   session, also under concurrent appends. With a run id, (session, run id, role)
+//!   is unique and appending it again returns the stored row unchanged.
 //! - `ensure_session` and `append_message` create a missing session with the
 //!   request's `agent_id`; an existing session keeps the agent id it was created with.
 //!   `list_messages` of a missing or deleted session is an empty list (not NOT_FOUND).
 //! - Bad input is `INVALID_REQUEST` with a message saying what is wrong; database
 //!   trouble is `UNAVAILABLE` (retryable) or `INTERNAL` (detail logged only).
+//!
+//! Deployment on PostgreSQL: migrate as the role that owns the schema, grant the
+//! runtime role its data rights (`Database::grant_to_app_role`), and serve as that
+//! role (no `SUPERUSER`/`BYPASSRLS`, not the owner), so row-level security applies.
 
+pub mod retention;
 mod store;
 pub mod validate;
+
+use std::time::Duration;
 
 use clawgate_proto::session::{
     AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
@@ -33,7 +53,7 @@ use clawgate_proto::session::{
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
 
-use store::{NewMessage, Owner, Store};
+use store::{Audience, NewMessage, Owner, Store};
 use validate::Role;
 
 /// PostgreSQL schema (and SQLite file role) the session service owns.
@@ -46,6 +66,8 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/s
 #[derive(Clone, Debug)]
 pub struct SessionService {
     store: Store,
+    /// How long a soft-deleted session is kept before [`Self::purge_expired`] removes it.
+    retention: Duration,
 }
 
 impl SessionService {
@@ -60,6 +82,7 @@ impl SessionService {
     pub fn from_database(db: Database) -> Self {
         Self {
             store: Store::new(db),
+            retention: retention::DEFAULT_RETENTION,
         }
     }
 
@@ -69,6 +92,14 @@ impl SessionService {
             .database()
             .migrate(&POSTGRES_MIGRATIONS, &SQLITE_MIGRATIONS)
             .await?;
+        Ok(())
+    }
+
+    /// Grants the runtime role `role` the data rights on this service's schema
+    /// (PostgreSQL; nothing to do on SQLite). Run after [`migrate`](Self::migrate),
+    /// connected as the role that owns the schema; then serve connected as `role`.
+    pub async fn grant_to_app_role(&self, role: &str) -> Result<(), ServiceError> {
+        self.store.database().grant_to_app_role(role).await?;
         Ok(())
     }
 
@@ -83,6 +114,15 @@ fn owner(principal: &Principal) -> Result<Owner<'_>, ServiceError> {
     Ok(Owner {
         tenant_id: &principal.tenant_id,
         user_id: &principal.user_id,
+    })
+}
+
+/// Whose sessions `principal` lists: its own, or its whole tenant's.
+fn audience(principal: &Principal) -> Result<Audience<'_>, ServiceError> {
+    principal.require()?;
+    Ok(Audience {
+        tenant_id: &principal.tenant_id,
+        user_id: principal.user_filter(),
     })
 }
 
@@ -123,7 +163,7 @@ impl SessionApi for SessionService {
         principal: &Principal,
         request: ListSessionsRequest,
     ) -> Result<ListSessionsResponse, ServiceError> {
-        let owner = owner(principal)?;
+        let audience = audience(principal)?;
         validate::optional_id("agent_id", &request.agent_id)?;
         let limit = validate::page_size(
             request.limit,
@@ -132,7 +172,12 @@ impl SessionApi for SessionService {
         );
         let (sessions, total) = self
             .store
-            .list_sessions(owner, &request.agent_id, limit, i64::from(request.offset))
+            .list_sessions(
+                audience,
+                &request.agent_id,
+                limit,
+                i64::from(request.offset),
+            )
             .await?;
         Ok(ListSessionsResponse { sessions, total })
     }
