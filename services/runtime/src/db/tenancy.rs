@@ -13,7 +13,8 @@
 //!   with `NULLIF(current_setting(…, true), '')`, which is NULL then);
 //! - the runtime role gets data rights only (no DDL, no ownership), so it can
 //!   neither bypass nor drop the policies; [`Database::bypasses_rls`] tells a
-//!   service when it was started with a role that would bypass them;
+//!   service when it was started with a role that would bypass them (including
+//!   the tables' owner: policies are enabled, not forced);
 //! - on SQLite the setting does not exist: the stores' own `tenant_id` filters
 //!   enforce the same rules there (and on PostgreSQL as well, belt and braces).
 
@@ -82,15 +83,20 @@ impl Database {
         Ok(())
     }
 
-    /// Whether the connected role bypasses row-level security (a superuser, a
-    /// `BYPASSRLS` role). Always false on SQLite.
+    /// Whether the connected role bypasses row-level security: a superuser, a
+    /// `BYPASSRLS` role, or the owner of this service's tables (policies are
+    /// enabled, not forced, so the migrating owner is not subject to them).
+    /// Always false on SQLite.
     pub async fn bypasses_rls(&self) -> Result<bool, ServiceError> {
         if self.backend() != Backend::Postgres {
             return Ok(false);
         }
         sqlx::query_scalar::<_, bool>(
-            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            "SELECT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
+                 OR EXISTS (SELECT 1 FROM pg_tables
+                            WHERE schemaname = $1 AND tableowner = current_user)",
         )
+        .bind(&self.schema)
         .fetch_one(self.pool())
         .await
         .map_err(service_error)
