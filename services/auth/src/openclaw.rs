@@ -130,19 +130,6 @@ pub async fn connect(
     {
         return Err(connect_errors::api_key_device_mismatch());
     }
-    match (&paired, &key) {
-        (Some(device), _) => svc.admit(&device.tenant_id, &device.user_id, false).await?,
-        (None, Some(_)) => {} // admitted with the key
-        (None, None) => {
-            svc.admit(
-                &svc.config.default_tenant_id,
-                &svc.config.default_user_id,
-                false,
-            )
-            .await?;
-        }
-    }
-
     // Step 9: device token, when the shared secret did not authenticate.
     let candidate = device_token.or(if key.is_some() { None } else { token });
     let stored_token = match &paired {
@@ -176,6 +163,20 @@ pub async fn connect(
             } else {
                 connect_errors::token_mismatch(paired.is_some() && device_token.is_none())
             });
+        }
+    }
+
+    // Authenticated: the tenant and user it acts as must be admitted.
+    match (&paired, &key) {
+        (Some(device), _) => svc.admit(&device.tenant_id, &device.user_id, false).await?,
+        (None, Some(_)) => {} // admitted with the key
+        (None, None) => {
+            svc.admit(
+                &svc.config.default_tenant_id,
+                &svc.config.default_user_id,
+                false,
+            )
+            .await?;
         }
     }
 
