@@ -102,6 +102,9 @@ impl Store {
         scope: Scope<'_>,
         device_id: &str,
     ) -> Result<Option<DeviceRecord>, ServiceError> {
+        if device_id.is_empty() {
+            return Ok(None);
+        }
         Ok(self
             .devices(scope, Some(device_id))
             .await?
