@@ -9,7 +9,8 @@
 //! - tenant and user come only from verified credentials, stored records and
 //!   server configuration, never from what a client asks for (a goclaw tenant
 //!   hint is honoured only for an owner or a member of that tenant; a goclaw
-//!   `user_id` only with the gateway token);
+//!   `user_id` only with the gateway token, or as the user a browser asks to
+//!   be paired as, which the approving admin sees);
 //! - a connect succeeds only into an existing, active tenant and never as a user
 //!   whose membership there was removed (see [`access`]);
 //! - every RPC is scoped to the caller's tenant (an owner's being the one it
