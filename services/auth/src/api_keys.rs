@@ -1,9 +1,12 @@
 //! API key RPCs (admin only). A key is shown once, at creation; only its SHA-256
 //! and a short display prefix are kept.
 //!
-//! Invariants: keys belong to the creator's tenant, except system keys (no
-//! tenant), which only an `owner` may create, list and revoke; scopes are
-//! operator scopes; an expiry, when given, lies in the future.
+//! Invariants: every key belongs to the creator's tenant and acts as a user of
+//! it (its `owner_id`, or the creator when unset); there are no keys without a
+//! tenant; listing and revoking are confined to the caller's tenant (and, for a
+//! caller that does not see the whole tenant, to its own keys); a key of
+//! another tenant or user is "unknown", like a missing one; scopes are operator
+//! scopes; an expiry, when given, lies in the future.
 
 use clawgate_proto::auth::{
     ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, ListApiKeysResponse, RevokeApiKeyRequest,
@@ -13,7 +16,7 @@ use clawgate_proto::principal::{
 };
 use clawgate_proto::{Principal, ServiceError};
 
-use crate::store::NewApiKey;
+use crate::store::{NewApiKey, Scope};
 use crate::{AuthService, convert, scopes, secret};
 
 /// Scopes an API key may carry.
@@ -31,10 +34,6 @@ const MAX_OWNER_LEN: usize = 255;
 fn require_admin(principal: &Principal) -> Result<(), ServiceError> {
     principal.require()?;
     principal.require_scope(SCOPE_ADMIN)
-}
-
-fn is_owner(principal: &Principal) -> bool {
-    principal.role == "owner"
 }
 
 pub async fn create(
@@ -97,16 +96,13 @@ pub async fn list(
     principal: &Principal,
 ) -> Result<ListApiKeysResponse, ServiceError> {
     require_admin(principal)?;
-    let mut keys: Vec<ApiKey> = svc
+    let keys: Vec<ApiKey> = svc
         .store
-        .api_keys(&principal.tenant_id)
+        .api_keys(Scope::of(principal))
         .await?
         .iter()
         .map(convert::api_key)
         .collect();
-    if is_owner(principal) {
-        keys.extend(svc.store.api_keys("").await?.iter().map(convert::api_key));
-    }
     Ok(ListApiKeysResponse { keys })
 }
 
@@ -116,15 +112,35 @@ pub async fn revoke(
     request: RevokeApiKeyRequest,
 ) -> Result<ApiKey, ServiceError> {
     require_admin(principal)?;
-    let mut tenants = vec![principal.tenant_id.as_str()];
-    if is_owner(principal) {
-        tenants.push("");
-    }
     let record = svc
         .store
-        .revoke_api_key(&tenants, &request.id, svc.now())
+        .revoke_api_key(Scope::of(principal), &request.id, svc.now())
         .await?
         .ok_or_else(|| ServiceError::not_found("unknown api key"))?;
     tracing::info!(key = %record.id, "api key revoked");
     Ok(convert::api_key(&record))
+}
+
+/// The live key `token` is, if it is one (its last use recorded). Only the
+/// digest of the presented key is looked up; a key without a tenant or user
+/// never authenticates.
+pub async fn authenticate(
+    svc: &AuthService,
+    token: &str,
+) -> Result<Option<crate::store::ApiKeyRecord>, ServiceError> {
+    let now = svc.now();
+    let Some(key) = svc.store.find_api_key(&secret::hash(token)).await? else {
+        return Ok(None);
+    };
+    if !secret::matches_hash(token, &key.key_hash)
+        || !key.is_live(now)
+        || key.tenant_id.is_empty()
+        || key.user().is_empty()
+    {
+        return Ok(None);
+    }
+    svc.store
+        .touch_api_key(&key.tenant_id, &key.id, now)
+        .await?;
+    Ok(Some(key))
 }

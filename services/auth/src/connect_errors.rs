@@ -54,6 +54,28 @@ pub fn device_token_mismatch() -> ServiceError {
     )
 }
 
+/// The tenant is unknown or disabled, or the user's membership there was
+/// removed: one refusal for all of them (goclaw's `TENANT_ACCESS_REVOKED`).
+pub fn tenant_access_revoked() -> ServiceError {
+    auth_error(
+        "tenant access revoked",
+        "TENANT_ACCESS_REVOKED",
+        false,
+        "update_auth_credentials",
+    )
+}
+
+/// An API key presented with a proven device that is paired to another
+/// tenant or user than the key's.
+pub fn api_key_device_mismatch() -> ServiceError {
+    auth_error(
+        "api key does not match the paired device",
+        "AUTH_TOKEN_MISMATCH",
+        false,
+        "update_auth_credentials",
+    )
+}
+
 /// A device-less connection that needs a device (a node).
 pub fn device_identity_required() -> ServiceError {
     ServiceError::new(ErrorCode::NotPaired, "device identity required").with_details(json!({

@@ -1,9 +1,13 @@
-//! Stored records to protobuf messages. Token and key hashes never leave here.
+//! Stored records to protobuf messages. Token and key hashes and sealed secret
+//! bytes never leave here.
 
-use clawgate_proto::auth::{ApiKey, DeviceTokenInfo, PairedDevice, PairingRequest};
+use clawgate_proto::auth::{
+    ApiKey, DeviceTokenInfo, PairedDevice, PairingRequest, SecretInfo, Tenant, User,
+};
 
 use crate::store::{
-    ApiKeyRecord, DeviceRecord, DeviceRequest, PairedSender, PairingCode, TokenRecord,
+    ApiKeyRecord, DeviceRecord, DeviceRequest, PairedSender, PairingCode, SecretRecord,
+    TenantRecord, TokenRecord, UserRecord,
 };
 
 pub fn device_request(r: &DeviceRequest) -> PairingRequest {
@@ -105,5 +109,36 @@ pub fn api_key(k: &ApiKeyRecord) -> ApiKey {
         expires_at_ms: k.expires_at,
         revoked_at_ms: k.revoked_at,
         last_used_at_ms: k.last_used_at,
+    }
+}
+
+pub fn tenant(t: &TenantRecord) -> Tenant {
+    Tenant {
+        id: t.id.clone(),
+        slug: t.slug.clone(),
+        name: t.name.clone(),
+        status: t.status.clone(),
+        created_at_ms: t.created_at,
+        updated_at_ms: t.updated_at,
+    }
+}
+
+pub fn user(u: &UserRecord) -> User {
+    User {
+        tenant_id: u.tenant_id.clone(),
+        user_id: u.user_id.clone(),
+        role: u.role.clone(),
+        display_name: u.display_name.clone(),
+        created_at_ms: u.created_at,
+        updated_at_ms: u.updated_at,
+    }
+}
+
+pub fn secret_info(s: &SecretRecord) -> SecretInfo {
+    SecretInfo {
+        name: s.name.clone(),
+        key_id: s.key_id.clone(),
+        created_at_ms: s.created_at,
+        updated_at_ms: s.updated_at,
     }
 }

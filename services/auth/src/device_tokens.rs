@@ -3,7 +3,9 @@
 //!
 //! Invariants: a token is shown only when minted, and only to that device (the
 //! connect that proved it, or the device itself rotating its own token); a
-//! non-admin caller bound to a device manages only that device; new scopes stay
+//! non-admin caller bound to a device manages only that device, an operator only
+//! its own user's devices (another's is denied exactly like a missing one); new
+//! scopes stay
 //! within the device's approved scopes and, unless admin, the caller's own; a
 //! revocation takes effect at the next check (the edge disconnects the sockets).
 
@@ -11,7 +13,7 @@ use clawgate_proto::auth::{DeviceTokenInfo, RevokeDeviceTokenRequest, RotateDevi
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING};
 use clawgate_proto::{Principal, ServiceError};
 
-use crate::store::{DeviceRecord, TokenRecord};
+use crate::store::{DeviceRecord, Scope, TokenRecord};
 use crate::{AuthService, convert, scopes, secret};
 
 /// Returns the token to hand to a connecting device: the presented one when it
@@ -26,13 +28,18 @@ pub async fn ensure(
     presented: Option<&str>,
     now: i64,
 ) -> Result<(String, TokenRecord), ServiceError> {
-    let existing = svc.store.token(&device.device_id, role).await?;
+    let existing = svc
+        .store
+        .token(&device.tenant_id, &device.device_id, role)
+        .await?;
     if let (Some(presented), Some(existing)) = (presented, &existing)
         && !existing.is_revoked()
         && secret::matches_hash(presented, &existing.token_hash)
         && scopes::within(requested, &existing.scopes)
     {
-        svc.store.touch_token(&device.device_id, role, now).await?;
+        svc.store
+            .touch_token(&device.tenant_id, &device.device_id, role, now)
+            .await?;
         return Ok((presented.to_owned(), existing.clone()));
     }
     let scopes = match existing {
@@ -44,7 +51,9 @@ pub async fn ensure(
         .store
         .put_token(device, role, &token.hash(), &scopes, now)
         .await?;
-    svc.store.touch_token(&device.device_id, role, now).await?;
+    svc.store
+        .touch_token(&device.tenant_id, &device.device_id, role, now)
+        .await?;
     record.last_used_at = now;
     Ok((token.into_inner(), record))
 }
@@ -76,9 +85,8 @@ async fn managed_device(
     }
     let device = svc
         .store
-        .device(device_id)
+        .device(Scope::of(principal), device_id)
         .await?
-        .filter(|d| d.tenant_id == principal.tenant_id)
         .ok_or_else(denied)?;
     if !device.roles.iter().any(|r| r == role) {
         return Err(denied());
@@ -100,7 +108,10 @@ pub async fn rotate(
         rotation_denied,
     )
     .await?;
-    let previous = svc.store.token(&device.device_id, &request.role).await?;
+    let previous = svc
+        .store
+        .token(&device.tenant_id, &device.device_id, &request.role)
+        .await?;
     let wanted = if request.scopes.is_empty() {
         previous.map(|t| t.scopes).unwrap_or_default()
     } else {
@@ -147,7 +158,7 @@ pub async fn revoke(
     let record = svc
         .store
         .revoke_token(
-            &principal.tenant_id,
+            Scope::of(principal),
             &device.device_id,
             &request.role,
             svc.now(),

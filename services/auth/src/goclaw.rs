@@ -3,9 +3,13 @@
 //! (a wrong token) is refused: fail-closed.
 //!
 //! Invariants: an API key is found by the hash of the presented key only and
-//! must be live (not revoked, not expired); its owner binding forces the user,
-//! its tenant binding fixes the tenant, and it never yields the `owner` role.
-//! A paired sender gets `operator` in the tenant it was paired in.
+//! must be live (not revoked, not expired); it fixes tenant and user (its
+//! owner, else its creator) whatever the client asks, and never yields the
+//! `owner` role. A tenant hint is honoured for an owner (any existing tenant)
+//! or a member of that tenant (with the membership's role), and is refused as
+//! `TENANT_ACCESS_REVOKED` otherwise. A paired sender gets `operator` as the
+//! user it was paired as, in the tenant it was paired in. Every principal goes
+//! through [`AuthService::admit`] (active tenant, membership not removed).
 
 use clawgate_proto::auth::{
     AuthenticateConnectResponse, GoclawConnect, PairingPending,
@@ -17,7 +21,10 @@ use clawgate_runtime::limits::AuthScope;
 
 use crate::pairing::{self, BROWSER_CHANNEL};
 use crate::store::NewCode;
-use crate::{API_KEY_PREFIX, AuthService, Origin, PAIRING_CODE_TTL_MS, convert, scopes, secret};
+use crate::{
+    API_KEY_PREFIX, AuthService, Origin, PAIRING_CODE_TTL_MS, api_keys, connect_errors, convert,
+    scopes,
+};
 
 /// Longest accepted goclaw `user_id` or tenant id.
 const MAX_USER_ID_LEN: usize = 255;
@@ -67,32 +74,22 @@ pub async fn connect(
         svc.check_lockout(origin.ip, AuthScope::SharedSecret)
             .await?;
         if svc.config.gateway_token.matches(token) {
-            let user = if user_id.is_empty() {
-                svc.config.default_user_id.clone()
-            } else {
-                user_id
-            };
-            let owner = svc.config.owner_ids.contains(&user);
-            // An owner may narrow to another tenant; everyone else gets the default one.
-            let tenant = if owner && !tenant_hint.is_empty() {
-                tenant_hint
-            } else {
-                svc.config.default_tenant_id.clone()
-            };
-            let role = if owner { "owner" } else { "admin" };
-            return Ok(principal(
-                origin,
-                tenant,
-                user,
-                role,
-                vec![SCOPE_ADMIN.to_owned()],
-            ));
+            return gateway(svc, origin, user_id, &tenant_hint).await;
         }
         // 1b. API key.
         if token.starts_with(API_KEY_PREFIX) {
             svc.check_lockout(origin.ip, AuthScope::ApiKey).await?;
-            if let Some(response) = api_key(svc, origin, token, user_id, tenant_hint).await? {
-                return Ok(response);
+            if let Some(key) = api_keys::authenticate(svc, token).await? {
+                let user = key.user().to_owned();
+                svc.admit(&key.tenant_id, &user, false).await?;
+                let role = scopes::goclaw_role(&key.scopes);
+                return Ok(principal(
+                    origin,
+                    key.tenant_id.clone(),
+                    user,
+                    role,
+                    key.scopes.clone(),
+                ));
             }
             svc.record_failure(origin.ip, AuthScope::ApiKey).await;
         } else {
@@ -101,26 +98,30 @@ pub async fn connect(
         return Err(ServiceError::unauthorized("invalid token"));
     }
 
-    // 4. A paired browser reconnecting with its sender id.
+    // 4. A paired browser reconnecting with its sender id: the user it was
+    // paired as, in the tenant it was paired in.
     let sender_id = connect.sender_id.trim();
     if !sender_id.is_empty() {
         pairing::validate_sender_id(sender_id)?;
         let now = svc.now();
+        let hint = match tenant_hint.as_str() {
+            "" => String::new(),
+            hint => svc
+                .find_tenant(hint)
+                .await?
+                .map_or_else(|| hint.to_owned(), |t| t.id),
+        };
         if let Some(sender) = svc
             .store
-            .paired_sender(sender_id, BROWSER_CHANNEL, &tenant_hint, now)
+            .paired_sender(sender_id, BROWSER_CHANNEL, &hint, now)
             .await?
         {
-            let user = if user_id.is_empty() {
-                sender.user_id
-            } else {
-                user_id
-            };
+            svc.admit(&sender.tenant_id, &sender.user_id, false).await?;
             let scopes = vec![SCOPE_READ.to_owned(), SCOPE_WRITE.to_owned()];
             return Ok(principal(
                 origin,
                 sender.tenant_id,
-                user,
+                sender.user_id,
                 "operator",
                 scopes,
             ));
@@ -167,42 +168,65 @@ pub async fn connect(
     })
 }
 
-/// The principal of a live API key, or `None` when `token` is no such key.
-async fn api_key(
+/// Step 1, the gateway token: an owner (configured `owner_ids`) gets any
+/// existing tenant it names, else the default one; anyone else is admin of the
+/// default tenant, or — naming another tenant — gets the role of its
+/// membership there. Every other case is refused as tenant access revoked.
+async fn gateway(
     svc: &AuthService,
     origin: &Origin,
-    token: &str,
     user_id: String,
-    tenant_hint: String,
-) -> Result<Option<AuthenticateConnectResponse>, ServiceError> {
-    let now = svc.now();
-    let Some(key) = svc.store.api_key_by_hash(&secret::hash(token)).await? else {
-        return Ok(None);
-    };
-    if !secret::matches_hash(token, &key.key_hash) || !key.is_live(now) {
-        return Ok(None);
-    }
-    svc.store.touch_api_key(&key.id, now).await?;
-    let tenant = if !key.tenant_id.is_empty() {
-        key.tenant_id.clone()
-    } else if !tenant_hint.is_empty() {
-        tenant_hint
-    } else {
-        svc.config.default_tenant_id.clone()
-    };
-    let user = if !key.owner_id.is_empty() {
-        key.owner_id.clone()
-    } else if !user_id.is_empty() {
-        user_id
-    } else {
+    hint: &str,
+) -> Result<AuthenticateConnectResponse, ServiceError> {
+    let user = if user_id.is_empty() {
         svc.config.default_user_id.clone()
+    } else {
+        user_id
     };
-    let role = scopes::goclaw_role(&key.scopes);
-    Ok(Some(principal(
-        origin,
-        tenant,
-        user,
-        role,
-        key.scopes.clone(),
-    )))
+    let owner = svc.config.owner_ids.contains(&user);
+    let default = svc.config.default_tenant_id.clone();
+    let named = match hint {
+        "" => None,
+        hint => Some(
+            svc.find_tenant(hint)
+                .await?
+                .ok_or_else(connect_errors::tenant_access_revoked)?,
+        ),
+    };
+    if owner {
+        let tenant = named.map_or(default, |t| t.id);
+        svc.admit(&tenant, &user, true).await?;
+        return Ok(principal(
+            origin,
+            tenant,
+            user,
+            "owner",
+            vec![SCOPE_ADMIN.to_owned()],
+        ));
+    }
+    let (tenant, role) = match named {
+        Some(tenant) if tenant.id != default => {
+            let member = svc
+                .store
+                .user(&tenant.id, &user)
+                .await?
+                .filter(|m| !m.is_removed())
+                .ok_or_else(connect_errors::tenant_access_revoked)?;
+            (tenant.id, member.role)
+        }
+        _ => (default, "admin".to_owned()),
+    };
+    svc.admit(&tenant, &user, false).await?;
+    let scopes = membership_scopes(&role);
+    Ok(principal(origin, tenant, user, &role, scopes))
+}
+
+/// Operator scopes of a goclaw membership role.
+fn membership_scopes(role: &str) -> Vec<String> {
+    let scopes: &[&str] = match role {
+        "admin" => &[SCOPE_ADMIN],
+        "operator" => &[SCOPE_READ, SCOPE_WRITE],
+        _ => &[SCOPE_READ],
+    };
+    scopes.iter().map(|s| (*s).to_owned()).collect()
 }

@@ -1,25 +1,40 @@
 //! The auth service: decides who a connection is, and keeps the state that
-//! decision needs (paired devices, pending pairing requests, device tokens,
-//! goclaw pairing codes and paired senders, API keys).
+//! decision needs: tenants and their users, paired devices, pending pairing
+//! requests, device tokens, goclaw pairing codes and paired senders, API keys,
+//! and the tenants' sealed secrets.
 //!
 //! It owns credential checks and the building of the [`Principal`] that every later
 //! call carries. The edge only asks and enforces the answer: it publishes the
 //! pairing events and disconnects the sockets the responses name. Invariants:
 //! - tenant and user come only from verified credentials, stored records and
-//!   server configuration, never from what a client asks for (a goclaw `user_id`
-//!   is honoured only after an owner/admin credential or a paired sender);
-//! - every RPC is scoped to the caller's tenant; a non-admin caller bound to a
-//!   device may only see and manage that device;
-//! - secrets are compared in constant time and never logged, never stored in
-//!   plaintext (SHA-256 digests only) and shown once, to their owner;
+//!   server configuration, never from what a client asks for (a goclaw tenant
+//!   hint is honoured only for an owner or a member of that tenant; a goclaw
+//!   `user_id` only with the gateway token, or as the user a browser asks to
+//!   be paired as, which the approving admin sees);
+//! - a connect succeeds only into an existing, active tenant and never as a user
+//!   whose membership there was removed (see [`access`]);
+//! - every RPC is scoped to the caller's tenant (an owner's being the one it
+//!   connected to); admins and owners see the whole tenant, operators only
+//!   their own devices, requests, tokens, keys and senders, and a non-admin
+//!   caller bound to a device only that device; another tenant's or user's
+//!   object is "not found" exactly like a missing one;
+//! - on PostgreSQL every tenant's rows are also guarded by row-level security
+//!   (migration 0002): the store reads and writes inside the tenant's
+//!   transaction, and asks the few pre-authentication questions through
+//!   `SECURITY DEFINER` lookups (see `store`);
+//! - credentials are compared in constant time and never logged, never stored in
+//!   plaintext (SHA-256 digests only) and shown once, to their owner; tenant
+//!   secrets are sealed with the configured keyring and never returned by an RPC;
 //! - failed credential checks are counted by the failed-auth limiter
 //!   ([`clawgate_runtime::limits`]); a locked-out client is refused before any
 //!   credential is checked, and a limiter that cannot answer fails closed.
 //!
-//! Layout: [`openclaw`] and [`goclaw`] run the connect chains, [`pairing`],
-//! [`device_tokens`] and [`api_keys`] the RPCs, `store` the SQL, `convert` the
-//! mapping of stored records to protobuf messages.
+//! Layout: [`openclaw`] and [`goclaw`] run the connect chains, [`access`] the
+//! tenant and membership checks, [`pairing`], [`device_tokens`], [`api_keys`],
+//! [`tenants`], [`users`] and [`secrets`] the RPCs, `store` the SQL, `convert`
+//! the mapping of stored records to protobuf messages.
 
+mod access;
 mod api_keys;
 mod connect_errors;
 mod convert;
@@ -30,8 +45,11 @@ mod openclaw;
 mod pairing;
 mod scopes;
 mod secret;
+mod secrets;
 mod store;
+mod tenants;
 mod token;
+mod users;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -39,11 +57,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use clawgate_proto::auth::{
     ApiKey, ApprovePairingRequest, ApprovePairingResponse, AuthApi, AuthenticateConnectRequest,
-    AuthenticateConnectResponse, CreateApiKeyRequest, CreateApiKeyResponse, DeviceTokenInfo,
+    AuthenticateConnectResponse, CreateApiKeyRequest, CreateApiKeyResponse, CreateTenantRequest,
+    DeleteSecretRequest, DeleteSecretResponse, DeviceTokenInfo, GetTenantRequest,
     ListApiKeysRequest, ListApiKeysResponse, ListPairingRequest, ListPairingResponse,
-    PairingRequest, PairingStatusRequest, PairingStatusResponse, RejectPairingRequest,
-    RejectPairingResponse, RemoveDeviceRequest, RemoveDeviceResponse, RequestPairingRequest,
-    RevokeApiKeyRequest, RevokeDeviceTokenRequest, RotateDeviceTokenRequest,
+    ListSecretsRequest, ListSecretsResponse, ListTenantsRequest, ListTenantsResponse,
+    ListUsersRequest, ListUsersResponse, PairingRequest, PairingStatusRequest,
+    PairingStatusResponse, PutUserRequest, RejectPairingRequest, RejectPairingResponse,
+    RemoveDeviceRequest, RemoveDeviceResponse, RemoveUserRequest, RemoveUserResponse,
+    RequestPairingRequest, RevokeApiKeyRequest, RevokeDeviceTokenRequest, RotateDeviceTokenRequest,
+    SecretInfo, SetSecretRequest, Tenant, UpdateTenantRequest, User,
     authenticate_connect_request::Connect,
 };
 use clawgate_proto::{Principal, ServiceError};
@@ -52,6 +74,7 @@ use clawgate_runtime::limits::memory::MemoryAuthLimiter;
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, AuthScope, LimitKey};
 
 pub use secret::{API_KEY_PREFIX, PAIRING_CODE_ALPHABET, PAIRING_CODE_LEN};
+pub use secrets::MAX_SECRET_VALUE_BYTES;
 pub use token::GatewayToken;
 
 /// PostgreSQL schema (and SQLite file role) the auth service owns.
@@ -83,6 +106,9 @@ pub struct AuthConfig {
     /// Approve pairing silently for direct loopback connections (never for a
     /// scope upgrade). Off: every new device waits for an operator's approval.
     pub auto_approve_local: bool,
+    /// Keys sealing tenant secrets (`CLAWGATE_ENCRYPTION_KEY`); without one,
+    /// secrets can be listed and deleted but not set or revealed.
+    pub keyring: Option<clawgate_runtime::secrets::Keyring>,
 }
 
 /// Source of the current time, epoch milliseconds.
@@ -139,13 +165,14 @@ impl AuthService {
         self
     }
 
-    /// Brings the schema up to date (forward only).
+    /// Brings the schema up to date (forward only) and makes sure the default
+    /// tenant's row exists.
     pub async fn migrate(&self) -> Result<(), ServiceError> {
         self.store
             .database()
             .migrate(&POSTGRES_MIGRATIONS, &SQLITE_MIGRATIONS)
             .await?;
-        Ok(())
+        self.ensure_default_tenant().await
     }
 
     /// Closes the database pool.
@@ -325,81 +352,81 @@ impl AuthApi for AuthService {
 
     async fn create_tenant(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::CreateTenantRequest,
-    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
-        Err(ServiceError::unimplemented("create_tenant"))
+        principal: &Principal,
+        request: CreateTenantRequest,
+    ) -> Result<Tenant, ServiceError> {
+        tenants::create(self, principal, request).await
     }
 
     async fn update_tenant(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::UpdateTenantRequest,
-    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
-        Err(ServiceError::unimplemented("update_tenant"))
+        principal: &Principal,
+        request: UpdateTenantRequest,
+    ) -> Result<Tenant, ServiceError> {
+        tenants::update(self, principal, request).await
     }
 
     async fn get_tenant(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::GetTenantRequest,
-    ) -> Result<clawgate_proto::auth::Tenant, ServiceError> {
-        Err(ServiceError::unimplemented("get_tenant"))
+        principal: &Principal,
+        request: GetTenantRequest,
+    ) -> Result<Tenant, ServiceError> {
+        tenants::get(self, principal, request).await
     }
 
     async fn list_tenants(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::ListTenantsRequest,
-    ) -> Result<clawgate_proto::auth::ListTenantsResponse, ServiceError> {
-        Err(ServiceError::unimplemented("list_tenants"))
+        principal: &Principal,
+        _request: ListTenantsRequest,
+    ) -> Result<ListTenantsResponse, ServiceError> {
+        tenants::list(self, principal).await
     }
 
     async fn put_user(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::PutUserRequest,
-    ) -> Result<clawgate_proto::auth::User, ServiceError> {
-        Err(ServiceError::unimplemented("put_user"))
+        principal: &Principal,
+        request: PutUserRequest,
+    ) -> Result<User, ServiceError> {
+        users::put(self, principal, request).await
     }
 
     async fn remove_user(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::RemoveUserRequest,
-    ) -> Result<clawgate_proto::auth::RemoveUserResponse, ServiceError> {
-        Err(ServiceError::unimplemented("remove_user"))
+        principal: &Principal,
+        request: RemoveUserRequest,
+    ) -> Result<RemoveUserResponse, ServiceError> {
+        users::remove(self, principal, request).await
     }
 
     async fn list_users(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::ListUsersRequest,
-    ) -> Result<clawgate_proto::auth::ListUsersResponse, ServiceError> {
-        Err(ServiceError::unimplemented("list_users"))
+        principal: &Principal,
+        request: ListUsersRequest,
+    ) -> Result<ListUsersResponse, ServiceError> {
+        users::list(self, principal, request).await
     }
 
     async fn set_secret(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::SetSecretRequest,
-    ) -> Result<clawgate_proto::auth::SecretInfo, ServiceError> {
-        Err(ServiceError::unimplemented("set_secret"))
+        principal: &Principal,
+        request: SetSecretRequest,
+    ) -> Result<SecretInfo, ServiceError> {
+        secrets::set(self, principal, request).await
     }
 
     async fn list_secrets(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::ListSecretsRequest,
-    ) -> Result<clawgate_proto::auth::ListSecretsResponse, ServiceError> {
-        Err(ServiceError::unimplemented("list_secrets"))
+        principal: &Principal,
+        _request: ListSecretsRequest,
+    ) -> Result<ListSecretsResponse, ServiceError> {
+        secrets::list(self, principal).await
     }
 
     async fn delete_secret(
         &self,
-        _principal: &Principal,
-        _request: clawgate_proto::auth::DeleteSecretRequest,
-    ) -> Result<clawgate_proto::auth::DeleteSecretResponse, ServiceError> {
-        Err(ServiceError::unimplemented("delete_secret"))
+        principal: &Principal,
+        request: DeleteSecretRequest,
+    ) -> Result<DeleteSecretResponse, ServiceError> {
+        secrets::delete(self, principal, request).await
     }
 }

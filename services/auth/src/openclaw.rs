@@ -11,7 +11,14 @@
 //!   anything else creates or merges a pending request and answers "pairing
 //!   required", unless local auto-approval applies (never to a scope upgrade);
 //! - a paired device's tenant and user are the principal's, whatever credential
-//!   it connected with.
+//!   it connected with;
+//! - a `clawgate_…` API key as `auth.token` authenticates like the shared
+//!   token, but fixes tenant and user to the key's and caps the scopes to the
+//!   key's (a device-less connection gets the requested scopes the key grants);
+//!   a device it pairs belongs to the key's tenant and user, and a device
+//!   paired to anyone else is refused with it;
+//! - every principal's tenant is active and its user not removed
+//!   ([`AuthService::admit`]).
 
 use clawgate_proto::auth::{
     AuthenticateConnectResponse, ClientInfo, OpenClawConnect, PairingPending,
@@ -23,9 +30,10 @@ use clawgate_runtime::limits::AuthScope;
 
 use crate::connect_errors::{self, PairingDetails};
 use crate::device_proof::{self, DeviceProofInput, VerifiedDevice};
-use crate::store::{DeviceRecord, DeviceRequest, NewDeviceRequest, TokenRecord};
+use crate::store::{ApiKeyRecord, DeviceRecord, DeviceRequest, NewDeviceRequest, TokenRecord};
 use crate::{
-    AuthService, Origin, PAIRING_REQUEST_TTL_MS, convert, device_tokens, pairing, scopes, secret,
+    API_KEY_PREFIX, AuthService, Origin, PAIRING_REQUEST_TTL_MS, api_keys, convert, device_tokens,
+    pairing, scopes, secret,
 };
 
 /// Why a proven device must be (re-)approved.
@@ -70,19 +78,24 @@ pub async fn connect(
     let token = connect.token.as_deref().filter(|t| !t.is_empty());
     let device_token = connect.device_token.as_deref().filter(|t| !t.is_empty());
 
-    // Step 6: shared secret, constant time, behind the lockout.
-    let shared_ok = match token {
-        Some(token) => {
-            svc.check_lockout(origin.ip, AuthScope::SharedSecret)
-                .await?;
-            svc.config.gateway_token.matches(token)
-        }
-        None => false,
+    // Step 6: shared secret (or an API key), constant time, behind the lockout.
+    let (shared_ok, key) = match token {
+        Some(token) => shared_secret(svc, origin, token).await?,
+        None => (false, None),
     };
 
     // Step 7: device-less connections.
     let Some(device) = connect.device.as_ref() else {
-        return deviceless(svc, origin, &connect, &client, role, shared_ok).await;
+        return deviceless(
+            svc,
+            origin,
+            &connect,
+            &client,
+            role,
+            shared_ok,
+            key.as_ref(),
+        )
+        .await;
     };
 
     // Step 8: device proof (signature over what was sent, before any clearing).
@@ -102,21 +115,29 @@ pub async fn connect(
         challenge_nonce: &connect.challenge_nonce,
         now_ms: now,
     })?;
-    let requested: Vec<String> = if role == "node" {
-        Vec::new()
-    } else {
-        connect.scopes.clone()
+    let requested: Vec<String> = match (role, &key) {
+        ("node", _) => Vec::new(),
+        (_, Some(key)) => scopes::cap(&connect.scopes, &key.scopes),
+        (_, None) => connect.scopes.clone(),
     };
     let paired = svc
         .store
-        .device(&verified.device_id)
+        .find_device(&verified.device_id)
         .await?
         .filter(|d| d.public_key == verified.public_key_b64url);
-
+    if let (Some(device), Some(key)) = (&paired, &key)
+        && (device.tenant_id != key.tenant_id || device.user_id != key.user())
+    {
+        return Err(connect_errors::api_key_device_mismatch());
+    }
     // Step 9: device token, when the shared secret did not authenticate.
-    let candidate = device_token.or(token);
+    let candidate = device_token.or(if key.is_some() { None } else { token });
     let stored_token = match &paired {
-        Some(_) => svc.store.token(&verified.device_id, role).await?,
+        Some(d) => {
+            svc.store
+                .token(&d.tenant_id, &verified.device_id, role)
+                .await?
+        }
         None => None,
     };
     let presented_valid = candidate.is_some_and(|c| {
@@ -145,6 +166,20 @@ pub async fn connect(
         }
     }
 
+    // Authenticated: the tenant and user it acts as must be admitted.
+    match (&paired, &key) {
+        (Some(device), _) => svc.admit(&device.tenant_id, &device.user_id, false).await?,
+        (None, Some(_)) => {} // admitted with the key
+        (None, None) => {
+            svc.admit(
+                &svc.config.default_tenant_id,
+                &svc.config.default_user_id,
+                false,
+            )
+            .await?;
+        }
+    }
+
     // Step 12: pairing.
     let mut response = AuthenticateConnectResponse::default();
     let device = match pairing_reason(svc, paired.as_ref(), &verified, role, &requested).await? {
@@ -154,6 +189,7 @@ pub async fn connect(
             };
             svc.store
                 .touch_device(
+                    &device.tenant_id,
                     &device.device_id,
                     &client.display_name,
                     &client.id,
@@ -165,9 +201,12 @@ pub async fn connect(
             device
         }
         Some(reason) => {
-            let (tenant_id, user_id) = match &paired {
-                Some(d) => (d.tenant_id.clone(), d.user_id.clone()),
-                None => (
+            // A paired device keeps its tenant and user, a key fixes them;
+            // otherwise the default tenant, and the approver's user.
+            let (tenant_id, user_id) = match (&paired, &key) {
+                (Some(d), _) => (d.tenant_id.clone(), d.user_id.clone()),
+                (None, Some(k)) => (k.tenant_id.clone(), k.user().to_owned()),
+                (None, None) => (
                     svc.config.default_tenant_id.clone(),
                     svc.config.default_user_id.clone(),
                 ),
@@ -187,6 +226,7 @@ pub async fn connect(
                 reason: reason.as_str().to_owned(),
                 remote_ip: origin.remote_ip.clone(),
                 expires_at: now + PAIRING_REQUEST_TTL_MS,
+                user_bound: paired.is_some() || key.is_some(),
             };
             let (request, created) = svc.store.put_device_request(&new, now).await?;
             if !auto_approves(svc, origin, &client, reason) {
@@ -205,14 +245,8 @@ pub async fn connect(
                     paired.as_ref(),
                 ));
             }
-            let device = pairing::approve_device_request(
-                svc,
-                &request,
-                &request.tenant_id,
-                &request.user_id,
-                now,
-            )
-            .await?;
+            let device =
+                pairing::approve_device_request(svc, &request, &request.user_id, now).await?;
             tracing::info!(device = %device.device_id, request = %request.request_id, "pairing auto-approved");
             response.auto_approved = true;
             response.resolved_request = Some(convert::device_request(&request));
@@ -240,6 +274,34 @@ pub async fn connect(
     Ok(response)
 }
 
+/// Step 6: whether `token` is the shared secret, or a live API key (then also
+/// the key, its tenant and user admitted).
+async fn shared_secret(
+    svc: &AuthService,
+    origin: &Origin,
+    token: &str,
+) -> Result<(bool, Option<ApiKeyRecord>), ServiceError> {
+    svc.check_lockout(origin.ip, AuthScope::SharedSecret)
+        .await?;
+    if svc.config.gateway_token.matches(token) {
+        return Ok((true, None));
+    }
+    if !token.starts_with(API_KEY_PREFIX) {
+        return Ok((false, None));
+    }
+    svc.check_lockout(origin.ip, AuthScope::ApiKey).await?;
+    match api_keys::authenticate(svc, token).await? {
+        Some(key) => {
+            svc.admit(&key.tenant_id, key.user(), false).await?;
+            Ok((true, Some(key)))
+        }
+        None => {
+            svc.record_failure(origin.ip, AuthScope::ApiKey).await;
+            Ok((false, None))
+        }
+    }
+}
+
 /// Step 7 for a connection without `device`.
 async fn deviceless(
     svc: &AuthService,
@@ -248,6 +310,7 @@ async fn deviceless(
     client: &ClientInfo,
     role: &str,
     shared_ok: bool,
+    key: Option<&ApiKeyRecord>,
 ) -> Result<AuthenticateConnectResponse, ServiceError> {
     if connect.token.as_deref().is_some_and(|t| !t.is_empty()) && !shared_ok {
         svc.record_failure(origin.ip, AuthScope::SharedSecret).await;
@@ -259,6 +322,27 @@ async fn deviceless(
     if !shared_ok {
         return Err(connect_errors::token_missing());
     }
+    if let Some(key) = key {
+        // An API key binds the connection: the requested scopes the key grants.
+        return Ok(AuthenticateConnectResponse {
+            outcome: Some(Outcome::Principal(Principal {
+                tenant_id: key.tenant_id.clone(),
+                user_id: key.user().to_owned(),
+                role: role.to_owned(),
+                scopes: scopes::cap(&connect.scopes, &key.scopes),
+                device_id: String::new(),
+                connection_id: origin.connection_id.clone(),
+                dialect: Dialect::Openclaw as i32,
+            })),
+            ..Default::default()
+        });
+    }
+    svc.admit(
+        &svc.config.default_tenant_id,
+        &svc.config.default_user_id,
+        false,
+    )
+    .await?;
     // Late v3: unbound scopes are cleared, except for the local backend client.
     let local_backend =
         origin.is_local && client.id == "gateway-client" && client.mode == "backend";

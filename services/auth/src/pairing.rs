@@ -3,10 +3,15 @@
 //! plus goclaw's code request and public status poll.
 //!
 //! Invariants: every call is confined to the caller's tenant and needs
-//! `operator.pairing` (admin implies it); a non-admin caller bound to a device
-//! sees and manages only that device (and no goclaw codes or senders); an
-//! approver must hold the scopes a request asks for unless admin; a request is
-//! resolved once (approval claims it in the same transaction that pairs).
+//! `operator.pairing` (admin implies it); an operator (not admin or owner) sees
+//! and manages only its own user's devices, requests, codes and senders, and a
+//! non-admin caller bound to a device only that device (and no goclaw codes or
+//! senders); another user's or tenant's object is "unknown", like a missing
+//! one; an approver must hold the scopes a request asks for unless admin; a
+//! request is resolved once (approval claims it in the same transaction that
+//! pairs); an approved device belongs to the request's user when the connect
+//! fixed it (API key, device already paired), else to the approver; an
+//! approved goclaw sender belongs to the user its code was requested for.
 
 use clawgate_proto::auth::{
     ApprovePairingRequest, ApprovePairingResponse, ListPairingResponse, PairingRequest,
@@ -16,7 +21,9 @@ use clawgate_proto::auth::{
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING, SCOPE_WRITE};
 use clawgate_proto::{Principal, ServiceError};
 
-use crate::store::{CodeStatus, DeviceRecord, DeviceRequest, NewCode, PairedSender, PairingCode};
+use crate::store::{
+    CodeStatus, DeviceRecord, DeviceRequest, NewCode, PairedSender, PairingCode, Scope,
+};
 use crate::{
     AuthService, MAX_PENDING_CODES_PER_ACCOUNT, PAIRED_SENDER_TTL_MS, PAIRING_CODE_TTL_MS, convert,
     scopes, secret,
@@ -55,6 +62,12 @@ impl<'a> Caller<'a> {
         &self.principal.tenant_id
     }
 
+    /// The rows the caller may see: its tenant, and its own user's rows unless
+    /// it sees the whole tenant.
+    fn scope(&self) -> Scope<'a> {
+        Scope::of(self.principal)
+    }
+
     /// Whether the caller may manage device `device_id`.
     fn may_manage(&self, device_id: &str) -> bool {
         self.own_device.is_none_or(|own| own == device_id)
@@ -86,19 +99,25 @@ fn validate_id(name: &str, value: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Approves `request` as (`tenant`, `user`): pairs the device (roles and scopes
+/// Approves `request` in its tenant, for its own user when the request is
+/// user-bound and for `approver` otherwise: pairs the device (roles and scopes
 /// united with what it had, platform and family pinned anew) and mints a token
 /// for each requested role. Returns the paired record.
 pub async fn approve_device_request(
     svc: &AuthService,
     request: &DeviceRequest,
-    tenant: &str,
-    user: &str,
+    approver: &str,
     now: i64,
 ) -> Result<DeviceRecord, ServiceError> {
+    let tenant = request.tenant_id.as_str();
+    let user = if request.user_bound {
+        request.user_id.as_str()
+    } else {
+        approver
+    };
     let previous = svc
         .store
-        .device(&request.device_id)
+        .device(Scope::tenant(tenant), &request.device_id)
         .await?
         .filter(|d| d.public_key == request.public_key);
     let (roles, approved_scopes, created_at) = match &previous {
@@ -174,24 +193,20 @@ pub async fn list(
     let mut response = ListPairingResponse::default();
     for request in svc
         .store
-        .device_requests(caller.tenant(), caller.own_device, now)
+        .device_requests(caller.scope(), caller.own_device, now)
         .await?
     {
         response.pending.push(convert::device_request(&request));
     }
-    for device in svc
-        .store
-        .devices(caller.tenant(), caller.own_device)
-        .await?
-    {
+    for device in svc.store.devices(caller.scope(), caller.own_device).await? {
         let tokens = svc.store.tokens(caller.tenant(), &device.device_id).await?;
         response.paired.push(convert::device(&device, &tokens));
     }
     if caller.may_manage_senders() {
-        for code in svc.store.pending_codes(caller.tenant(), now).await? {
+        for code in svc.store.pending_codes(caller.scope(), now).await? {
             response.pending.push(convert::pairing_code(&code));
         }
-        for sender in svc.store.paired_senders(caller.tenant(), now).await? {
+        for sender in svc.store.paired_senders(caller.scope(), now).await? {
             response.paired.push(convert::sender(&sender));
         }
     }
@@ -214,8 +229,7 @@ pub async fn approve(
         {
             return Err(ServiceError::forbidden(format!("missing scope: {scope}")));
         }
-        let device =
-            approve_device_request(svc, &pending, caller.tenant(), &principal.user_id, now).await?;
+        let device = approve_device_request(svc, &pending, &principal.user_id, now).await?;
         let tokens = svc.store.tokens(caller.tenant(), &device.device_id).await?;
         tracing::info!(device = %device.device_id, request = %pending.request_id, "pairing approved");
         return Ok(ApprovePairingResponse {
@@ -234,7 +248,7 @@ pub async fn approve(
     .await?;
     let sender = PairedSender {
         tenant_id: code.tenant_id.clone(),
-        user_id: principal.user_id.clone(),
+        user_id: code.user_id.clone(),
         sender_id: code.sender_id.clone(),
         channel: code.channel.clone(),
         chat_id: code.chat_id.clone(),
@@ -263,7 +277,7 @@ async fn device_request(
         return Ok(None);
     }
     svc.store
-        .device_request(caller.tenant(), request_id, now)
+        .device_request(caller.scope(), request_id, now)
         .await
 }
 
@@ -280,7 +294,7 @@ async fn pending_code(
     }
     let found = svc
         .store
-        .pending_code(caller.tenant(), request_id, code, now)
+        .pending_code(caller.scope(), request_id, code, now)
         .await?;
     match found {
         Some(code) if caller.may_manage_senders() => Ok(code),
@@ -303,7 +317,7 @@ pub async fn reject(
         }
         if !svc
             .store
-            .delete_device_request(caller.tenant(), &pending.request_id)
+            .delete_device_request(caller.scope(), &pending.request_id)
             .await?
         {
             return Err(ServiceError::not_found("unknown requestId"));
@@ -325,7 +339,7 @@ pub async fn reject(
     .await?;
     if !svc
         .store
-        .reject_code(caller.tenant(), &code.request_id, now)
+        .reject_code(caller.scope(), &code.request_id, now)
         .await?
     {
         return Err(ServiceError::not_found("unknown or expired pairing code"));
@@ -349,7 +363,7 @@ pub async fn remove(
         }
         if !svc
             .store
-            .delete_device(caller.tenant(), &request.device_id)
+            .delete_device(caller.scope(), &request.device_id)
             .await?
         {
             return Err(ServiceError::not_found("unknown deviceId"));
@@ -372,7 +386,7 @@ pub async fn remove(
     };
     if !svc
         .store
-        .delete_paired_sender(caller.tenant(), &request.sender_id, channel)
+        .delete_paired_sender(caller.scope(), &request.sender_id, channel)
         .await?
     {
         return Err(ServiceError::not_found("unknown sender"));

@@ -33,6 +33,15 @@ pub fn missing<'a>(requested: &'a [String], held: &[String]) -> Vec<&'a str> {
         .collect()
 }
 
+/// The scopes of `requested` that `cap` grants (in `requested`'s order).
+pub fn cap(requested: &[String], cap: &[String]) -> Vec<String> {
+    requested
+        .iter()
+        .filter(|scope| grants(cap, scope))
+        .cloned()
+        .collect()
+}
+
 /// Trimmed, deduplicated and sorted, with `admin ⇒ read + write` and
 /// `write ⇒ read` made explicit (the form of `hello-ok.auth.scopes`).
 pub fn normalize(scopes: &[String]) -> Vec<String> {
@@ -113,6 +122,13 @@ mod tests {
         ));
         assert!(!within(&v(&["operator.write"]), &v(&["operator.read"])));
         assert!(within(&[], &[]));
+        assert_eq!(
+            cap(
+                &v(&["operator.read", "operator.write", "operator.pairing"]),
+                &v(&["operator.write"])
+            ),
+            v(&["operator.read", "operator.write"])
+        );
         assert_eq!(
             missing(
                 &v(&["operator.write", "operator.read"]),

@@ -14,7 +14,8 @@ use clawgate_proto::auth::{
 };
 use clawgate_proto::{Principal, ServiceError};
 use support::{
-    Harness, admin, assert_code, goclaw, key_request, pending_of, principal, principal_of, strings,
+    Harness, admin, assert_code, detail_code, goclaw, key_request, pending_of, principal,
+    principal_of, strings,
 };
 
 behaviour_suite!(
@@ -42,14 +43,39 @@ async fn goclaw_gateway_token_and_wrong_tokens(h: &Harness) {
         ("alice", "owner", "default")
     );
     assert_eq!(alice.scopes, strings(&["operator.admin"]));
+    // An owner narrows to any existing tenant (by id or slug), never to an unknown one.
+    assert_eq!(
+        detail_code(&assert_code(
+            h.connect(goclaw(support::GATEWAY_TOKEN, "alice", "", "t2"))
+                .await,
+            ErrorCode::Unauthorized,
+        )),
+        "TENANT_ACCESS_REVOKED"
+    );
+    h.create_tenant("T2").await;
     let narrowed = principal_of(
         &h.connect(goclaw(support::GATEWAY_TOKEN, "alice", "", "t2"))
             .await
             .unwrap(),
     );
-    assert_eq!(narrowed.tenant_id, "t2");
+    assert_eq!(narrowed.tenant_id, "T2", "resolved by slug");
+    let narrowed = principal_of(
+        &h.connect(goclaw(support::GATEWAY_TOKEN, "alice", "", "T2"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(narrowed.tenant_id, "T2");
+    // Anyone else naming another tenant needs a membership there.
+    assert_eq!(
+        detail_code(&assert_code(
+            h.connect(goclaw(support::GATEWAY_TOKEN, "bob", "", "T2"))
+                .await,
+            ErrorCode::Unauthorized,
+        )),
+        "TENANT_ACCESS_REVOKED"
+    );
     let bob = principal_of(
-        &h.connect(goclaw(support::GATEWAY_TOKEN, "bob", "", "t2"))
+        &h.connect(goclaw(support::GATEWAY_TOKEN, "bob", "", ""))
             .await
             .unwrap(),
     );
@@ -338,6 +364,7 @@ async fn api_keys_create_use_revoke_expire(h: &Harness) {
         ("default", "admin")
     );
 
+    // Tenant and user come from the key (no owner: its creator), whatever is asked.
     let p = principal_of(
         &h.connect(goclaw(&secret, "carol", "", "elsewhere"))
             .await
@@ -345,7 +372,7 @@ async fn api_keys_create_use_revoke_expire(h: &Harness) {
     );
     assert_eq!(
         (p.role.as_str(), p.user_id.as_str(), p.tenant_id.as_str()),
-        ("operator", "carol", "default")
+        ("operator", "admin", "default")
     );
     assert_eq!(p.scopes, strings(&["operator.write"]));
     let listed = api
@@ -462,6 +489,7 @@ async fn api_keys_are_admin_only_and_tenant_bound(h: &Harness) {
     );
 
     // A key of tenant t2 always lands in t2.
+    h.create_tenant("t2").await;
     let t2 = api
         .create_api_key(&admin("t2"), key_request(&["operator.read"]))
         .await

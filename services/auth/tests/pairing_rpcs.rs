@@ -25,6 +25,8 @@ behaviour_suite!(
 );
 
 async fn approver_needs_the_requested_scopes(h: &Harness) {
+    // The request of a shared-token connect is the default user's ("owner"):
+    // operators of that user may approve it, and the device becomes theirs.
     let device = TestDevice::new(20);
     let request_id = new_request(
         h,
@@ -34,7 +36,7 @@ async fn approver_needs_the_requested_scopes(h: &Harness) {
     .await;
     let pairer = principal(
         "default",
-        "pat",
+        "owner",
         &["operator.pairing", "operator.write"],
         "",
     );
@@ -43,15 +45,29 @@ async fn approver_needs_the_requested_scopes(h: &Harness) {
         ErrorCode::Forbidden,
     );
     assert_eq!(err.message, "missing scope: operator.approvals");
-    let reader = principal("default", "rea", &["operator.read"], "");
+    let reader = principal("default", "owner", &["operator.read"], "");
     let err = assert_code(
         h.api().approve_pairing(&reader, approve(&request_id)).await,
         ErrorCode::Forbidden,
     );
     assert_eq!(err.message, "missing scope: operator.pairing");
-    let enough = principal(
+    // Another user's request is unknown to an operator, like a missing one.
+    let stranger = principal(
         "default",
         "pat",
+        &["operator.pairing", "operator.write", "operator.approvals"],
+        "",
+    );
+    let err = assert_code(
+        h.api()
+            .approve_pairing(&stranger, approve(&request_id))
+            .await,
+        ErrorCode::NotFound,
+    );
+    assert_eq!(err.message, "unknown requestId");
+    let enough = principal(
+        "default",
+        "owner",
         &["operator.pairing", "operator.write", "operator.approvals"],
         "",
     );
@@ -60,7 +76,7 @@ async fn approver_needs_the_requested_scopes(h: &Harness) {
         .approve_pairing(&enough, approve(&request_id))
         .await
         .unwrap();
-    assert_eq!(approved.device.unwrap().user_id, "pat");
+    assert_eq!(approved.device.unwrap().user_id, "owner");
     // Resolved once.
     assert_code(
         h.api()

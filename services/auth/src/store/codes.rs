@@ -1,11 +1,13 @@
 //! goclaw pairing: 8-character codes (browser login, channel DM pairing) and the
-//! senders whose code was approved.
+//! senders whose code was approved. Codes are unique across tenants (a collision
+//! with another tenant's code is retried with a new code); a code and a paired
+//! sender belong to the user they were requested for.
 
 use clawgate_proto::ServiceError;
-use clawgate_runtime::db::{is_unique_violation, service_error};
+use clawgate_runtime::db::{Tx, is_unique_violation, service_error};
 use sqlx::any::AnyRow;
 
-use super::{Store, int, text};
+use super::{Scope, Store, commit, int, text};
 
 /// How often a code insert is retried (code collision, concurrent request).
 const INSERT_ATTEMPTS: usize = 5;
@@ -100,31 +102,9 @@ const SENDER_COLUMNS: &str =
     "tenant_id, user_id, sender_id, channel, chat_id, account_id, paired_by, paired_at, expires_at";
 
 impl Store {
-    /// The live pending code of (`sender_id`, `channel`) in `tenant`.
-    pub async fn pending_code_of_sender(
-        &self,
-        tenant: &str,
-        sender_id: &str,
-        channel: &str,
-        now: i64,
-    ) -> Result<Option<PairingCode>, ServiceError> {
-        let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE tenant_id = $1 AND sender_id = $2 \
-             AND channel = $3 AND status = 'pending' AND expires_at > $4"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
-            .bind(sender_id)
-            .bind(channel)
-            .bind(now)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(service_error)?;
-        row.as_ref().map(code_of).transpose()
-    }
-
-    /// Returns the sender's live pending code, or creates one (`created` = true)
-    /// unless the account already has `max_pending` live pending codes.
+    /// Returns the sender's live pending code in `new.tenant_id`, or creates one
+    /// (`created` = true) unless the account already has `max_pending` live
+    /// pending codes there.
     pub async fn put_code(
         &self,
         new: &NewCode,
@@ -132,34 +112,47 @@ impl Store {
         max_pending: i64,
         now: i64,
     ) -> Result<(PairingCode, bool), ServiceError> {
-        sqlx::query(
-            "UPDATE pairing_codes SET status = 'expired' \
-             WHERE tenant_id = $1 AND status = 'pending' AND expires_at <= $2",
-        )
-        .bind(&new.tenant_id)
-        .bind(now)
-        .execute(self.db.pool())
-        .await
-        .map_err(service_error)?;
+        let tenant = new.tenant_id.as_str();
         for _ in 0..INSERT_ATTEMPTS {
-            if let Some(existing) = self
-                .pending_code_of_sender(&new.tenant_id, &new.sender_id, &new.channel, now)
-                .await?
-            {
-                return Ok((existing, false));
+            let mut tx = self.tx(tenant).await?;
+            sqlx::query(
+                "UPDATE pairing_codes SET status = 'expired' \
+                 WHERE tenant_id = $1 AND status = 'pending' AND expires_at <= $2",
+            )
+            .bind(tenant)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(service_error)?;
+            let sql = format!(
+                "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE tenant_id = $1 AND sender_id = $2 \
+                 AND channel = $3 AND status = 'pending' AND expires_at > $4"
+            );
+            let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(&new.sender_id)
+                .bind(&new.channel)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(service_error)?;
+            if let Some(existing) = existing {
+                commit(tx).await?;
+                return Ok((code_of(&existing)?, false));
             }
             let pending: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pairing_codes WHERE tenant_id = $1 AND channel = $2 \
                  AND account_id = $3 AND status = 'pending' AND expires_at > $4",
             )
-            .bind(&new.tenant_id)
+            .bind(tenant)
             .bind(&new.channel)
             .bind(&new.account_id)
             .bind(now)
-            .fetch_one(self.db.pool())
+            .fetch_one(&mut *tx)
             .await
             .map_err(service_error)?;
             if pending >= max_pending {
+                commit(tx).await?;
                 return Err(ServiceError::new(
                     clawgate_proto::ErrorCode::ResourceExhausted,
                     "too many pending pairing requests; try again later",
@@ -173,7 +166,7 @@ impl Store {
             let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(code())
-                .bind(&new.tenant_id)
+                .bind(tenant)
                 .bind(&new.user_id)
                 .bind(&new.sender_id)
                 .bind(&new.channel)
@@ -182,10 +175,15 @@ impl Store {
                 .bind(&new.remote_ip)
                 .bind(now)
                 .bind(new.expires_at)
-                .fetch_one(self.db.pool())
+                .fetch_one(&mut *tx)
                 .await;
             match inserted {
-                Ok(row) => return Ok((code_of(&row)?, true)),
+                Ok(row) => {
+                    commit(tx).await?;
+                    return Ok((code_of(&row)?, true));
+                }
+                // A code taken (in any tenant) or a concurrent request for this
+                // sender: the transaction rolls back on drop; try again.
                 Err(err) if is_unique_violation(&err) => continue,
                 Err(err) => return Err(service_error(err)),
             }
@@ -195,46 +193,54 @@ impl Store {
         ))
     }
 
-    /// The live pending code of `tenant` with this request id or this code.
+    /// The live pending code of `scope` with this request id or this code.
     pub async fn pending_code(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         request_id: &str,
         code: &str,
         now: i64,
     ) -> Result<Option<PairingCode>, ServiceError> {
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE tenant_id = $1 \
-             AND ((request_id = $2 AND $2 <> '') OR (code = $3 AND $3 <> '')) \
-             AND status = 'pending' AND expires_at > $4"
+             AND ($2 = '' OR user_id = $2) \
+             AND ((request_id = $3 AND $3 <> '') OR (code = $4 AND $4 <> '')) \
+             AND status = 'pending' AND expires_at > $5"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(request_id)
             .bind(code.to_ascii_uppercase())
             .bind(now)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         row.as_ref().map(code_of).transpose()
     }
 
-    /// The live pending codes of `tenant`, oldest first.
+    /// The live pending codes of `scope`, oldest first.
     pub async fn pending_codes(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         now: i64,
     ) -> Result<Vec<PairingCode>, ServiceError> {
         let sql = format!(
             "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE tenant_id = $1 \
-             AND status = 'pending' AND expires_at > $2 ORDER BY created_at, request_id"
+             AND ($2 = '' OR user_id = $2) AND status = 'pending' AND expires_at > $3 \
+             ORDER BY created_at, request_id"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(now)
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         rows.iter().map(code_of).collect()
     }
 
@@ -244,47 +250,61 @@ impl Store {
         &self,
         sender_id: &str,
     ) -> Result<Option<PairingCode>, ServiceError> {
+        let Some(tenant) = self.latest_code_tenant(sender_id).await? else {
+            return Ok(None);
+        };
         let sql = format!(
-            "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE sender_id = $1 \
+            "SELECT {CODE_COLUMNS} FROM pairing_codes WHERE tenant_id = $1 AND sender_id = $2 \
              ORDER BY created_at DESC, request_id DESC LIMIT 1"
         );
+        let mut tx = self.tx(&tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&tenant)
             .bind(sender_id)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         row.as_ref().map(code_of).transpose()
     }
 
-    /// Rejects the live pending code `request_id` of `tenant`; whether it was pending.
+    /// Rejects the live pending code `request_id` of `scope`; whether it was pending.
     pub async fn reject_code(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         request_id: &str,
         now: i64,
     ) -> Result<bool, ServiceError> {
+        let mut tx = self.tx(scope.tenant).await?;
         let result = sqlx::query(
-            "UPDATE pairing_codes SET status = 'rejected', resolved_at = $3 \
-             WHERE tenant_id = $1 AND request_id = $2 AND status = 'pending' AND expires_at > $3",
+            "UPDATE pairing_codes SET status = 'rejected', resolved_at = $4 \
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND request_id = $3 \
+             AND status = 'pending' AND expires_at > $4",
         )
-        .bind(tenant)
+        .bind(scope.tenant)
+        .bind(scope.user())
         .bind(request_id)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(service_error)?;
+        commit(tx).await?;
         Ok(result.rows_affected() > 0)
     }
 
-    /// Approves the live pending code `code` and pairs its sender as `sender`, in
-    /// one transaction. Fails with NOT_FOUND when the code was resolved meanwhile.
+    /// Approves the live pending code `code` and pairs its sender as `sender`
+    /// (same tenant), in one transaction. Fails with NOT_FOUND when the code
+    /// was resolved meanwhile.
     pub async fn approve_code(
         &self,
         code: &PairingCode,
         sender: &PairedSender,
         now: i64,
     ) -> Result<(), ServiceError> {
-        let mut tx = self.db.pool().begin().await.map_err(service_error)?;
+        if sender.tenant_id != code.tenant_id {
+            return Err(ServiceError::internal("sender and code disagree"));
+        }
+        let mut tx = self.tx(&code.tenant_id).await?;
         let claimed = sqlx::query(
             "UPDATE pairing_codes SET status = 'approved', resolved_at = $3 \
              WHERE tenant_id = $1 AND request_id = $2 AND status = 'pending' AND expires_at > $3",
@@ -318,8 +338,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(service_error)?;
-        tx.commit().await.map_err(service_error)?;
-        Ok(())
+        commit(tx).await
     }
 
     /// The live pairing of (`sender_id`, `channel`), in whatever tenant; when the
@@ -331,61 +350,101 @@ impl Store {
         tenant_hint: &str,
         now: i64,
     ) -> Result<Option<PairedSender>, ServiceError> {
+        let tenants = self.paired_sender_tenants(sender_id, channel, now).await?;
+        let mut candidates = tenants
+            .iter()
+            .filter(|tenant| tenant_hint.is_empty() || *tenant == tenant_hint);
+        let (Some(tenant), None) = (candidates.next(), candidates.next()) else {
+            return Ok(None);
+        };
         let sql = format!(
-            "SELECT {SENDER_COLUMNS} FROM paired_senders WHERE sender_id = $1 AND channel = $2 \
-             AND ($3 = '' OR tenant_id = $3) AND expires_at > $4 LIMIT 2"
+            "SELECT {SENDER_COLUMNS} FROM paired_senders WHERE tenant_id = $1 AND sender_id = $2 \
+             AND channel = $3 AND expires_at > $4"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut tx = self.tx(tenant).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
             .bind(sender_id)
             .bind(channel)
-            .bind(tenant_hint)
             .bind(now)
-            .fetch_all(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
-        match rows.as_slice() {
-            [row] => Ok(Some(sender_of(row)?)),
-            _ => Ok(None),
-        }
+        commit(tx).await?;
+        row.as_ref().map(sender_of).transpose()
     }
 
-    /// The live paired senders of `tenant`.
+    /// The live paired senders of `scope`.
     pub async fn paired_senders(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         now: i64,
     ) -> Result<Vec<PairedSender>, ServiceError> {
         let sql = format!(
-            "SELECT {SENDER_COLUMNS} FROM paired_senders WHERE tenant_id = $1 AND expires_at > $2 \
-             ORDER BY paired_at, sender_id"
+            "SELECT {SENDER_COLUMNS} FROM paired_senders WHERE tenant_id = $1 \
+             AND ($2 = '' OR user_id = $2) AND expires_at > $3 ORDER BY paired_at, sender_id"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(now)
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         rows.iter().map(sender_of).collect()
     }
 
-    /// Unpairs (`sender_id`, `channel`) in `tenant`; whether it was paired.
+    /// Unpairs (`sender_id`, `channel`) in `scope`; whether it was paired.
     pub async fn delete_paired_sender(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         sender_id: &str,
         channel: &str,
     ) -> Result<bool, ServiceError> {
+        let mut tx = self.tx(scope.tenant).await?;
         let result = sqlx::query(
-            "DELETE FROM paired_senders WHERE tenant_id = $1 AND sender_id = $2 AND channel = $3",
+            "DELETE FROM paired_senders WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) \
+             AND sender_id = $3 AND channel = $4",
         )
-        .bind(tenant)
+        .bind(scope.tenant)
+        .bind(scope.user())
         .bind(sender_id)
         .bind(channel)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(service_error)?;
+        commit(tx).await?;
         Ok(result.rows_affected() > 0)
     }
+}
+
+/// Unpairs every sender of `user` in `tenant` and rejects its pending codes,
+/// inside `tx`.
+pub(super) async fn forget_user_senders(
+    tx: &mut Tx,
+    tenant: &str,
+    user: &str,
+    now: i64,
+) -> Result<(), ServiceError> {
+    sqlx::query("DELETE FROM paired_senders WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant)
+        .bind(user)
+        .execute(&mut **tx)
+        .await
+        .map_err(service_error)?;
+    sqlx::query(
+        "UPDATE pairing_codes SET status = 'rejected', resolved_at = $3 \
+         WHERE tenant_id = $1 AND user_id = $2 AND status = 'pending'",
+    )
+    .bind(tenant)
+    .bind(user)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(service_error)?;
+    Ok(())
 }
 
 fn code_of(row: &AnyRow) -> Result<PairingCode, ServiceError> {

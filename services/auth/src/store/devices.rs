@@ -1,10 +1,14 @@
 //! OpenClaw devices: paired records and pending pairing requests.
+//!
+//! A device id (hex SHA-256 of its public key) belongs to one tenant: its paired
+//! record, its tokens and its one pending request all live there. Reads and
+//! writes take a [`Scope`] (tenant, and the user for operators).
 
 use clawgate_proto::ServiceError;
 use clawgate_runtime::db::{is_unique_violation, service_error};
 use sqlx::any::AnyRow;
 
-use super::{Store, int, list, list_to_text, text};
+use super::{Scope, Store, commit, int, list, list_to_text, text};
 
 /// An approved device.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +47,9 @@ pub struct NewDeviceRequest {
     pub reason: String,
     pub remote_ip: String,
     pub expires_at: i64,
+    /// The connect fixed the user (API key, or a device already paired):
+    /// approval keeps `user_id` instead of giving the device to the approver.
+    pub user_bound: bool,
 }
 
 /// A pending pairing request (merged across connects of the same device).
@@ -65,6 +72,7 @@ pub struct DeviceRequest {
     pub remote_ip: String,
     pub created_at: i64,
     pub expires_at: i64,
+    pub user_bound: bool,
 }
 
 const DEVICE_COLUMNS: &str = "device_id, tenant_id, user_id, public_key, display_name, platform, \
@@ -73,46 +81,66 @@ const DEVICE_COLUMNS: &str = "device_id, tenant_id, user_id, public_key, display
 
 const REQUEST_COLUMNS: &str = "request_id, tenant_id, user_id, device_id, public_key, \
     display_name, platform, device_family, client_id, client_mode, role, roles, scopes, reason, \
-    remote_ip, created_at, expires_at";
+    remote_ip, created_at, expires_at, user_bound";
 
 /// How often a request insert is retried after losing a race on the device index.
 const INSERT_ATTEMPTS: usize = 3;
 
 impl Store {
-    /// The paired device `device_id`, in whatever tenant it belongs to. Only for a
-    /// device id derived from a verified key.
-    pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRecord>, ServiceError> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(device_id)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(service_error)?;
-        row.as_ref().map(device_of).transpose()
+    /// The paired device `device_id`, in whatever tenant it belongs to. Only for
+    /// a device id derived from a verified key.
+    pub async fn find_device(&self, device_id: &str) -> Result<Option<DeviceRecord>, ServiceError> {
+        let Some(tenant) = self.device_tenant(device_id).await? else {
+            return Ok(None);
+        };
+        self.device(Scope::tenant(&tenant), device_id).await
     }
 
-    /// The paired devices of `tenant`, or only `device_id` when given.
+    /// The paired device `device_id` of `scope`.
+    pub async fn device(
+        &self,
+        scope: Scope<'_>,
+        device_id: &str,
+    ) -> Result<Option<DeviceRecord>, ServiceError> {
+        if device_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .devices(scope, Some(device_id))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The paired devices of `scope`, or only `device_id` when given.
     pub async fn devices(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         only_device: Option<&str>,
     ) -> Result<Vec<DeviceRecord>, ServiceError> {
         let sql = format!(
             "SELECT {DEVICE_COLUMNS} FROM devices \
-             WHERE tenant_id = $1 AND ($2 = '' OR device_id = $2) ORDER BY approved_at, device_id"
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR device_id = $3) \
+             ORDER BY approved_at, device_id"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(only_device.unwrap_or(""))
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         rows.iter().map(device_of).collect()
     }
 
-    /// Refreshes the unpinned metadata of a paired device after a successful connect.
+    /// Refreshes the unpinned metadata of a paired device of `tenant` after a
+    /// successful connect.
+    #[allow(clippy::too_many_arguments)]
     pub async fn touch_device(
         &self,
+        tenant: &str,
         device_id: &str,
         display_name: &str,
         client_id: &str,
@@ -120,128 +148,161 @@ impl Store {
         remote_ip: &str,
         now: i64,
     ) -> Result<(), ServiceError> {
+        let mut tx = self.tx(tenant).await?;
         sqlx::query(
-            "UPDATE devices SET display_name = CASE WHEN $2 = '' THEN display_name ELSE $2 END, \
-                    client_id = $3, client_mode = $4, remote_ip = $5, last_seen_at = $6 \
-             WHERE device_id = $1",
+            "UPDATE devices SET display_name = CASE WHEN $3 = '' THEN display_name ELSE $3 END, \
+                    client_id = $4, client_mode = $5, remote_ip = $6, last_seen_at = $7 \
+             WHERE tenant_id = $1 AND device_id = $2",
         )
+        .bind(tenant)
         .bind(device_id)
         .bind(display_name)
         .bind(client_id)
         .bind(client_mode)
         .bind(remote_ip)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(service_error)?;
-        Ok(())
+        commit(tx).await
     }
 
-    /// Removes a paired device of `tenant`, its tokens and its pending requests.
+    /// Removes a paired device of `scope`, its tokens and its pending requests.
     /// Whether there was such a device or request.
-    pub async fn delete_device(&self, tenant: &str, device_id: &str) -> Result<bool, ServiceError> {
-        let mut tx = self.db.pool().begin().await.map_err(service_error)?;
+    pub async fn delete_device(
+        &self,
+        scope: Scope<'_>,
+        device_id: &str,
+    ) -> Result<bool, ServiceError> {
+        let mut tx = self.tx(scope.tenant).await?;
         let mut removed = 0;
-        for sql in [
-            "DELETE FROM devices WHERE tenant_id = $1 AND device_id = $2",
-            "DELETE FROM device_tokens WHERE tenant_id = $1 AND device_id = $2",
-            "DELETE FROM device_pairing_requests WHERE tenant_id = $1 AND device_id = $2",
+        // Tokens go with their device; only the device or a request counts as removed.
+        for (sql, counts) in [
+            (
+                "DELETE FROM device_tokens WHERE tenant_id = $1 AND device_id = $3 \
+                 AND ($2 = '' OR device_id IN \
+                     (SELECT device_id FROM devices WHERE tenant_id = $1 AND user_id = $2))",
+                false,
+            ),
+            (
+                "DELETE FROM devices WHERE tenant_id = $1 AND device_id = $3 \
+                 AND ($2 = '' OR user_id = $2)",
+                true,
+            ),
+            (
+                "DELETE FROM device_pairing_requests WHERE tenant_id = $1 AND device_id = $3 \
+                 AND ($2 = '' OR user_id = $2)",
+                true,
+            ),
         ] {
-            removed += sqlx::query(sql)
-                .bind(tenant)
+            let affected = sqlx::query(sql)
+                .bind(scope.tenant)
+                .bind(scope.user())
                 .bind(device_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(service_error)?
                 .rows_affected();
+            if counts {
+                removed += affected;
+            }
         }
-        tx.commit().await.map_err(service_error)?;
+        commit(tx).await?;
         Ok(removed > 0)
     }
 
-    /// The live pending request of `device_id`, in whatever tenant.
-    pub async fn pending_request_of_device(
-        &self,
-        device_id: &str,
-        now: i64,
-    ) -> Result<Option<DeviceRequest>, ServiceError> {
-        let sql = format!(
-            "SELECT {REQUEST_COLUMNS} FROM device_pairing_requests \
-             WHERE device_id = $1 AND expires_at > $2"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(device_id)
-            .bind(now)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(service_error)?;
-        row.as_ref().map(request_of).transpose()
-    }
-
-    /// The live pending request `request_id` of `tenant`.
+    /// The live pending request `request_id` of `scope`.
     pub async fn device_request(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         request_id: &str,
         now: i64,
     ) -> Result<Option<DeviceRequest>, ServiceError> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM device_pairing_requests \
-             WHERE tenant_id = $1 AND request_id = $2 AND expires_at > $3"
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND request_id = $3 \
+             AND expires_at > $4"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(request_id)
             .bind(now)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         row.as_ref().map(request_of).transpose()
     }
 
-    /// The live pending requests of `tenant` (or only of `device_id`), oldest first.
+    /// The live pending requests of `scope` (or only of `device_id`), oldest first.
     pub async fn device_requests(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         only_device: Option<&str>,
         now: i64,
     ) -> Result<Vec<DeviceRequest>, ServiceError> {
         let sql = format!(
             "SELECT {REQUEST_COLUMNS} FROM device_pairing_requests \
-             WHERE tenant_id = $1 AND ($2 = '' OR device_id = $2) AND expires_at > $3 \
-             ORDER BY created_at, request_id"
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND ($3 = '' OR device_id = $3) \
+             AND expires_at > $4 ORDER BY created_at, request_id"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(only_device.unwrap_or(""))
             .bind(now)
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         rows.iter().map(request_of).collect()
     }
 
-    /// Creates the device's pending request, or merges `new` into the live one
-    /// (roles and scopes united, metadata and expiry refreshed). Returns the
-    /// request and whether it was created by this call.
+    /// Creates the device's pending request in `new.tenant_id`, or merges `new`
+    /// into the live one there (roles and scopes united; user, metadata and
+    /// expiry from `new`). A request the device left in another tenant is
+    /// superseded. Returns the request and whether this call created it.
     pub async fn put_device_request(
         &self,
         new: &NewDeviceRequest,
         now: i64,
     ) -> Result<(DeviceRequest, bool), ServiceError> {
+        let tenant = new.tenant_id.as_str();
         for _ in 0..INSERT_ATTEMPTS {
-            if let Some(existing) = self.pending_request_of_device(&new.device_id, now).await? {
+            // Expired leftovers (and a request elsewhere) would block the unique device index.
+            self.release_device_request(&new.device_id, tenant, now)
+                .await?;
+            let mut tx = self.tx(tenant).await?;
+            let sql = format!(
+                "SELECT {REQUEST_COLUMNS} FROM device_pairing_requests \
+                 WHERE tenant_id = $1 AND device_id = $2 AND expires_at > $3"
+            );
+            let existing = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant)
+                .bind(&new.device_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(service_error)?
+                .as_ref()
+                .map(request_of)
+                .transpose()?;
+            if let Some(existing) = existing {
                 let roles =
                     super::super::scopes::union(&existing.roles, std::slice::from_ref(&new.role));
                 let scopes = super::super::scopes::union(&existing.scopes, &new.scopes);
                 let sql = format!(
-                    "UPDATE device_pairing_requests SET role = $2, roles = $3, scopes = $4, \
-                         reason = $5, display_name = $6, platform = $7, device_family = $8, \
-                         client_id = $9, client_mode = $10, remote_ip = $11, expires_at = $12, \
-                         public_key = $13 \
-                     WHERE request_id = $1 RETURNING {REQUEST_COLUMNS}"
+                    "UPDATE device_pairing_requests SET role = $3, roles = $4, scopes = $5, \
+                         reason = $6, display_name = $7, platform = $8, device_family = $9, \
+                         client_id = $10, client_mode = $11, remote_ip = $12, expires_at = $13, \
+                         public_key = $14, user_id = $15, user_bound = $16 \
+                     WHERE tenant_id = $1 AND request_id = $2 RETURNING {REQUEST_COLUMNS}"
                 );
                 let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(tenant)
                     .bind(&existing.request_id)
                     .bind(&new.role)
                     .bind(list_to_text(&roles))
@@ -255,32 +316,29 @@ impl Store {
                     .bind(&new.remote_ip)
                     .bind(new.expires_at)
                     .bind(&new.public_key)
-                    .fetch_optional(self.db.pool())
+                    .bind(&new.user_id)
+                    .bind(i64::from(new.user_bound))
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(service_error)?;
                 match row {
-                    Some(row) => return Ok((request_of(&row)?, false)),
+                    Some(row) => {
+                        commit(tx).await?;
+                        return Ok((request_of(&row)?, false));
+                    }
                     None => continue, // resolved meanwhile
                 }
             }
-            // Expired leftovers would block the unique device index.
-            sqlx::query(
-                "DELETE FROM device_pairing_requests WHERE device_id = $1 AND expires_at <= $2",
-            )
-            .bind(&new.device_id)
-            .bind(now)
-            .execute(self.db.pool())
-            .await
-            .map_err(service_error)?;
             let request_id = uuid::Uuid::now_v7().to_string();
             let sql = format!(
                 "INSERT INTO device_pairing_requests ({REQUEST_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                         $17, $18) \
                  RETURNING {REQUEST_COLUMNS}"
             );
             let inserted = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&request_id)
-                .bind(&new.tenant_id)
+                .bind(tenant)
                 .bind(&new.user_id)
                 .bind(&new.device_id)
                 .bind(&new.public_key)
@@ -296,10 +354,15 @@ impl Store {
                 .bind(&new.remote_ip)
                 .bind(now)
                 .bind(new.expires_at)
-                .fetch_one(self.db.pool())
+                .bind(i64::from(new.user_bound))
+                .fetch_one(&mut *tx)
                 .await;
             match inserted {
-                Ok(row) => return Ok((request_of(&row)?, true)),
+                Ok(row) => {
+                    commit(tx).await?;
+                    return Ok((request_of(&row)?, true));
+                }
+                // Lost a race on the device index (the transaction rolls back on drop).
                 Err(err) if is_unique_violation(&err) => continue,
                 Err(err) => return Err(service_error(err)),
             }
@@ -309,26 +372,32 @@ impl Store {
         ))
     }
 
-    /// Deletes the pending request `request_id` of `tenant`; whether it existed.
+    /// Deletes the pending request `request_id` of `scope`; whether it existed.
     pub async fn delete_device_request(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         request_id: &str,
     ) -> Result<bool, ServiceError> {
+        let mut tx = self.tx(scope.tenant).await?;
         let result = sqlx::query(
-            "DELETE FROM device_pairing_requests WHERE tenant_id = $1 AND request_id = $2",
+            "DELETE FROM device_pairing_requests \
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND request_id = $3",
         )
-        .bind(tenant)
+        .bind(scope.tenant)
+        .bind(scope.user())
         .bind(request_id)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(service_error)?;
+        commit(tx).await?;
         Ok(result.rows_affected() > 0)
     }
 
-    /// Approves `request` in one transaction: claims (deletes) the request, writes
-    /// the paired record `device` and the token hashes of `tokens` (role, hash,
-    /// scopes). Fails with NOT_FOUND when the request was resolved meanwhile.
+    /// Approves `request` in one transaction of its tenant: claims (deletes) the
+    /// request, writes the paired record `device` (same tenant) and the token
+    /// hashes of `tokens` (role, hash, scopes). Fails with NOT_FOUND when the
+    /// request was resolved meanwhile, or when the device is paired in another
+    /// tenant (a device id belongs to one tenant).
     pub async fn approve_device(
         &self,
         request: &DeviceRequest,
@@ -336,7 +405,18 @@ impl Store {
         tokens: &[(String, String, Vec<String>)],
         now: i64,
     ) -> Result<(), ServiceError> {
-        let mut tx = self.db.pool().begin().await.map_err(service_error)?;
+        let unknown = || ServiceError::not_found("unknown requestId");
+        if device.tenant_id != request.tenant_id || device.device_id != request.device_id {
+            return Err(ServiceError::internal("device and request disagree"));
+        }
+        if self
+            .device_tenant(&device.device_id)
+            .await?
+            .is_some_and(|tenant| tenant != request.tenant_id)
+        {
+            return Err(unknown());
+        }
+        let mut tx = self.tx(&request.tenant_id).await?;
         let claimed = sqlx::query(
             "DELETE FROM device_pairing_requests WHERE tenant_id = $1 AND request_id = $2",
         )
@@ -346,7 +426,7 @@ impl Store {
         .await
         .map_err(service_error)?;
         if claimed.rows_affected() == 0 {
-            return Err(ServiceError::not_found("unknown requestId"));
+            return Err(unknown());
         }
         let sql = format!(
             "INSERT INTO devices ({DEVICE_COLUMNS}) \
@@ -381,8 +461,7 @@ impl Store {
         for (role, hash, scopes) in tokens {
             super::tokens::upsert_token(&mut tx, device, role, hash, scopes, now).await?;
         }
-        tx.commit().await.map_err(service_error)?;
-        Ok(())
+        commit(tx).await
     }
 }
 
@@ -425,5 +504,6 @@ fn request_of(row: &AnyRow) -> Result<DeviceRequest, ServiceError> {
         remote_ip: text(row, "remote_ip")?,
         created_at: int(row, "created_at")?,
         expires_at: int(row, "expires_at")?,
+        user_bound: int(row, "user_bound")? != 0,
     })
 }

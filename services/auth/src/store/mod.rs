@@ -1,34 +1,80 @@
-//! The auth store: the SQL behind pairing, device tokens and API keys, one
-//! implementation for PostgreSQL and SQLite (portable SQL, `$N` placeholders).
+//! The auth store: the SQL behind tenants, users, secrets, pairing, device tokens
+//! and API keys, one implementation for PostgreSQL and SQLite (portable SQL,
+//! `$N` placeholders).
 //!
 //! Invariants it keeps:
-//! - Every statement that reads or changes a tenant's data is filtered by that
-//!   tenant. The only lookups across tenants are by a credential or identity the
-//!   caller presented (device id of a verified key, hash of a presented token or
-//!   API key, a goclaw sender id), and they return the row's own tenant.
-//! - No secret is stored: device tokens and API keys are SHA-256 hex digests.
-//! - At most one pending request per device and one pending code per
-//!   (tenant, sender, channel); both are enforced by unique indexes as well.
+//! - Every statement on a tenant-scoped table runs inside
+//!   [`Database::begin_tenant`] of the tenant it is about (PostgreSQL row-level
+//!   security then hides every other tenant's rows) **and** filters
+//!   `tenant_id = $n` itself (the only guard on SQLite). Where rows belong to a
+//!   user (devices, pairing requests, device tokens, API keys, pairing codes,
+//!   paired senders) a [`Scope`] with a user adds `user_id = $n` as well.
+//! - The only questions asked before the tenant is known go through [`lookup`]:
+//!   by the exact key a caller proved or presented (device id of a verified key,
+//!   hash of a presented API key, a goclaw sender id), answered with tenant ids
+//!   only (`SECURITY DEFINER` functions on PostgreSQL); the row itself is then
+//!   read in that tenant's transaction.
+//! - No credential is stored: device tokens and API keys are SHA-256 hex
+//!   digests; secrets are sealed before they get here.
+//! - At most one pending request per device (in one tenant) and one pending
+//!   code per (tenant, sender, channel); both are enforced by unique indexes.
+//! - `tenants` is global: it is read and written without a tenant transaction.
 
 mod api_keys;
 mod codes;
 mod devices;
+mod lookup;
+mod secrets;
+mod tenants;
 mod tokens;
+mod users;
 
-use clawgate_proto::ServiceError;
-use clawgate_runtime::db::{Database, service_error};
+use clawgate_proto::{Principal, ServiceError};
+use clawgate_runtime::db::{Database, Tx, service_error};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use codes::{CodeStatus, NewCode, PairedSender, PairingCode};
 pub use devices::{DeviceRecord, DeviceRequest, NewDeviceRequest};
+pub use secrets::SecretRecord;
+pub use tenants::{STATUS_ACTIVE, STATUS_DISABLED, TenantRecord, TenantUpdate};
 pub use tokens::TokenRecord;
+pub use users::UserRecord;
 
 /// The auth service's tables on one database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
+}
+
+/// Whose rows a store call may see and change: one tenant and, within it,
+/// every user (`user: None`) or one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub tenant: &'a str,
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Scope<'a> {
+    /// Every row of `tenant`.
+    pub fn tenant(tenant: &'a str) -> Self {
+        Self { tenant, user: None }
+    }
+
+    /// What `principal` may see: its tenant, and only its own rows unless it
+    /// sees the whole tenant (admins and owners).
+    pub fn of(principal: &'a Principal) -> Self {
+        Self {
+            tenant: &principal.tenant_id,
+            user: principal.user_filter(),
+        }
+    }
+
+    /// The user filter as bound to `($n = '' OR user_id = $n)`.
+    fn user(&self) -> &'a str {
+        self.user.unwrap_or("")
+    }
 }
 
 impl Store {
@@ -39,6 +85,15 @@ impl Store {
     pub fn database(&self) -> &Database {
         &self.db
     }
+
+    /// A transaction that sees only `tenant`'s rows.
+    async fn tx(&self, tenant: &str) -> Result<Tx, ServiceError> {
+        self.db.begin_tenant(tenant).await
+    }
+}
+
+async fn commit(tx: Tx) -> Result<(), ServiceError> {
+    tx.commit().await.map_err(service_error)
 }
 
 /// A list of roles or scopes as stored: a JSON array of strings.

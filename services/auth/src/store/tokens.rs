@@ -1,10 +1,11 @@
-//! Device tokens: one per (device, role), stored as the SHA-256 of the token.
+//! Device tokens: one per (device, role), stored as the SHA-256 of the token,
+//! in the tenant (and under the user) of their device.
 
 use clawgate_proto::ServiceError;
-use clawgate_runtime::db::service_error;
+use clawgate_runtime::db::{Tx, service_error};
 use sqlx::any::AnyRow;
 
-use super::{DeviceRecord, Store, int, list, list_to_text, text};
+use super::{DeviceRecord, Scope, Store, commit, int, list, list_to_text, text};
 
 /// A device token as stored: its hash, never the token.
 #[derive(Clone, PartialEq)]
@@ -52,20 +53,26 @@ const TOKEN_COLUMNS: &str = "device_id, role, tenant_id, user_id, token_hash, sc
     rotated_at, revoked_at, last_used_at";
 
 impl Store {
-    /// The token of (`device_id`, `role`), in whatever tenant.
+    /// The token of (`device_id`, `role`) in `tenant` (the device's tenant).
     pub async fn token(
         &self,
+        tenant: &str,
         device_id: &str,
         role: &str,
     ) -> Result<Option<TokenRecord>, ServiceError> {
-        let sql =
-            format!("SELECT {TOKEN_COLUMNS} FROM device_tokens WHERE device_id = $1 AND role = $2");
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM device_tokens \
+             WHERE tenant_id = $1 AND device_id = $2 AND role = $3"
+        );
+        let mut tx = self.tx(tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant)
             .bind(device_id)
             .bind(role)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         row.as_ref().map(token_of).transpose()
     }
 
@@ -79,17 +86,19 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM device_tokens WHERE tenant_id = $1 AND device_id = $2 \
              ORDER BY role"
         );
+        let mut tx = self.tx(tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(device_id)
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         rows.iter().map(token_of).collect()
     }
 
     /// Stores `hash` as the token of (`device`, `role`) with `scopes`, replacing
-    /// (and un-revoking) any previous one.
+    /// (and un-revoking) any previous one, in the device's tenant.
     pub async fn put_token(
         &self,
         device: &DeviceRecord,
@@ -98,57 +107,85 @@ impl Store {
         scopes: &[String],
         now: i64,
     ) -> Result<TokenRecord, ServiceError> {
-        let mut tx = self.db.pool().begin().await.map_err(service_error)?;
+        let mut tx = self.tx(&device.tenant_id).await?;
         let record = upsert_token(&mut tx, device, role, hash, scopes, now).await?;
-        tx.commit().await.map_err(service_error)?;
+        commit(tx).await?;
         Ok(record)
     }
 
-    /// Marks the token of (`device_id`, `role`) in `tenant` revoked.
+    /// Marks the token of (`device_id`, `role`) in `scope` revoked.
     pub async fn revoke_token(
         &self,
-        tenant: &str,
+        scope: Scope<'_>,
         device_id: &str,
         role: &str,
         now: i64,
     ) -> Result<Option<TokenRecord>, ServiceError> {
         let sql = format!(
-            "UPDATE device_tokens SET revoked_at = $4 \
-             WHERE tenant_id = $1 AND device_id = $2 AND role = $3 RETURNING {TOKEN_COLUMNS}"
+            "UPDATE device_tokens SET revoked_at = $5 \
+             WHERE tenant_id = $1 AND ($2 = '' OR user_id = $2) AND device_id = $3 AND role = $4 \
+             RETURNING {TOKEN_COLUMNS}"
         );
+        let mut tx = self.tx(scope.tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant)
+            .bind(scope.tenant)
+            .bind(scope.user())
             .bind(device_id)
             .bind(role)
             .bind(now)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(service_error)?;
+        commit(tx).await?;
         row.as_ref().map(token_of).transpose()
     }
 
-    /// Records a use of the token of (`device_id`, `role`).
+    /// Records a use of the token of (`device_id`, `role`) in `tenant`.
     pub async fn touch_token(
         &self,
+        tenant: &str,
         device_id: &str,
         role: &str,
         now: i64,
     ) -> Result<(), ServiceError> {
+        let mut tx = self.tx(tenant).await?;
         sqlx::query(
-            "UPDATE device_tokens SET last_used_at = $3 WHERE device_id = $1 AND role = $2",
+            "UPDATE device_tokens SET last_used_at = $4 \
+             WHERE tenant_id = $1 AND device_id = $2 AND role = $3",
         )
+        .bind(tenant)
         .bind(device_id)
         .bind(role)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(service_error)?;
-        Ok(())
+        commit(tx).await
     }
 }
 
+/// Revokes every live device token of `user` in `tenant`, inside `tx`.
+pub(super) async fn revoke_user_tokens(
+    tx: &mut Tx,
+    tenant: &str,
+    user: &str,
+    now: i64,
+) -> Result<u64, ServiceError> {
+    let result = sqlx::query(
+        "UPDATE device_tokens SET revoked_at = $3 \
+         WHERE tenant_id = $1 AND user_id = $2 AND revoked_at = 0",
+    )
+    .bind(tenant)
+    .bind(user)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(service_error)?;
+    Ok(result.rows_affected())
+}
+
 pub(super) async fn upsert_token(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut Tx,
     device: &DeviceRecord,
     role: &str,
     hash: &str,

@@ -12,12 +12,16 @@ use base64::Engine as _;
 use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
 use clawgate_proto::auth::{
     ApprovePairingRequest, AuthApi, AuthenticateConnectRequest, AuthenticateConnectResponse,
-    ClientInfo, CreateApiKeyRequest, DeviceProof, GoclawConnect, OpenClawConnect, PairingPending,
-    authenticate_connect_request::Connect, authenticate_connect_response::Outcome,
+    ClientInfo, CreateApiKeyRequest, CreateTenantRequest, DeviceProof, GoclawConnect,
+    OpenClawConnect, PairingPending, authenticate_connect_request::Connect,
+    authenticate_connect_response::Outcome,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::Database;
-use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url, fresh_sqlite_url};
+use clawgate_runtime::db::testing::{
+    TEST_APP_ROLE, TestDatabase, app_role_url, fresh_postgres_url, fresh_sqlite_url,
+};
+use clawgate_runtime::secrets::Keyring;
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
@@ -49,17 +53,28 @@ macro_rules! behaviour_suite {
 }
 
 /// A migrated auth service on a database of its own. Dropping it removes the database.
+///
+/// On PostgreSQL the service runs as [`TEST_APP_ROLE`] (no superuser, no
+/// `BYPASSRLS`), after migrating as the superuser and granting the role its
+/// rights, exactly as a deployment would: every behaviour then also proves the
+/// row-level security policies and the `SECURITY DEFINER` lookups.
 pub struct Harness {
     pub auth: AuthService,
     clock: Arc<AtomicI64>,
+    /// Inspection connection as the migrating (owner, superuser) role: sees every row.
     pub db: Database,
+    /// The service's own connection (the app role on PostgreSQL).
+    pub app_db: Database,
+    /// URL of the service's connection.
+    pub app_url: String,
+    pub postgres: bool,
     // Last: the database outlives everything that uses it.
     _database: TestDatabase,
 }
 
 impl Harness {
     pub async fn sqlite() -> Self {
-        Self::on(fresh_sqlite_url().expect("sqlite test database")).await
+        Self::on(fresh_sqlite_url().expect("sqlite test database"), false).await
     }
 
     pub async fn postgres() -> Self {
@@ -67,34 +82,77 @@ impl Harness {
             fresh_postgres_url()
                 .await
                 .expect("postgres test database (is PostgreSQL running?)"),
+            true,
         )
         .await
     }
 
-    async fn on(database: TestDatabase) -> Self {
+    async fn on(database: TestDatabase, postgres: bool) -> Self {
         let clock = Arc::new(AtomicI64::new(START_MS));
-        let now = clock.clone();
-        let auth = AuthService::connect(database.url(), config(false))
+        let migrator = AuthService::connect(database.url(), config(false))
             .await
-            .expect("connect")
-            .with_clock(move || now.load(Ordering::SeqCst));
-        auth.migrate().await.expect("migrate");
+            .expect("connect");
+        migrator.migrate().await.expect("migrate");
+        migrator.close().await;
         let db = Database::connect(database.url(), clawgate_auth::SCHEMA)
             .await
             .expect("inspection connection");
+        let app_url = if postgres {
+            db.grant_to_app_role(TEST_APP_ROLE)
+                .await
+                .expect("grant the app role");
+            app_role_url(database.url()).await.expect("app role")
+        } else {
+            database.url().to_owned()
+        };
+        let app_db = Database::connect(&app_url, clawgate_auth::SCHEMA)
+            .await
+            .expect("service connection");
+        if postgres {
+            assert!(
+                !app_db.bypasses_rls().await.unwrap(),
+                "the service must run subject to row-level security"
+            );
+        }
+        let now = clock.clone();
+        let auth = AuthService::from_database(app_db.clone(), config(false))
+            .with_clock(move || now.load(Ordering::SeqCst));
         Self {
             auth,
             clock,
             db,
+            app_db,
+            app_url,
+            postgres,
             _database: database,
         }
     }
 
+    /// A service over the same database and clock with `config`.
+    pub fn service(&self, config: AuthConfig) -> AuthService {
+        let now = self.clock.clone();
+        AuthService::from_database(self.app_db.clone(), config)
+            .with_clock(move || now.load(Ordering::SeqCst))
+    }
+
     /// The same service with local auto-approval switched on.
     pub async fn with_auto_approve(&self) -> AuthService {
-        let now = self.clock.clone();
-        AuthService::from_database(self.db.clone(), config(true))
-            .with_clock(move || now.load(Ordering::SeqCst))
+        self.service(config(true))
+    }
+
+    /// Creates tenant `id` (slug `id`) as an owner.
+    pub async fn create_tenant(&self, id: &str) {
+        self.api()
+            .create_tenant(
+                &owner("default"),
+                CreateTenantRequest {
+                    id: id.into(),
+                    slug: id.to_ascii_lowercase(),
+                    name: format!("Tenant {id}"),
+                },
+            )
+            .await
+            .expect("create tenant");
     }
 
     pub fn now(&self) -> i64 {
@@ -152,14 +210,20 @@ impl Harness {
     }
 }
 
-fn config(auto_approve_local: bool) -> AuthConfig {
+pub fn config(auto_approve_local: bool) -> AuthConfig {
     AuthConfig {
         gateway_token: GatewayToken::new(GATEWAY_TOKEN),
         default_tenant_id: "default".into(),
         default_user_id: "owner".into(),
         owner_ids: vec!["alice".into()],
         auto_approve_local,
+        keyring: None,
     }
+}
+
+/// A keyring of one key made of `byte`.
+pub fn keyring(byte: u8) -> Keyring {
+    Keyring::from_keys(&[[byte; 32]]).unwrap()
 }
 
 pub fn strings(items: &[&str]) -> Vec<String> {
@@ -180,6 +244,27 @@ pub fn principal(tenant: &str, user: &str, scopes: &[&str], device_id: &str) -> 
 
 pub fn admin(tenant: &str) -> Principal {
     principal(tenant, "admin", &["operator.admin"], "")
+}
+
+/// A goclaw principal of `tenant` with a membership role (`admin`, `operator`, `viewer`).
+pub fn member(tenant: &str, user: &str, role: &str) -> Principal {
+    let scopes: &[&str] = match role {
+        "admin" => &["operator.admin"],
+        "operator" => &["operator.read", "operator.write"],
+        _ => &["operator.read"],
+    };
+    Principal {
+        role: role.into(),
+        ..principal(tenant, user, scopes, "")
+    }
+}
+
+/// An owner (goclaw `owner`) connected to `tenant`.
+pub fn owner(tenant: &str) -> Principal {
+    Principal {
+        role: "owner".into(),
+        ..principal(tenant, "alice", &["operator.admin"], "")
+    }
 }
 
 pub fn assert_code<T: std::fmt::Debug>(
