@@ -18,7 +18,6 @@ use clawgate_proto::session::{
     ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
-use clawgate_runtime::bus::Topic;
 use serde_json::{Value, json};
 
 use super::pairing;
@@ -273,7 +272,7 @@ async fn run_session_call(
                 agent_id: String::new(),
             };
             let sessions = services.session.list_sessions(principal, request).await?;
-            let topic = Topic::user(&principal.tenant_id, &principal.user_id);
+            let topic = crate::hub::run_topic(principal);
             Ok(json!({
                 "agents": [{ "id": state.config.default_agent_id, "model": "", "isRunning": false }],
                 "agentTotal": 1,
@@ -362,7 +361,11 @@ async fn run_session_call(
                         "created": rfc3339(s.created_at_ms),
                         "updated": rfc3339(s.updated_at_ms),
                         "label": s.label,
+                        // goclaw's own field name, and the snake_case one of
+                        // clawgate's other goclaw answers (admins list every
+                        // user's sessions).
                         "userID": s.user_id,
+                        "user_id": s.user_id,
                         "agentName": s.agent_id,
                     })
                 })

@@ -494,6 +494,10 @@ async fn sessions_list(
                 "sessionId": s.session_key,
                 "hasActiveRun": false,
             });
+            // Admins list every user's sessions: say whose each one is.
+            if !s.user_id.is_empty() {
+                row["userId"] = json!(s.user_id);
+            }
             if !s.label.is_empty() {
                 row["label"] = json!(s.label);
                 row["displayName"] = json!(s.label);
