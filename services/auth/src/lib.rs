@@ -83,6 +83,8 @@ pub struct AuthConfig {
     /// Approve pairing silently for direct loopback connections (never for a
     /// scope upgrade). Off: every new device waits for an operator's approval.
     pub auto_approve_local: bool,
+    /// Keys sealing tenant secrets at rest; `None`: secrets cannot be stored.
+    pub keyring: Option<clawgate_runtime::secrets::Keyring>,
 }
 
 /// Source of the current time, epoch milliseconds.

@@ -14,6 +14,11 @@
 //! drains its sockets; a runner is marked `NOT_SERVING`, lets its in-flight runs
 //! finish within its grace while gRPC keeps serving (forwarded aborts and
 //! history reads still work), then the gRPC server stops.
+//!
+//! Databases: each storing service opens its own pool ([`crate::database`]),
+//! which warns when its role bypasses row-level security. The auth service gets
+//! the keyring of `CLAWGATE_ENCRYPTION_KEY` (tenant secrets); the key never
+//! appears in logs or errors.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,16 +35,18 @@ use clawgate_runner::{ClusterOptions, ProviderConfig, RunnerConfig, RunnerServic
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::db::Database;
 use clawgate_runtime::internal_token::KeySet;
 use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
 use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, SocketBudgetConfig};
+use clawgate_runtime::secrets::Keyring;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
-use crate::cli::{ClusterArgs, CommonArgs, MigrateArgs, ServeArgs};
+use crate::cli::{ClusterArgs, CommonArgs, ServeArgs};
+use crate::database;
+pub use crate::database::database_url_for;
 use crate::health::{Dependency, Health, ProbeTask};
 
 const RUNNER_SERVICE: &str = "clawgate.runner.v1.RunnerService";
@@ -155,33 +162,6 @@ impl Plan {
     }
 }
 
-/// The database URL a storing service uses: PostgreSQL URLs are shared (each
-/// service has its own schema); a SQLite URL names one file per service
-/// (`clawgate.sqlite` ⇒ `clawgate.session.sqlite`) so each keeps its own
-/// migration history.
-pub fn database_url_for(url: &str, service: &str) -> String {
-    let Some(rest) = url.strip_prefix("sqlite://") else {
-        return url.to_owned();
-    };
-    let (path, query) = rest
-        .split_once('?')
-        .map_or((rest, None), |(p, q)| (p, Some(q)));
-    let path = std::path::Path::new(path);
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("clawgate");
-    let ext = path
-        .extension()
-        .and_then(|s| s.to_str())
-        .unwrap_or("sqlite");
-    let file = path.with_file_name(format!("{stem}.{service}.{ext}"));
-    match query {
-        Some(query) => format!("sqlite://{}?{query}", file.display()),
-        None => format!("sqlite://{}?mode=rwc", file.display()),
-    }
-}
-
 fn client_url(url: &Option<String>, service: &str) -> anyhow::Result<String> {
     url.clone().with_context(|| {
         format!(
@@ -210,12 +190,15 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             .database_url
             .as_deref()
             .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-        let db =
-            Database::connect(&database_url_for(url, "session"), clawgate_session::SCHEMA).await?;
+        let db = database::open(url, "session").await?;
         let service = SessionService::from_database(db.clone());
         if plan.migrate {
             service.migrate().await?;
         }
+        // TODO(merge, session retention): once SessionService has them, wire
+        // `service.with_retention(Duration::from_secs(plan.common.session_retention_days * 86_400))`
+        // (0 days: keep forever, no task) and `spawn_retention(every, shutdown token)`.
+        let _retention_days = plan.common.session_retention_days;
         let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
         routes.add_service(SessionGrpc::new(service.clone(), verifier.clone()).into_server());
         health
@@ -241,12 +224,19 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
                 "the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)"
             );
         };
+        let keyring = keyring(&plan.common)?;
+        if keyring.is_none() {
+            tracing::warn!(
+                "no CLAWGATE_ENCRYPTION_KEY: tenant secrets cannot be stored (secrets.set fails)"
+            );
+        }
         let config = AuthConfig {
             gateway_token: token,
             default_tenant_id: plan.common.default_tenant.clone(),
             default_user_id: plan.common.default_user.clone(),
             owner_ids: plan.common.owner_ids.clone(),
             auto_approve_local: plan.common.auth.pairing_auto_approve_local,
+            keyring,
         };
         // Devices, tokens, pairing requests and API keys must outlive the process
         // and be shared by every auth replica: a database is required.
@@ -254,7 +244,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             .database_url
             .as_deref()
             .context("the auth service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-        let db = Database::connect(&database_url_for(url, "auth"), clawgate_auth::SCHEMA).await?;
+        let db = database::open(url, "auth").await?;
         let auth_dependencies = vec![Dependency::Database(db.clone())];
         let service = AuthService::from_database(db, config);
         if plan.migrate {
@@ -354,6 +344,22 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         health,
         probes,
     })
+}
+
+/// The keyring of `CLAWGATE_ENCRYPTION_KEY`, if one is configured. The error
+/// names the position of a bad key, never a key.
+fn keyring(common: &CommonArgs) -> anyhow::Result<Option<Keyring>> {
+    let Some(spec) = common
+        .encryption_key
+        .as_ref()
+        .filter(|key| !key.expose().trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let keyring = Keyring::from_config(spec.expose())
+        .context("invalid CLAWGATE_ENCRYPTION_KEY (--encryption-key)")?;
+    tracing::info!(key_id = %keyring.active_key_id(), "tenant secrets sealed with the configured key");
+    Ok(Some(keyring))
 }
 
 fn runner_config(common: &CommonArgs) -> RunnerConfig {
@@ -533,46 +539,4 @@ fn signing_keys(pem: Option<&str>) -> anyhow::Result<KeySet> {
         );
     };
     KeySet::from_pem(pem).context("invalid CLAWGATE_SIGNING_KEY")
-}
-
-/// `clawgate migrate`.
-pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let session = SessionService::connect(&database_url_for(&args.database_url, "session")).await?;
-    session.migrate().await?;
-    tracing::info!("session migrations applied");
-    let auth = AuthService::connect(
-        &database_url_for(&args.database_url, "auth"),
-        AuthConfig {
-            gateway_token: GatewayToken::new(""),
-            default_tenant_id: String::new(),
-            default_user_id: String::new(),
-            owner_ids: Vec::new(),
-            auto_approve_local: false,
-        },
-    )
-    .await?;
-    auth.migrate().await?;
-    tracing::info!("auth migrations applied");
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::database_url_for;
-
-    #[test]
-    fn sqlite_urls_get_one_file_per_service() {
-        assert_eq!(
-            database_url_for("sqlite:///data/clawgate.sqlite", "session"),
-            "sqlite:///data/clawgate.session.sqlite?mode=rwc"
-        );
-        assert_eq!(
-            database_url_for("sqlite://db/x.db?mode=rwc", "auth"),
-            "sqlite://db/x.auth.db?mode=rwc"
-        );
-        assert_eq!(
-            database_url_for("postgres://u@h/db", "session"),
-            "postgres://u@h/db"
-        );
-    }
 }
