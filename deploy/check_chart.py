@@ -63,6 +63,8 @@ def secrets_of_values(path: str) -> list[str]:
     secrets = values.get("secrets") or {}
     found = [secrets.get(k) for k in ("gatewayToken", "modelApiKey", "signingKey", "encryptionKey")]
     found.append((values.get("externalDatabase") or {}).get("url"))
+    found.append((values.get("externalDatabase") or {}).get("migrationUrl"))
+    found.append(((values.get("postgresql") or {}).get("auth") or {}).get("appPassword"))
     found.append((values.get("externalRedis") or {}).get("url"))
     found.append(((values.get("postgresql") or {}).get("auth") or {}).get("password"))
     return [str(v) for v in found if v]

@@ -131,19 +131,43 @@ expect_failure "kubernetes-validate rejects an invalid manifest" 'replicas' \
 # --- 4. compose --------------------------------------------------------------------
 compose() {
   CLAWGATE_GATEWAY_TOKEN=validate-placeholder CLAWGATE_SIGNING_KEY=validate-placeholder \
+    CLAWGATE_ENCRYPTION_KEY=validate-placeholder \
     "$VENV/bin/docker-compose" -f docker-compose.yml "$@"
 }
 step "compose: config --quiet" compose config --quiet
 step "compose: config --quiet --profile mock" compose --profile mock config --quiet
+# grep without -q reads all of its input: an early exit would kill
+# docker-compose with SIGPIPE, which pipefail reports as a failure.
 mock_profile_adds_mock_model() {
-  compose --profile mock config --services | grep -qx mock-model &&
-    ! compose config --services | grep -qx mock-model
+  compose --profile mock config --services | grep -x mock-model >/dev/null &&
+    ! compose config --services | grep -x mock-model >/dev/null
 }
 step "compose: only the mock profile adds mock-model" mock_profile_adds_mock_model
 expect_failure "compose: refuses to start without CLAWGATE_GATEWAY_TOKEN" 'CLAWGATE_GATEWAY_TOKEN' \
-  env -u CLAWGATE_GATEWAY_TOKEN CLAWGATE_SIGNING_KEY=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+  env -u CLAWGATE_GATEWAY_TOKEN CLAWGATE_SIGNING_KEY=x CLAWGATE_ENCRYPTION_KEY=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
 expect_failure "compose: refuses to start without CLAWGATE_SIGNING_KEY" 'CLAWGATE_SIGNING_KEY' \
-  env -u CLAWGATE_SIGNING_KEY CLAWGATE_GATEWAY_TOKEN=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+  env -u CLAWGATE_SIGNING_KEY CLAWGATE_GATEWAY_TOKEN=x CLAWGATE_ENCRYPTION_KEY=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+expect_failure "compose: refuses to start without CLAWGATE_ENCRYPTION_KEY" 'CLAWGATE_ENCRYPTION_KEY' \
+  env -u CLAWGATE_ENCRYPTION_KEY CLAWGATE_GATEWAY_TOKEN=x CLAWGATE_SIGNING_KEY=x "$VENV/bin/docker-compose" -f docker-compose.yml config --quiet
+# Services connect as the application role; only the migrator as the owner.
+compose_roles() {
+  local config
+  config=$(compose config --format json) || return 1
+  "$PY" -c '
+import json, sys
+services = json.load(sys.stdin)["services"]
+def url(name):
+    return services[name]["environment"]["CLAWGATE_DATABASE_URL"]
+bad = [n for n in ("session", "auth") if not url(n).startswith("postgres://clawgate_app:")]
+if bad: sys.exit(f"not the app role: {bad}")
+if not url("migrate").startswith("postgres://clawgate:"): sys.exit("migrate is not the owner")
+if services["migrate"]["environment"].get("CLAWGATE_DATABASE_APP_ROLE") != "clawgate_app": sys.exit("migrate grants no app role")
+init = [v for v in services["postgres"].get("volumes", []) if v.get("target") == "/docker-entrypoint-initdb.d"]
+if not init: sys.exit("postgres has no init script for the app role")
+' <<<"$config"
+}
+step "compose: services use the app role, migrate the owner (+ init script)" compose_roles
+step "compose: postgres init script is valid sh" sh -n deploy/postgres-init/10-app-role.sh
 step "compose: mock model server is valid Python" \
   "$PY" -c 'import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' deploy/mock-model/mock_model.py
 

@@ -1,8 +1,8 @@
 //! `api_keys.create`, `api_keys.list`, `api_keys.revoke` for both dialects (a
 //! goclaw method set, offered to OpenClaw admins as a clawgate extension).
 //!
-//! Invariants: only the auth service decides who may manage keys (admins; system
-//! keys only owners) and which tenant a key belongs to, never the params; the raw
+//! Invariants: only the auth service decides who may manage keys (admins) and
+//! which tenant and user a key belongs to, never the params; the raw
 //! key appears once, in the `create` answer, and nowhere else (not in `list`, not
 //! in logs); goclaw answers use snake_case, OpenClaw ones camelCase.
 

@@ -119,7 +119,8 @@ pub trait DialectConn: Send + 'static {
     /// Handles one text frame from the client.
     fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Self::Done>);
 
-    /// Handles one run event of the connection's user.
+    /// Handles one run event the connection may see (its own user's, or any
+    /// user's of its tenant when it sees the whole tenant).
     fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Self::Done>);
 
     /// Handles one pairing event of the connection's tenant (the connection

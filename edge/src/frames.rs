@@ -18,13 +18,23 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 
-/// A request frame.
-#[derive(Debug, Clone, PartialEq)]
+/// A request frame. Its `Debug` leaves the params out: they may hold secrets
+/// (`secrets.set`, credentials), and request params are never logged.
+#[derive(Clone, PartialEq)]
 pub struct Request {
     pub id: String,
     pub method: String,
     /// `{}` when the frame had none.
     pub params: Value,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a text frame turned out to be.

@@ -1,8 +1,13 @@
 //! The fan-out hub: one bus subscriber per edge process, shared by all sockets.
 //!
 //! Owns the topic refcounts and the dispatcher task. Invariants:
-//! - a socket registers on its user's topic ([`Topic::user`], run events) and its
-//!   tenant's topic ([`Topic::tenant`], pairing events and targeted disconnects);
+//! - a socket registers on exactly one run-event topic ([`run_topic`]): its
+//!   user's ([`Topic::user`]) when it sees only its own runs (operators,
+//!   viewers), its tenant's run topic ([`Topic::tenant_runs`]) when it sees the
+//!   whole tenant (admins, owners: [`Principal::sees_tenant`]); runners publish
+//!   every run event on both, so each socket gets each event once, its own runs
+//!   included; and on its tenant's topic ([`Topic::tenant`], pairing events and
+//!   targeted disconnects, filtered per socket);
 //!   the first socket of a topic subscribes it and [`Hub::register`] returns only
 //!   after the bus confirmed every topic, so a socket that answered `hello-ok`
 //!   misses no later message; the last socket to leave a topic unsubscribes it;
@@ -21,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, RunEvent, bus_message};
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
@@ -54,6 +60,21 @@ impl HubEvent {
 
 /// A socket's inbound event queue.
 pub type EventInbox = ByteQueue<HubEvent>;
+
+/// The topic a socket of `principal` receives run events on: its tenant's run
+/// topic when it sees the whole tenant, else its user's.
+pub fn run_topic(principal: &Principal) -> Topic {
+    if principal.sees_tenant() {
+        Topic::tenant_runs(&principal.tenant_id)
+    } else {
+        Topic::user(&principal.tenant_id, &principal.user_id)
+    }
+}
+
+/// Every topic a connected socket of `principal` registers on.
+pub fn socket_topics(principal: &Principal) -> [Topic; 2] {
+    [run_topic(principal), Topic::tenant(&principal.tenant_id)]
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -432,6 +453,61 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn admins_take_the_tenant_run_topic_operators_their_own() {
+        let mut principal = Principal {
+            tenant_id: "t".into(),
+            user_id: "u".into(),
+            role: "operator".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            socket_topics(&principal),
+            [Topic::user("t", "u"), Topic::tenant("t")]
+        );
+        principal.scopes = vec!["operator.admin".into()];
+        assert_eq!(run_topic(&principal), Topic::tenant_runs("t"));
+        principal.scopes.clear();
+        for role in ["admin", "owner"] {
+            principal.role = role.into();
+            assert_eq!(run_topic(&principal), Topic::tenant_runs("t"));
+        }
+        principal.role = "viewer".into();
+        assert_eq!(run_topic(&principal), Topic::user("t", "u"));
+    }
+
+    #[tokio::test]
+    async fn an_event_on_both_run_topics_reaches_each_socket_once() {
+        let bus = MemoryBus::new();
+        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
+        let (user, tenant) = (Topic::user("t", "u"), Topic::tenant_runs("t"));
+        let operator = hub
+            .register(std::slice::from_ref(&user))
+            .await
+            .expect("operator");
+        let admin = hub
+            .register(std::slice::from_ref(&tenant))
+            .await
+            .expect("admin");
+        let message = BusMessage {
+            body: Some(bus_message::Body::RunEvent(event(1))),
+        };
+        let payload: bytes::Bytes = message.encode_to_vec().into();
+        bus.publish_many(vec![(user, payload.clone()), (tenant, payload)])
+            .await
+            .expect("publish");
+        assert_eq!(next(&operator.inbox).await, vec![1]);
+        assert_eq!(next(&admin.inbox).await, vec![1]);
+        publish(&bus, &Topic::user("t", "u"), event(2)).await;
+        assert_eq!(next(&operator.inbox).await, vec![2]);
+        let nothing =
+            tokio::time::timeout(std::time::Duration::from_millis(50), admin.inbox.pop_all()).await;
+        assert!(
+            nothing.is_err(),
+            "the admin got an event twice or one not for it"
+        );
     }
 
     #[tokio::test]

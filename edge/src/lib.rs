@@ -15,8 +15,14 @@
 //! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect;
 //! - `notify`: pairing events and targeted disconnects for a tenant's sockets on
 //!   every edge; [`registry`]: which pod holds a device's sockets, so a message
-//!   for one device goes only to those pods' inboxes; `api_keys`: the API key
-//!   methods of both dialects.
+//!   for one device goes only to those pods' inboxes; `api_keys`, `tenants`,
+//!   `secrets`: the API key, tenant and membership, and tenant secret methods of
+//!   both dialects (clawgate extensions).
+//!
+//! Event routing: a socket that sees only its own user's runs (an operator or
+//! viewer) is on its user's topic; one that sees the whole tenant (an admin or
+//! owner) is on its tenant's run topic instead, and receives every user's runs
+//! of its tenant (see `hub`).
 //!
 //! Runs belong to runners, not sockets: closing a socket never aborts a run.
 
@@ -33,9 +39,11 @@ mod out;
 mod params;
 mod queue;
 pub mod registry;
+mod secrets;
 pub mod server;
 pub mod session_key;
 mod socket;
+mod tenants;
 mod writer;
 
 pub use config::EdgeConfig;

@@ -3,7 +3,12 @@
 //! a device's disconnect goes to the inbox topic of each pod the device registry
 //! lists for it ([`crate::registry`]), or on the tenant's topic when the
 //! registry has none (or none is configured, or it cannot be read); a goclaw
-//! sender's disconnect always goes on the tenant's topic.
+//! sender's disconnect and a removed user's disconnect (every socket of the
+//! user, [`disconnect_user`]) always go on the tenant's topic.
+//!
+//! Who sees a pairing event ([`concerns`]): a connection that sees the whole
+//! tenant (admin, owner) every one of its tenant; any other connection only
+//! those of its own user (each dialect adds its own role or scope rule).
 //!
 //! Invariants: payloads are rendered here, once, per dialect (OpenClaw §3.4/§3.6,
 //! goclaw notes §2.6), and carry no secret (no token, no key); OpenClaw device
@@ -14,6 +19,7 @@
 
 use std::sync::Arc;
 
+use clawgate_proto::Principal;
 use clawgate_proto::auth::PairingRequest;
 use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, bus_message};
 use clawgate_runtime::bus::{EventBus, Topic};
@@ -29,6 +35,9 @@ use crate::server::EdgeState;
 pub const CLOSE_DEVICE_REMOVED: u16 = 4001;
 /// Close reason of [`CLOSE_DEVICE_REMOVED`] (OpenClaw §1.5, for remove, rotate and revoke).
 pub const DEVICE_REMOVED: &str = "device removed";
+/// Close reason of the sockets of a user removed from its tenant (code
+/// [`CLOSE_DEVICE_REMOVED`], as for any revoked credential).
+pub const USER_REMOVED: &str = "user removed";
 
 pub const PAIR_REQUESTED: &str = "device.pair.requested";
 pub const PAIR_RESOLVED: &str = "device.pair.resolved";
@@ -126,12 +135,35 @@ fn pairing_event(
         openclaw_payload_json: openclaw.map(|v| v.to_string()).unwrap_or_default(),
         goclaw_payload_json: goclaw.map(|v| v.to_string()).unwrap_or_default(),
         ts_ms: now_ms(),
+        user_id: String::new(),
     }
+}
+
+/// `event` marked as concerning `request`'s user.
+fn of_user(mut event: PairingEvent, request: &PairingRequest) -> PairingEvent {
+    request.user_id.clone_into(&mut event.user_id);
+    event
+}
+
+/// Whether a connection of `principal` may see pairing `event` (besides its
+/// dialect's role or scope rule): one of its tenant, and, unless it sees the
+/// whole tenant, one of its own user.
+pub fn concerns(event: &PairingEvent, principal: &Principal) -> bool {
+    event.tenant_id == principal.tenant_id
+        && (principal.sees_tenant()
+            || (!event.user_id.is_empty() && event.user_id == principal.user_id))
+}
+
+/// Whether `disconnect` closes every socket of `principal`'s user.
+pub fn targets_user(disconnect: &Disconnect, principal: &Principal) -> bool {
+    !disconnect.user_id.is_empty()
+        && disconnect.tenant_id == principal.tenant_id
+        && disconnect.user_id == principal.user_id
 }
 
 /// `device.pair.requested` for a newly created request.
 pub fn requested(request: &PairingRequest) -> PairingEvent {
-    if is_code(request) {
+    let event = if is_code(request) {
         pairing_event(
             &request.tenant_id,
             PAIR_REQUESTED,
@@ -145,12 +177,13 @@ pub fn requested(request: &PairingRequest) -> PairingEvent {
             Some(openclaw_pending(request)),
             None,
         )
-    }
+    };
+    of_user(event, request)
 }
 
 /// `device.pair.resolved` for a request approved or rejected.
 pub fn resolved(request: &PairingRequest, decision: Decision) -> PairingEvent {
-    if is_code(request) {
+    let event = if is_code(request) {
         let goclaw = json!({
             "action": decision.goclaw(),
             "code": request.pairing_code,
@@ -166,7 +199,8 @@ pub fn resolved(request: &PairingRequest, decision: Decision) -> PairingEvent {
             "ts": now_ms(),
         });
         pairing_event(&request.tenant_id, PAIR_RESOLVED, Some(openclaw), None)
-    }
+    };
+    of_user(event, request)
 }
 
 /// goclaw `device.pair.resolved {action:"revoked"}` for a sender unpaired.
@@ -195,6 +229,18 @@ pub fn disconnect_sender(tenant_id: &str, sender_id: &str, channel: &str) -> Dis
         channel: channel.to_owned(),
         close_code: u32::from(CLOSE_DEVICE_REMOVED),
         close_reason: DEVICE_REMOVED.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Closes every socket of `user_id` in `tenant_id` with 4001 (the user was
+/// removed from the tenant).
+pub fn disconnect_user(tenant_id: &str, user_id: &str) -> Disconnect {
+    Disconnect {
+        tenant_id: tenant_id.to_owned(),
+        user_id: user_id.to_owned(),
+        close_code: u32::from(CLOSE_DEVICE_REMOVED),
+        close_reason: USER_REMOVED.to_owned(),
         ..Default::default()
     }
 }
@@ -241,7 +287,7 @@ async fn topics_of(notice: &Notice, devices: Option<&Arc<dyn DeviceRegistry>>) -
     let (Notice::Disconnect(disconnect), Some(devices)) = (notice, devices) else {
         return tenant;
     };
-    if disconnect.device_id.is_empty() {
+    if disconnect.device_id.is_empty() || !disconnect.user_id.is_empty() {
         return tenant;
     }
     match devices
@@ -360,6 +406,53 @@ mod tests {
         let resolved = resolved(&code, Decision::Rejected);
         let payload = super::payload(&resolved.goclaw_payload_json).expect("payload");
         assert_eq!(payload["action"], "denied");
+    }
+
+    fn principal(user: &str, role: &str) -> Principal {
+        Principal {
+            tenant_id: "t".into(),
+            user_id: user.into(),
+            role: role.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pairing_events_concern_admins_and_their_own_user() {
+        let mut request = device_request();
+        request.user_id = "alice".into();
+        let event = requested(&request);
+        assert_eq!(event.user_id, "alice");
+        assert!(concerns(&event, &principal("alice", "operator")));
+        assert!(!concerns(&event, &principal("bob", "operator")));
+        assert!(concerns(&event, &principal("bob", "admin")));
+        assert!(concerns(&event, &principal("bob", "owner")));
+        let mut scoped_admin = principal("bob", "operator");
+        scoped_admin.scopes = vec!["operator.admin".into()];
+        assert!(concerns(&event, &scoped_admin));
+        let mut elsewhere = principal("alice", "admin");
+        elsewhere.tenant_id = "other".into();
+        assert!(!concerns(&event, &elsewhere));
+        // An event of no known user is for admins only.
+        let anonymous = sender_revoked("t", "s", "browser");
+        assert!(!concerns(&anonymous, &principal("alice", "operator")));
+        assert!(concerns(&anonymous, &principal("bob", "admin")));
+        assert_eq!(resolved(&request, Decision::Approved).user_id, "alice");
+    }
+
+    #[test]
+    fn a_user_disconnect_targets_every_socket_of_that_user() {
+        let disconnect = disconnect_user("t", "alice");
+        assert_eq!(
+            (disconnect.close_code, disconnect.close_reason.as_str()),
+            (4001, USER_REMOVED)
+        );
+        assert!(targets_user(&disconnect, &principal("alice", "admin")));
+        assert!(!targets_user(&disconnect, &principal("bob", "admin")));
+        assert!(!targets_user(
+            &disconnect_device("t", "d1", ""),
+            &principal("alice", "operator")
+        ));
     }
 
     #[tokio::test]

@@ -12,8 +12,9 @@
 //! until its handshake ends (however it ends), and gives it back before the
 //! connect response is queued; one handshake attempt per socket (every connect
 //! failure closes, so a challenge nonce is never accepted twice); the socket is
-//! registered with the hub (its user's and its tenant's topics confirmed
-//! subscribed) before the connect response is queued; closing a socket never
+//! registered with the hub (its run-event topic, [`crate::hub::run_topic`], and
+//! its tenant's topic confirmed subscribed) before the connect response is
+//! queued; closing a socket never
 //! touches its runs; the writer gets a bounded grace period to say goodbye and is
 //! then dropped, so a client that stops reading cannot hold the task.
 
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, WebSocket};
 use clawgate_proto::ServiceError;
 use clawgate_proto::pb::common::v1::Dialect;
-use clawgate_runtime::bus::Topic;
 use clawgate_runtime::clock::now_ms;
 use clawgate_runtime::limits::BudgetPermit;
 use futures_util::StreamExt;
@@ -37,7 +37,7 @@ use crate::frames::{
     self, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG,
     ErrorShape, Inbound,
 };
-use crate::hub::{HubEvent, Registration};
+use crate::hub::{self, HubEvent, Registration};
 use crate::out::{Out, OutQueue};
 use crate::queue::Popped;
 use crate::registry::DeviceEntry;
@@ -244,10 +244,7 @@ async fn handshake(
     // A socket still pairing is on no topic: it may see nothing.
     let topics = match pending_until_ms {
         Some(_) => Vec::new(),
-        None => vec![
-            Topic::user(&principal.tenant_id, &principal.user_id),
-            Topic::tenant(&principal.tenant_id),
-        ],
+        None => hub::socket_topics(&principal).to_vec(),
     };
     let registration = match state.hub.register(&topics).await {
         Ok(registration) => registration,

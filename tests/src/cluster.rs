@@ -7,6 +7,12 @@
 //! with its own `--runner-id`, every edge given the list of all of them) and
 //! extra flags per kind of process. [`Cluster::kill`] sends SIGKILL,
 //! [`Cluster::terminate`] SIGTERM, [`Cluster::wait_exit`] waits for an exit.
+//!
+//! Database roles as in production: `clawgate migrate --app-role clawgate_app`
+//! runs as the URL's (superuser) role, then session and auth connect as the
+//! application role [`TEST_APP_ROLE`] (`NOSUPERUSER NOBYPASSRLS`), so every
+//! cluster test runs under row-level security. The auth process gets a fresh
+//! `CLAWGATE_ENCRYPTION_KEY` (tenant secrets).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,14 +20,19 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clawgate_runtime::db::testing::{TestDatabase, fresh_postgres_url};
+use clawgate_runtime::db::testing::{
+    TEST_APP_ROLE, TestDatabase, app_role_url, fresh_postgres_url,
+};
+use clawgate_runtime::secrets::Keyring;
 use tokio::process::{Child, Command};
 
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub edges: usize,
-    /// PostgreSQL database of this test (already created, not yet migrated).
+    /// PostgreSQL database of this test (already created, not yet migrated), as
+    /// a role that may migrate it and create [`TEST_APP_ROLE`] (the test
+    /// server's superuser); the services connect as [`TEST_APP_ROLE`].
     pub database_url: String,
     pub redis_url: String,
     pub model_base_url: String,
@@ -64,6 +75,8 @@ pub struct Cluster {
     pub redis_prefix: String,
     /// `CLAWGATE_SIGNING_KEY` shared by every process (signs gRPC call tokens).
     signing_key: String,
+    /// `CLAWGATE_ENCRYPTION_KEY` of the auth process (seals tenant secrets).
+    encryption_key: String,
     env: Vec<(String, String)>,
     processes: Vec<Process>,
     dir: tempfile::TempDir,
@@ -149,12 +162,22 @@ impl Cluster {
             gateway_token: CLUSTER_TOKEN.to_owned(),
             redis_prefix,
             signing_key: clawgate_runtime::internal_token::generate_pem(),
+            encryption_key: Keyring::generate_key_hex(),
             processes: Vec::new(),
             dir,
         };
 
+        // Migrate as the superuser and grant the application role, which the
+        // services then run as (row-level security applies to it).
+        let app_database_url = app_role_url(&options.database_url).await?;
         let migrate = tokio::process::Command::new(&bin)
-            .args(["migrate", "--database-url", &options.database_url])
+            .args([
+                "migrate",
+                "--database-url",
+                &options.database_url,
+                "--app-role",
+                TEST_APP_ROLE,
+            ])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
@@ -168,6 +191,7 @@ impl Cluster {
 
         let session = free_addr()?;
         let auth = free_addr()?;
+        let encryption_key = cluster.encryption_key.clone();
         let runners = (0..scale.runners.max(1))
             .map(|_| free_addr())
             .collect::<Result<Vec<_>, _>>()?;
@@ -189,8 +213,9 @@ impl Cluster {
                     "--grpc-listen",
                     &session.to_string(),
                     "--database-url",
-                    &options.database_url,
+                    &app_database_url,
                 ],
+                &[],
             )
             .await?;
         cluster
@@ -204,8 +229,9 @@ impl Cluster {
                     "--grpc-listen",
                     &auth.to_string(),
                     "--database-url",
-                    &options.database_url,
+                    &app_database_url,
                 ],
+                &[("CLAWGATE_ENCRYPTION_KEY", encryption_key.as_str())],
             )
             .await?;
         let redis_prefix = cluster.redis_prefix.clone();
@@ -237,7 +263,7 @@ impl Cluster {
                 &options.model_base_url,
             ]);
             args.extend(scale.runner_args.iter().map(String::as_str));
-            cluster.spawn(&bin, &name, &args).await?;
+            cluster.spawn(&bin, &name, &args, &[]).await?;
         }
         for addr in [session, auth].iter().chain(&runners) {
             wait_for_port(*addr).await?;
@@ -263,14 +289,23 @@ impl Cluster {
                 &redis_prefix,
             ];
             args.extend(scale.edge_args.iter().map(String::as_str));
-            cluster.spawn(&bin, &format!("edge{index}"), &args).await?;
+            cluster
+                .spawn(&bin, &format!("edge{index}"), &args, &[])
+                .await?;
             wait_for_ready(listen).await?;
             cluster.edge_urls.push(format!("ws://{listen}/"));
         }
         Ok(cluster)
     }
 
-    async fn spawn(&mut self, bin: &Path, name: &str, args: &[&str]) -> anyhow::Result<()> {
+    /// Starts a process with the cluster's environment plus `env`.
+    async fn spawn(
+        &mut self,
+        bin: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(bin)
@@ -282,6 +317,7 @@ impl Cluster {
             .env("CLAWGATE_MODEL", "mock-model")
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .kill_on_drop(true)

@@ -1,10 +1,33 @@
 //! The whole gateway in this process, on the embedded default: SQLite in a
 //! temporary directory, the in-process bus, every service wired with local
 //! clients, the edge on a free loopback port.
+//!
+//! [`GatewayOptions::database`] swaps SQLite for PostgreSQL as in production:
+//! migrated as the URL's (superuser) role with the grants of the application
+//! role [`TEST_APP_ROLE`], the services then connected as that role, so
+//! row-level security applies (the same tests can run on both backends).
 
 use std::path::PathBuf;
 
-use clawgate::cli::{AuthArgs, CommonArgs, EdgeArgs, UpArgs};
+use clawgate::cli::{AuthArgs, CommonArgs, EdgeArgs, MigrateArgs, SecretArg, UpArgs};
+use clawgate_runtime::db::testing::{
+    TEST_APP_ROLE, TestDatabase, app_role_url, fresh_postgres_url,
+};
+
+/// Where a test gateway keeps its data.
+#[derive(Debug, Clone, Default)]
+pub enum GatewayDatabase {
+    /// SQLite files in the gateway's temporary data directory (the embedded
+    /// default).
+    #[default]
+    Sqlite,
+    /// A fresh PostgreSQL database of its own on the test server
+    /// (`CLAWGATE_TEST_POSTGRES_URL`), dropped with the gateway.
+    FreshPostgres,
+    /// This PostgreSQL database, as a role that may migrate it and create
+    /// [`TEST_APP_ROLE`]; migrated (again, which is a no-op when current).
+    Postgres(String),
+}
 
 /// Options of a test gateway.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +42,11 @@ pub struct GatewayOptions {
     pub owner_ids: Vec<String>,
     /// Auth and pairing settings (defaults as in production).
     pub auth: AuthOptions,
+    /// SQLite (default) or PostgreSQL under the application role.
+    pub database: GatewayDatabase,
+    /// `CLAWGATE_ENCRYPTION_KEY`; `None`: the key the embedded gateway creates
+    /// in its data directory.
+    pub encryption_key: Option<String>,
 }
 
 /// Auth and pairing settings of a test gateway; `None` keeps the production default.
@@ -69,9 +97,26 @@ pub struct TestGateway {
     pub ws_url: String,
     pub gateway_token: String,
     pub data_dir: PathBuf,
+    /// The PostgreSQL URL the services use (as [`TEST_APP_ROLE`]), when on
+    /// PostgreSQL.
+    pub database_url: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// A database made for this gateway, dropped after it.
+    _database: Option<TestDatabase>,
+}
+
+/// Migrates the PostgreSQL database at `url` as its role, grants
+/// [`TEST_APP_ROLE`] and returns the URL connecting as that role.
+pub async fn migrate_for_app_role(url: &str) -> anyhow::Result<String> {
+    let app_url = app_role_url(url).await?;
+    clawgate::database::migrate(MigrateArgs {
+        database_url: url.to_owned(),
+        app_role: Some(TEST_APP_ROLE.to_owned()),
+    })
+    .await?;
+    Ok(app_url)
 }
 
 pub const TEST_TOKEN: &str = "test-gateway-token";
@@ -79,11 +124,25 @@ pub const TEST_TOKEN: &str = "test-gateway-token";
 impl TestGateway {
     pub async fn start(options: GatewayOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let (fresh, database_url) = match &options.database {
+            GatewayDatabase::Sqlite => (None, None),
+            GatewayDatabase::FreshPostgres => {
+                let database = fresh_postgres_url().await?;
+                let url = migrate_for_app_role(database.url()).await?;
+                (Some(database), Some(url))
+            }
+            GatewayDatabase::Postgres(url) => (None, Some(migrate_for_app_role(url).await?)),
+        };
         let args = UpArgs {
             common: common_args(&options),
             data_dir: Some(dir.path().to_path_buf()),
         };
-        let embedded = clawgate::embedded::prepare(args).await?;
+        let mut embedded = clawgate::embedded::prepare(args).await?;
+        if let Some(url) = &database_url {
+            // Already migrated by the superuser: the app role may not run DDL.
+            embedded.plan.database_url = Some(url.clone());
+            embedded.plan.migrate = false;
+        }
         let addr = embedded.listener.local_addr()?;
         let wired = clawgate::wiring::wire(&embedded.plan).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -99,9 +158,11 @@ impl TestGateway {
             ws_url: format!("ws://{addr}/"),
             gateway_token: TEST_TOKEN.to_owned(),
             data_dir: dir.path().to_path_buf(),
+            database_url,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
+            _database: fresh,
         })
     }
 
@@ -136,6 +197,8 @@ fn common_args(options: &GatewayOptions) -> CommonArgs {
         model_api_key: Some("test-api-key".into()),
         coalesce_ms: options.coalesce_ms.unwrap_or(40),
         listen: "127.0.0.1:0".parse().expect("loopback address"),
+        encryption_key: options.encryption_key.clone().map(SecretArg::new),
+        session_retention_days: 30,
         edge: options.edge.clone(),
         auth: options.auth.to_args(),
     }

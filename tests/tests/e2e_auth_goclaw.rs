@@ -8,7 +8,7 @@ mod auth_support;
 
 use std::time::Duration;
 
-use auth_support::{QUIET, assert_no_pairing_events, goclaw};
+use auth_support::{QUIET, assert_no_pairing_events, create_tenant, goclaw};
 use clawgate_tests::gateway::{GatewayOptions, TestGateway};
 use clawgate_tests::ws::WsClient;
 use serde_json::{Value, json};
@@ -225,6 +225,7 @@ async fn goclaw_browser_pairing_full_flow() -> anyhow::Result<()> {
     .await?;
     let (mut viewer, _) = connected(url, json!({"token": viewer_key, "user_id": "v"})).await?;
     // An owner narrowed to another tenant (needs `tenant_id` narrowing).
+    create_tenant(url, &gw.gateway_token, OWNER, "tenant-b").await?;
     let (mut other_tenant, hello) = connected(
         url,
         json!({"token": gw.gateway_token, "user_id": OWNER, "tenant_id": "tenant-b"}),

@@ -8,8 +8,9 @@ mod auth_support;
 
 use auth_support::{
     QUIET, approve, assert_no_pairing_events, assert_pairing_required, assert_rejected,
-    backend_admin, connect, connect_ok, device_token, gateway, gateway_with_auto_approval,
-    gateway_without_auto_approval, goclaw, operator, pair, paired, pairing_events,
+    backend_admin, connect, connect_ok, create_tenant, device_token, gateway,
+    gateway_with_auto_approval, gateway_without_auto_approval, goclaw, operator, pair, paired,
+    pairing_events,
 };
 use clawgate_tests::gateway::{GatewayOptions, TestGateway};
 use clawgate_tests::openclaw_device::{
@@ -64,6 +65,7 @@ async fn openclaw_device_pairing_flow_end_to_end() -> anyhow::Result<()> {
         &operator(&["operator.read"], token),
     )
     .await?;
+    create_tenant(url, token, "root", "tenant-b").await?;
     let (mut other_tenant, res) = goclaw(
         url,
         json!({"token": token, "user_id": "root", "tenant_id": "tenant-b"}),

@@ -1,5 +1,11 @@
 //! End to end with the binary started as separate OS processes: two edges, auth,
-//! session and runner, against real PostgreSQL and Redis.
+//! session and runner, against real PostgreSQL (services as the application
+//! role, under row-level security) and Redis.
+//!
+//! Event routing across edges: a run reaches every socket of its user on any
+//! edge, and every socket of an admin of its tenant (goclaw: a gateway-token
+//! user who is not an owner is an admin of the default tenant), labelled with
+//! the run's user; an operator of another user receives nothing of it.
 
 use std::time::Duration;
 
@@ -19,6 +25,30 @@ async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Va
                 && e["payload"]["state"] != "delta"
         })
         .await
+}
+
+/// Creates an API key bound to `user` with operator scopes (from an admin
+/// socket) and connects a goclaw socket with it; checks it is an operator.
+async fn operator_of(admin: &mut WsClient, url: &str, user: &str) -> anyhow::Result<WsClient> {
+    let res = admin
+        .request(
+            "api_keys.create",
+            json!({"name": user, "scopes": ["operator.read", "operator.write"], "owner_id": user}),
+        )
+        .await?;
+    anyhow::ensure!(res["ok"] == true, "api_keys.create failed: {res}");
+    let key = res["payload"]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut ws = WsClient::connect(url).await?;
+    let res = ws
+        .request("connect", json!({"token": key, "user_id": user}))
+        .await?;
+    anyhow::ensure!(res["ok"] == true, "connect with the key failed: {res}");
+    anyhow::ensure!(res["payload"]["role"] == "operator", "{res}");
+    anyhow::ensure!(res["payload"]["user_id"] == user, "{res}");
+    Ok(ws)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,9 +77,15 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     watcher.openclaw_handshake(&token).await?;
     let mut go_watcher = WsClient::connect(&cluster.edge_urls[1]).await?;
     go_watcher.goclaw_handshake(&token, "owner").await?;
-    // A socket of another user must not see the run.
-    let mut stranger = WsClient::connect(&cluster.edge_urls[1]).await?;
-    stranger.goclaw_handshake(&token, "someone-else").await?;
+    // An admin of the tenant who is another user sees the run (goclaw §2.7) ...
+    let mut other_admin = WsClient::connect(&cluster.edge_urls[0]).await?;
+    let hello = other_admin.goclaw_handshake(&token, "someone-else").await?;
+    assert_eq!(hello["role"], "admin", "{hello}");
+    // ... an operator of another user, on either edge, does not.
+    let mut strangers = Vec::new();
+    for url in &cluster.edge_urls {
+        strangers.push(operator_of(&mut other_admin, url, "carol").await?);
+    }
 
     let res = sender
         .request(
@@ -72,6 +108,21 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     let completed = go_watcher.event("run.completed").await?;
     assert_eq!(completed["payload"]["runId"], "dist-1");
     assert_eq!(completed["payload"]["content"], REPLY);
+    // So did the other admin, once, told whose run it is.
+    let mut text = String::new();
+    let completed = loop {
+        let event = other_admin
+            .event_where(|e| e["payload"]["runId"] == "dist-1")
+            .await?;
+        assert_eq!(event["payload"]["userId"], "owner", "{event}");
+        match event["event"].as_str() {
+            Some("chunk") => text.push_str(event["payload"]["content"].as_str().unwrap_or("")),
+            Some("run.completed") => break event,
+            _ => {}
+        }
+    };
+    assert_eq!(completed["payload"]["content"], REPLY);
+    assert_eq!(text, REPLY, "every chunk exactly once");
 
     // History read through the other edge has both turns.
     let history = watcher
@@ -82,22 +133,27 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     assert_eq!(messages[0]["content"][0]["text"], "hello?");
     assert_eq!(messages[1]["content"][0]["text"], REPLY);
 
-    // The stranger received nothing of it: its next frame is its own response.
-    let own = stranger
-        .request("chat.history", json!({"sessionKey": "main"}))
-        .await?;
-    assert_eq!(own["payload"]["messages"], json!([]), "{own}");
-    let leaked = tokio::time::timeout(
-        Duration::from_millis(300),
-        stranger.event_where(|e| {
-            e["event"] == "run.completed" || e["event"] == "chunk" || e["event"] == "run.started"
-        }),
-    )
-    .await;
-    assert!(
-        leaked.is_err(),
-        "a run event reached another user's socket: {leaked:?}"
-    );
+    // The operators received nothing of it: their next frame is their own
+    // response, and no run event follows.
+    for stranger in &mut strangers {
+        let own = stranger
+            .request("chat.history", json!({"sessionKey": "main"}))
+            .await?;
+        assert_eq!(own["payload"]["messages"], json!([]), "{own}");
+        let leaked = tokio::time::timeout(
+            Duration::from_millis(300),
+            stranger.event_where(|e| {
+                e["event"] == "run.completed"
+                    || e["event"] == "chunk"
+                    || e["event"] == "run.started"
+            }),
+        )
+        .await;
+        assert!(
+            leaked.is_err(),
+            "a run event reached another user's operator socket: {leaked:?}"
+        );
+    }
     Ok(())
 }
 

@@ -48,7 +48,17 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "device.token.revoke",
             "api_keys.create",
             "api_keys.list",
-            "api_keys.revoke"
+            "api_keys.revoke",
+            "tenants.list",
+            "tenants.get",
+            "tenants.create",
+            "tenants.update",
+            "tenants.users.list",
+            "tenants.users.add",
+            "tenants.users.remove",
+            "secrets.set",
+            "secrets.list",
+            "secrets.delete"
         ])
     );
     assert!(

@@ -1,6 +1,7 @@
 //! goclaw methods: role requirements (goclaw notes §1.3), params, handlers and the
 //! shapes of `chat.send`'s final answer (§2.2, §2.5); pairing is in
-//! [`super::pairing`], API keys in [`crate::api_keys`].
+//! [`super::pairing`], API keys in [`crate::api_keys`], tenants and users in
+//! [`crate::tenants`], tenant secrets in [`crate::secrets`].
 //!
 //! Invariants: roles rank `owner > admin > operator > viewer`; an unknown method
 //! is `INVALID_REQUEST "unknown method: X"`; a role
@@ -18,18 +19,17 @@ use clawgate_proto::session::{
     ListMessagesRequest, ListSessionsRequest, MessageStatus, SessionApi,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
-use clawgate_runtime::bus::Topic;
 use serde_json::{Value, json};
 
 use super::pairing;
 use super::projection::usage_json;
 use super::rfc3339;
-use crate::api_keys;
 use crate::config::EdgeConfig;
 use crate::notify::Notice;
 use crate::params::Obj;
 use crate::server::EdgeState;
 use crate::session_key;
+use crate::{api_keys, secrets, tenants};
 
 /// Rank of a goclaw role; higher includes lower.
 fn rank(role: &str) -> u8 {
@@ -49,6 +49,16 @@ pub fn required_role(method: &str) -> Option<&'static str> {
     match method {
         "connect" | "health" | "status" | "browser.pairing.status" => Some("viewer"),
         "chat.history" | "sessions.list" => Some("viewer"),
+        // clawgate extensions; the auth service narrows what each caller sees
+        // and narrows tenant changes to owners.
+        "tenants.list" | "tenants.get" | "tenants.users.list" => Some("viewer"),
+        "tenants.create"
+        | "tenants.update"
+        | "tenants.users.add"
+        | "tenants.users.remove"
+        | "secrets.set"
+        | "secrets.list"
+        | "secrets.delete" => Some("admin"),
         "chat.send" | "chat.abort" | "device.pair.request" => Some("operator"),
         "device.pair.approve"
         | "device.pair.deny"
@@ -98,6 +108,8 @@ pub enum Call {
     },
     Pairing(pairing::Call),
     ApiKeys(api_keys::Call),
+    Tenants(tenants::Call),
+    Secrets(secrets::Call),
 }
 
 fn bad(method: &str) -> impl Fn(String) -> ServiceError + '_ {
@@ -172,6 +184,12 @@ pub fn parse(
     }
     if let Some(call) = api_keys::parse(method, params, api_keys::Style::Snake)? {
         return Ok(Some(Call::ApiKeys(call)));
+    }
+    if let Some(call) = tenants::parse(method, params, api_keys::Style::Snake)? {
+        return Ok(Some(Call::Tenants(call)));
+    }
+    if let Some(call) = secrets::parse(method, params, api_keys::Style::Snake)? {
+        return Ok(Some(Call::Secrets(call)));
     }
     let bad = bad(method);
     let obj = Obj::new(params, "").map_err(&bad)?;
@@ -254,6 +272,15 @@ pub async fn run(
             let result = api_keys::run(call, &state.services.auth, &principal, style).await;
             (result, Vec::new())
         }
+        Call::Tenants(call) => {
+            let style = api_keys::Style::Snake;
+            tenants::run(call, &state.services.auth, &principal, style).await
+        }
+        Call::Secrets(call) => {
+            let style = api_keys::Style::Snake;
+            let result = secrets::run(call, &state.services.auth, &principal, style).await;
+            (result, Vec::new())
+        }
         call => (run_session_call(call, &state, &principal).await, Vec::new()),
     }
 }
@@ -265,7 +292,9 @@ async fn run_session_call(
 ) -> Result<Value, ServiceError> {
     let services = &state.services;
     match call {
-        Call::Pairing(_) | Call::ApiKeys(_) => Err(ServiceError::internal("not a session call")),
+        Call::Pairing(_) | Call::ApiKeys(_) | Call::Tenants(_) | Call::Secrets(_) => {
+            Err(ServiceError::internal("not a session call"))
+        }
         Call::Status => {
             let request = ListSessionsRequest {
                 limit: 1,
@@ -273,7 +302,7 @@ async fn run_session_call(
                 agent_id: String::new(),
             };
             let sessions = services.session.list_sessions(principal, request).await?;
-            let topic = Topic::user(&principal.tenant_id, &principal.user_id);
+            let topic = crate::hub::run_topic(principal);
             Ok(json!({
                 "agents": [{ "id": state.config.default_agent_id, "model": "", "isRunning": false }],
                 "agentTotal": 1,
@@ -362,7 +391,11 @@ async fn run_session_call(
                         "created": rfc3339(s.created_at_ms),
                         "updated": rfc3339(s.updated_at_ms),
                         "label": s.label,
+                        // goclaw's own field name, and the snake_case one of
+                        // clawgate's other goclaw answers (admins list every
+                        // user's sessions).
                         "userID": s.user_id,
+                        "user_id": s.user_id,
                         "agentName": s.agent_id,
                     })
                 })
@@ -437,6 +470,22 @@ mod tests {
         assert_eq!(err.code.goclaw_code(), "UNAUTHORIZED");
         assert!(authorize(&with_role("viewer"), "chat.history").is_ok());
         assert!(authorize(&with_role("admin"), "chat.send").is_ok());
+        for method in ["tenants.list", "tenants.get", "tenants.users.list"] {
+            assert!(authorize(&with_role("viewer"), method).is_ok(), "{method}");
+        }
+        for method in [
+            "tenants.create",
+            "tenants.update",
+            "tenants.users.add",
+            "tenants.users.remove",
+            "secrets.set",
+            "secrets.list",
+            "secrets.delete",
+        ] {
+            let err = authorize(&with_role("operator"), method).unwrap_err();
+            assert_eq!(err.message, format!("{method} requires admin role"));
+            assert!(authorize(&with_role("admin"), method).is_ok(), "{method}");
+        }
         let err = authorize(&with_role("owner"), "teams.list").unwrap_err();
         assert_eq!(err.message, "unknown method: teams.list");
         assert_eq!(err.code.goclaw_code(), "INVALID_REQUEST");

@@ -11,10 +11,18 @@
 //! call `browser.pairing.status` (anything else is `UNAUTHORIZED`, fail-closed),
 //! sees no event, and is closed when its pairing code expires.
 //!
+//! Run events: an admin or owner socket receives the runs of every user of its
+//! tenant (goclaw §2.7 rule 4), any other socket only its own user's (the hub
+//! decides, see [`crate::hub`]); every run event names its `userId`. Only the
+//! socket's own runs answer its `chat.send` waiters: run ids are idempotency
+//! keys, so another user's run may carry the same id.
+//!
 //! Invariants: waiters are bounded (`max_pending_chat_sends`); every request is
 //! answered exactly once; errors carry goclaw codes; pairing events reach only
-//! admins and owners of the tenant; a sender revocation closes the sockets that
-//! authenticated as that sender.
+//! admins and owners of the tenant (goclaw §2.7: pairing is admin only, so the
+//! own-user rule that OpenClaw operators get does not apply here); a sender
+//! revocation closes the sockets that authenticated as that sender, a user's
+//! removal every socket of that user.
 
 pub mod connect;
 pub mod methods;
@@ -364,7 +372,8 @@ impl DialectConn for Conn {
         if let Some(frame) = projection::project(&event) {
             cx.out.event(frame);
         }
-        if projection::is_terminal(&event) && self.waiters.contains_key(&event.run_id) {
+        let own = event.user_id == self.principal.user_id;
+        if own && projection::is_terminal(&event) && self.waiters.contains_key(&event.run_id) {
             let answer = methods::final_from_event(&event);
             if let Some(waiter) = self.waiters.get_mut(&event.run_id) {
                 waiter.terminal = Some(event.clone());
@@ -376,7 +385,7 @@ impl DialectConn for Conn {
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
         if self.pending_until_ms.is_some()
             || !methods::is_admin(&self.principal.role)
-            || event.tenant_id != self.principal.tenant_id
+            || !notify::concerns(event, &self.principal)
         {
             return;
         }
@@ -390,6 +399,9 @@ impl DialectConn for Conn {
     }
 
     fn is_target(&self, disconnect: &Disconnect) -> bool {
+        if self.pending_until_ms.is_none() && notify::targets_user(disconnect, &self.principal) {
+            return true;
+        }
         disconnect.tenant_id == self.principal.tenant_id
             && !disconnect.sender_id.is_empty()
             && self

@@ -4,7 +4,9 @@
 //!
 //! Invariants: one frame per run event, in run order, none droppable (`chunk`
 //! carries increments, so a dropped one would corrupt the text); every frame names
-//! its `runId` and `sessionKey`; `run.completed` also ends aborted and failed runs,
+//! its `runId`, `sessionKey` and `userId` (as goclaw's `AgentEvent` does; admins
+//! receive the runs of every user of their tenant and tell them apart by it);
+//! `run.completed` also ends aborted and failed runs,
 //! with `status` `cancelled` / `error`; goclaw events carry no frame seq.
 
 use clawgate_proto::pb::common::v1::{RunEvent, RunOutcome, Usage, run_event};
@@ -86,6 +88,9 @@ pub fn project(event: &RunEvent) -> Option<EventOut> {
     };
     payload["runId"] = json!(event.run_id);
     payload["sessionKey"] = json!(event.session_key);
+    if !event.user_id.is_empty() {
+        payload["userId"] = json!(event.user_id);
+    }
     Some(EventOut::broadcast(name, payload))
 }
 
@@ -108,6 +113,7 @@ mod tests {
     fn ev(kind: run_event::Kind) -> RunEvent {
         RunEvent {
             run_id: "r1".into(),
+            user_id: "alice".into(),
             session_key: "agent:main:ws:direct:x".into(),
             seq: 1,
             kind: Some(kind),
@@ -120,6 +126,7 @@ mod tests {
         let start = project(&ev(run_event::Kind::Start(LifecycleStart::default()))).expect("frame");
         assert_eq!(start.event, "run.started");
         assert_eq!(start.payload["runId"], "r1");
+        assert_eq!(start.payload["userId"], "alice");
         assert_eq!(start.delivery, Delivery::Broadcast);
 
         let chunk = project(&ev(run_event::Kind::Assistant(AssistantDelta {

@@ -13,7 +13,7 @@ use clawgate_proto::{Principal, ServiceError};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 
 /// Methods this edge implements, as advertised in `hello-ok.features.methods`.
-pub const METHODS: [&str; 16] = [
+pub const METHODS: [&str; 26] = [
     "health",
     "status",
     "chat.send",
@@ -32,6 +32,17 @@ pub const METHODS: [&str; 16] = [
     "api_keys.create",
     "api_keys.list",
     "api_keys.revoke",
+    // clawgate extensions: tenants, their users and their secrets.
+    "tenants.list",
+    "tenants.get",
+    "tenants.create",
+    "tenants.update",
+    "tenants.users.list",
+    "tenants.users.add",
+    "tenants.users.remove",
+    "secrets.set",
+    "secrets.list",
+    "secrets.delete",
 ];
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
@@ -68,6 +79,9 @@ pub fn required_scope(method: &str) -> Option<&'static str> {
     match method {
         "health" => None,
         "status" | "chat.history" | "chat.replay" | "sessions.list" => Some(SCOPE_READ),
+        // What the auth service lets the caller see of its tenant (and, for an
+        // owner, of every tenant).
+        "tenants.list" | "tenants.get" | "tenants.users.list" => Some(SCOPE_READ),
         "chat.send" | "chat.abort" => Some(SCOPE_WRITE),
         "device.pair.list"
         | "device.pair.approve"
@@ -155,6 +169,25 @@ mod tests {
         for method in METHODS {
             assert!(authorize(&admin, method).is_ok(), "{method}");
         }
+        for method in ["tenants.list", "tenants.get", "tenants.users.list"] {
+            assert!(authorize(&reader, method).is_ok(), "{method}");
+        }
+        for method in [
+            "tenants.create",
+            "tenants.update",
+            "tenants.users.add",
+            "tenants.users.remove",
+            "secrets.set",
+            "secrets.list",
+            "secrets.delete",
+        ] {
+            assert_eq!(
+                message(&writer, method),
+                "missing scope: operator.admin",
+                "{method}"
+            );
+        }
+        assert!(authorize(&principal("operator", &[]), "tenants.list").is_err());
         let pairing = principal("operator", &["operator.pairing"]);
         assert!(authorize(&pairing, "device.token.revoke").is_ok());
         assert_eq!(

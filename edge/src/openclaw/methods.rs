@@ -1,6 +1,7 @@
 //! OpenClaw methods: params schemas and the handlers that call the services
 //! (§5.1, §5.2, §5.4); pairing and device tokens are in [`super::pairing`], API
-//! keys in [`crate::api_keys`], authorization in [`super::authz`].
+//! keys in [`crate::api_keys`], tenants and users in [`crate::tenants`], tenant
+//! secrets in [`crate::secrets`], authorization in [`super::authz`].
 //!
 //! Invariants: every params
 //! object is closed and errors read `invalid <method> params: …`; session keys
@@ -19,13 +20,13 @@ use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
 use super::pairing;
-use crate::api_keys;
 use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
 use crate::frames::ErrorShape;
 use crate::notify::Notice;
 use crate::params::Obj;
 use crate::server::EdgeState;
 use crate::session_key;
+use crate::{api_keys, secrets, tenants};
 
 /// Transcript rows larger than this are replaced by a placeholder in history.
 const MAX_HISTORY_MESSAGE_BYTES: usize = 128 * 1024;
@@ -52,6 +53,10 @@ pub enum Call {
     ChatReplay(super::replay::ReplayCall),
     Pairing(pairing::Call),
     ApiKeys(api_keys::Call),
+    /// clawgate extension: tenants and their users.
+    Tenants(tenants::Call),
+    /// clawgate extension: tenant secrets.
+    Secrets(secrets::Call),
 }
 
 impl Call {
@@ -197,6 +202,10 @@ pub fn parse(
                 Call::Pairing(call)
             } else if let Some(call) = api_keys::parse(method, params, api_keys::Style::Camel)? {
                 Call::ApiKeys(call)
+            } else if let Some(call) = tenants::parse(method, params, api_keys::Style::Camel)? {
+                Call::Tenants(call)
+            } else if let Some(call) = secrets::parse(method, params, api_keys::Style::Camel)? {
+                Call::Secrets(call)
             } else {
                 return Ok(None);
             }
@@ -301,6 +310,16 @@ pub async fn run(call: Call, state: Arc<EdgeState>, principal: Principal) -> (Re
         Call::ApiKeys(call) => {
             let style = api_keys::Style::Camel;
             api_keys::run(call, &state.services.auth, &principal, style).await
+        }
+        Call::Tenants(call) => {
+            let style = api_keys::Style::Camel;
+            let (result, notices) =
+                tenants::run(call, &state.services.auth, &principal, style).await;
+            return (Reply::from_result(result), notices);
+        }
+        Call::Secrets(call) => {
+            let style = api_keys::Style::Camel;
+            secrets::run(call, &state.services.auth, &principal, style).await
         }
         Call::Status => status(&state, &principal).await,
         Call::ChatSend(request) => {
@@ -494,6 +513,10 @@ async fn sessions_list(
                 "sessionId": s.session_key,
                 "hasActiveRun": false,
             });
+            // Admins list every user's sessions: say whose each one is.
+            if !s.user_id.is_empty() {
+                row["userId"] = json!(s.user_id);
+            }
             if !s.label.is_empty() {
                 row["label"] = json!(s.label);
                 row["displayName"] = json!(s.label);

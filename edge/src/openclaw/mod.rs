@@ -4,9 +4,13 @@
 //! Invariants: a `chat.send` is acknowledged before any event of its run reaches
 //! the client (events of a run whose ack is pending are held, boundedly); `agent`
 //! and `chat` events reach only connections with `operator.read` (write and admin
-//! satisfy it), pairing events only operators of the tenant with
-//! `operator.pairing` (admin satisfies it); a targeted disconnect closes the
-//! connection when it names its device (and role, if any); more than 10
+//! satisfy it): of the connection's own user's runs, or, for a connection that
+//! sees the whole tenant (`operator.admin`), of every user's runs of its tenant
+//! (the hub decides which reach it; runs are told apart by user and run id);
+//! pairing events reach only operators of the tenant with `operator.pairing`
+//! (admin satisfies it), and a non-admin only those concerning its own user; a
+//! targeted disconnect closes the connection when it names its device (and
+//! role, if any) or its user; more than 10
 //! consecutive `unauthorized role` refusals close it with 1008; post-handshake
 //! garbage follows §1.4 (non-JSON ignored, invalid frames answered, the socket
 //! stays open).
@@ -34,7 +38,7 @@ use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::socket::SocketInfo;
 use methods::Reply;
-use projection::Projector;
+use projection::{Projector, RunKey};
 
 /// Events held per run while its `chat.send` ack is outstanding; beyond this they
 /// are released (the ack is then late rather than memory unbounded).
@@ -59,10 +63,7 @@ pub enum Done {
         notices: Vec<Notice>,
     },
     /// A run's earlier events were read (empty on failure).
-    Backfill {
-        run_id: String,
-        events: Vec<RunEvent>,
-    },
+    Backfill { run: RunKey, events: Vec<RunEvent> },
 }
 
 pub struct Conn {
@@ -70,10 +71,11 @@ pub struct Conn {
     sees_events: bool,
     sees_pairing: bool,
     projector: Projector,
-    /// Run id → events waiting for the run's `chat.send` ack.
+    /// Run id of one of the connection's own runs → events waiting for the
+    /// run's `chat.send` ack.
     held: HashMap<String, Vec<Arc<RunEvent>>>,
-    /// Run id → live events waiting for the run's backfill.
-    backfilling: HashMap<String, Vec<Arc<RunEvent>>>,
+    /// Run → live events waiting for the run's backfill.
+    backfilling: HashMap<RunKey, Vec<Arc<RunEvent>>>,
     unauthorized_streak: u32,
 }
 
@@ -86,11 +88,12 @@ impl Conn {
         let sees_events = principal.role == "operator" && principal.has_scope(SCOPE_READ);
         let sees_pairing = principal.role == "operator" && principal.has_scope(SCOPE_PAIRING);
         tracing::debug!(conn_id = %info.conn_id, sees_events, tool_events, "openclaw connection");
+        let projector = Projector::new(tool_events).with_own_user(&principal.user_id);
         Self {
             principal,
             sees_events,
             sees_pairing,
-            projector: Projector::new(tool_events),
+            projector,
             held: HashMap::new(),
             backfilling: HashMap::new(),
             unauthorized_streak: 0,
@@ -112,13 +115,14 @@ impl Conn {
     /// run waits for (or now needs) a backfill of the text this connection
     /// missed (it joined mid-run).
     fn live(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
-        if let Some(pending) = self.backfilling.get_mut(&event.run_id) {
+        let run = RunKey::of(&event);
+        if let Some(pending) = self.backfilling.get_mut(&run) {
             if pending.len() < MAX_BACKFILL_HELD {
                 pending.push(event);
                 return;
             }
             // The backfill is too slow: give up on it (its result is ignored).
-            let pending = self.backfilling.remove(&event.run_id).unwrap_or_default();
+            let pending = self.backfilling.remove(&run).unwrap_or_default();
             for earlier in pending {
                 self.project(&earlier, cx);
             }
@@ -127,20 +131,20 @@ impl Conn {
         }
         if self.projector.wants_backfill(&event) {
             let (state, principal) = (cx.state.clone(), self.principal.clone());
-            let run_id = event.run_id.clone();
-            let span = tracing::debug_span!("ws.backfill", run_id = %run_id);
+            let span = tracing::debug_span!("ws.backfill", run_id = %run.run_id);
+            let key = run.clone();
             let spawned = cx.spawner.spawn(span, async move {
-                let events = match replay::fetch(&state, &principal, &run_id).await {
+                let events = match replay::fetch(&state, &principal, &key).await {
                     Ok(events) => events,
                     Err(err) => {
                         tracing::debug!(error = %err, "run history unavailable");
                         Vec::new()
                     }
                 };
-                Done::Backfill { run_id, events }
+                Done::Backfill { run: key, events }
             });
             if spawned {
-                self.backfilling.insert(event.run_id.clone(), vec![event]);
+                self.backfilling.insert(run, vec![event]);
                 return;
             }
         }
@@ -241,7 +245,10 @@ impl DialectConn for Conn {
         if !self.sees_events {
             return;
         }
-        if let Some(held) = self.held.get_mut(&event.run_id) {
+        // Only the connection's own runs wait for a `chat.send` ack: another
+        // user's run may carry the same run id.
+        let own = event.user_id == self.principal.user_id;
+        if own && let Some(held) = self.held.get_mut(&event.run_id) {
             if held.len() < MAX_HELD_EVENTS {
                 held.push(event);
                 return;
@@ -255,7 +262,7 @@ impl DialectConn for Conn {
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
-        if !self.sees_pairing || event.tenant_id != self.principal.tenant_id {
+        if !self.sees_pairing || !notify::concerns(event, &self.principal) {
             return;
         }
         let (Some(name), Some(payload)) = (
@@ -269,6 +276,9 @@ impl DialectConn for Conn {
 
     fn is_target(&self, disconnect: &Disconnect) -> bool {
         let principal = &self.principal;
+        if notify::targets_user(disconnect, principal) {
+            return true;
+        }
         !principal.device_id.is_empty()
             && disconnect.tenant_id == principal.tenant_id
             && disconnect.device_id == principal.device_id
@@ -293,13 +303,13 @@ impl DialectConn for Conn {
                     }
                 }
             }
-            Done::Backfill { run_id, events } => {
-                let pending = self.backfilling.remove(&run_id).unwrap_or_default();
+            Done::Backfill { run, events } => {
+                let pending = self.backfilling.remove(&run).unwrap_or_default();
                 // Only what came before the first live event: the live ones follow.
                 let first_live = pending.first().map_or(u64::MAX, |e| e.seq);
                 let earlier: Vec<RunEvent> =
                     events.into_iter().filter(|e| e.seq < first_live).collect();
-                self.projector.absorb(&run_id, &earlier);
+                self.projector.absorb(&run, &earlier);
                 for event in pending {
                     self.project(&event, cx);
                 }

@@ -17,7 +17,15 @@
 //! - text missing because the socket joined mid-run can be restored once per run
 //!   ([`Projector::wants_backfill`], then [`Projector::absorb`] of the run's
 //!   earlier events from its replay history), after which deltas resume with the
-//!   full text.
+//!   full text;
+//! - runs are tracked by [`RunKey`] (user and run id), never by run id alone:
+//!   run ids are the clients' idempotency keys, so two users of a tenant may use
+//!   the same one, and a connection that sees the whole tenant (an admin) gets
+//!   both runs;
+//! - an event of another user's run (only admins and owners receive those)
+//!   carries that user's id as `userId` in its `agent` and `chat` payloads (a
+//!   clawgate addition: OpenClaw session keys do not name a user); events of the
+//!   connection's own runs are exactly as OpenClaw sends them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +41,27 @@ pub const DELTA_THROTTLE: Duration = Duration::from_millis(150);
 
 /// Runs tracked per connection; the oldest is forgotten beyond this.
 const MAX_RUNS: usize = 256;
+
+/// A run as a connection tracks it: its user and its run id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub user_id: String,
+    pub run_id: String,
+}
+
+impl RunKey {
+    pub fn new(user_id: &str, run_id: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            run_id: run_id.to_owned(),
+        }
+    }
+
+    /// The run `event` belongs to.
+    pub fn of(event: &RunEvent) -> Self {
+        Self::new(&event.user_id, &event.run_id)
+    }
+}
 
 #[derive(Debug, Default)]
 struct RunState {
@@ -51,9 +80,11 @@ struct RunState {
 /// Per-connection projection state.
 #[derive(Debug, Default)]
 pub struct Projector {
-    runs: HashMap<String, RunState>,
+    runs: HashMap<RunKey, RunState>,
     next_order: u64,
     tool_events: bool,
+    /// The connection's own user: events of other users' runs name theirs.
+    own_user: String,
 }
 
 /// A JSON string field parsed as JSON when it is JSON, else kept as a string.
@@ -90,14 +121,27 @@ impl Projector {
         }
     }
 
+    /// Labels events of runs of users other than `user_id` with their `userId`.
+    pub fn with_own_user(mut self, user_id: &str) -> Self {
+        user_id.clone_into(&mut self.own_user);
+        self
+    }
+
+    /// The user to name in `event`'s payloads: its own, when it is not the
+    /// connection's.
+    fn foreign_user<'a>(&self, event: &'a RunEvent) -> Option<&'a str> {
+        let user = event.user_id.as_str();
+        (!self.own_user.is_empty() && !user.is_empty() && user != self.own_user).then_some(user)
+    }
+
     /// Runs currently tracked.
     #[cfg(test)]
     pub fn live_runs(&self) -> usize {
         self.runs.len()
     }
 
-    fn run(&mut self, run_id: &str) -> &mut RunState {
-        if !self.runs.contains_key(run_id) && self.runs.len() >= MAX_RUNS {
+    fn run(&mut self, key: &RunKey) -> &mut RunState {
+        if !self.runs.contains_key(key) && self.runs.len() >= MAX_RUNS {
             let oldest = self
                 .runs
                 .iter()
@@ -109,12 +153,10 @@ impl Projector {
         }
         self.next_order += 1;
         let order = self.next_order;
-        self.runs
-            .entry(run_id.to_owned())
-            .or_insert_with(|| RunState {
-                order,
-                ..RunState::default()
-            })
+        self.runs.entry(key.clone()).or_insert_with(|| RunState {
+            order,
+            ..RunState::default()
+        })
     }
 
     /// Whether `event` is an assistant delta of a run whose earlier text this
@@ -126,7 +168,7 @@ impl Projector {
             return false;
         };
         let offset = usize::try_from(delta.offset).unwrap_or(usize::MAX);
-        let run = self.run(&event.run_id);
+        let run = self.run(&RunKey::of(event));
         if run.backfill_tried || run.gapped || offset <= run.text.len() {
             return false;
         }
@@ -137,7 +179,7 @@ impl Projector {
     /// Rebuilds a run's text from its earlier events (oldest first, from the
     /// replay history) without producing frames. Text is taken only when the
     /// history is complete from the start of the run.
-    pub fn absorb(&mut self, run_id: &str, events: &[RunEvent]) {
+    pub fn absorb(&mut self, key: &RunKey, events: &[RunEvent]) {
         let Some(text) = clawgate_runtime::replay::assistant_text(events) else {
             return;
         };
@@ -147,7 +189,7 @@ impl Projector {
             .map(|e| e.seq)
             .max()
             .unwrap_or(0);
-        let run = self.run(run_id);
+        let run = self.run(key);
         if text.len() > run.text.len() && !run.gapped {
             run.text = text;
             run.text_seq = seq;
@@ -158,10 +200,21 @@ impl Projector {
 
     /// The frames `event` produces on this connection at time `now`.
     pub fn project(&mut self, event: &RunEvent, now: Instant) -> Vec<EventOut> {
+        let mut out = self.project_run(event, now);
+        if let Some(user) = self.foreign_user(event) {
+            for frame in &mut out {
+                frame.payload["userId"] = json!(user);
+            }
+        }
+        out
+    }
+
+    fn project_run(&mut self, event: &RunEvent, now: Instant) -> Vec<EventOut> {
         let mut out = Vec::new();
         let Some(kind) = &event.kind else {
             return out;
         };
+        let key = RunKey::of(event);
         let agent = |stream: &str, data: Value| {
             EventOut::broadcast(
                 "agent",
@@ -177,14 +230,14 @@ impl Projector {
         };
         match kind {
             run_event::Kind::Start(start) => {
-                self.run(&event.run_id);
+                self.run(&key);
                 out.push(agent(
                     "lifecycle",
                     json!({ "phase": "start", "startedAt": start.started_at_ms }),
                 ));
             }
             run_event::Kind::Assistant(delta) => {
-                let run = self.run(&event.run_id);
+                let run = self.run(&key);
                 if run.gapped || delta.delta.is_empty() {
                     return out;
                 }
@@ -251,7 +304,7 @@ impl Projector {
                 if !aborted && let Some(flush) = self.flush(event) {
                     out.push(flush);
                 }
-                self.runs.remove(&event.run_id);
+                self.runs.remove(&key);
                 let mut chat = json!({
                     "runId": event.run_id,
                     "sessionKey": event.session_key,
@@ -286,7 +339,7 @@ impl Projector {
                 if let Some(flush) = self.flush(event) {
                     out.push(flush);
                 }
-                self.runs.remove(&event.run_id);
+                self.runs.remove(&key);
                 out.push(agent(
                     "lifecycle",
                     json!({
@@ -318,7 +371,7 @@ impl Projector {
 
     /// The delta holding text the throttle kept back, if any.
     fn flush(&mut self, event: &RunEvent) -> Option<EventOut> {
-        let run = self.runs.get_mut(&event.run_id)?;
+        let run = self.runs.get_mut(&RunKey::of(event))?;
         if run.gapped || run.sent_len == run.text.len() {
             return None;
         }

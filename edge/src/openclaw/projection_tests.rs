@@ -228,3 +228,40 @@ fn run_state_is_bounded() {
     }
     assert_eq!(p.live_runs(), MAX_RUNS);
 }
+
+#[test]
+fn runs_of_two_users_with_one_run_id_stay_apart_and_foreign_ones_are_labelled() {
+    // An admin ("u") receives its own run-1 and bob's run-1, interleaved.
+    let mut p = Projector::new(false).with_own_user("u");
+    let now = Instant::now();
+    let of_bob = |mut event: RunEvent| {
+        event.user_id = "bob".into();
+        event
+    };
+    let own = p.project(&assistant(1, 0, "mine"), now);
+    assert!(own.iter().all(|f| f.payload.get("userId").is_none()));
+    let bobs = p.project(&of_bob(assistant(1, 0, "his")), now);
+    assert!(!bobs.is_empty());
+    assert!(
+        bobs.iter().all(|f| f.payload["userId"] == "bob"),
+        "{bobs:?}"
+    );
+    assert_eq!(p.live_runs(), 2);
+    let later = now + DELTA_THROTTLE;
+    assert_eq!(
+        summary(&p.project(&of_bob(assistant(2, 3, " text")), later)),
+        vec![
+            s("agent", "assistant", "his text"),
+            s("chat", "delta", "his text")
+        ]
+    );
+    assert_eq!(
+        summary(&p.project(&end(3, RunOutcome::Completed, "mine!"), later)),
+        vec![s("agent", "lifecycle", "end"), s("chat", "final", "mine!")]
+    );
+    assert_eq!(p.live_runs(), 1, "bob's run is still tracked");
+    // Without an own user (e.g. tests, replay of own runs) nothing is labelled.
+    let mut plain = Projector::new(false);
+    let frames = plain.project(&of_bob(assistant(1, 0, "x")), now);
+    assert!(frames.iter().all(|f| f.payload.get("userId").is_none()));
+}

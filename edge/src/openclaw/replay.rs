@@ -1,9 +1,10 @@
 //! Reading a run's earlier events back from its bounded replay history (the
 //! runner's `ReadRunEvents`, principal-scoped, so a user reads only their own
-//! runs):
+//! runs, and an admin or owner any run of its tenant, naming the run's user):
 //!
-//! - `chat.replay {runId, afterSeq?, limit?}` — a clawgate extension (scope
-//!   `operator.read`) for clients that need every `agent` event: returns
+//! - `chat.replay {runId, afterSeq?, limit?, userId?}` — a clawgate extension
+//!   (scope `operator.read`) for clients that need every `agent` event
+//!   (`userId`: another user's run, for admins; events of it carry `userId`): returns
 //!   `{runId, events: [<agent event payload>…], complete}` with the `agent`
 //!   payloads of the run's events whose `seq > afterSeq`, oldest first, at most
 //!   `limit`, rendered exactly as live `agent` events (assistant data carries the
@@ -12,7 +13,8 @@
 //!   `afterSeq + 1`). An unknown, foreign or expired run returns no events.
 //! - the backfill of a connection that sees a run's delta without the text
 //!   before it (it reconnected mid-run): [`fetch`] reads the run's history
-//!   once, so the next `chat` delta carries the full text again.
+//!   once (of the run's user, which for an admin may be another user), so the
+//!   next `chat` delta carries the full text again.
 //!
 //! Invariants: every read is bounded in events ([`MAX_EVENTS`]) and time
 //! ([`READ_TIMEOUT`]); a failing read is `UNAVAILABLE` for `chat.replay` and only
@@ -26,7 +28,7 @@ use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::projection::Projector;
+use super::projection::{Projector, RunKey};
 use crate::params::Obj;
 use crate::server::EdgeState;
 
@@ -41,14 +43,18 @@ pub struct ReplayCall {
     pub run_id: String,
     pub after_seq: u64,
     pub limit: usize,
+    /// The run's user; empty: the caller's own.
+    pub user_id: String,
 }
 
 /// Validates `chat.replay` params.
 pub fn parse(params: &Value) -> Result<ReplayCall, ServiceError> {
     let bad = |why: String| ServiceError::invalid(format!("invalid chat.replay params: {why}"));
     let obj = Obj::new(params, "").map_err(bad)?;
-    obj.closed(&["runId", "afterSeq", "limit"]).map_err(bad)?;
+    obj.closed(&["runId", "afterSeq", "limit", "userId"])
+        .map_err(bad)?;
     let run_id = obj.req_str_len("runId", 512).map_err(bad)?;
+    let user_id = obj.opt_str("userId").map_err(bad)?.unwrap_or_default();
     let after_seq = obj.opt_int("afterSeq", 0, i64::MAX).map_err(bad)?;
     let limit = obj
         .opt_int("limit", 1, i64::from(MAX_EVENTS))
@@ -59,19 +65,22 @@ pub fn parse(params: &Value) -> Result<ReplayCall, ServiceError> {
         limit: limit
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(MAX_EVENTS as usize),
+        user_id: user_id.trim().to_owned(),
     })
 }
 
-/// The run's history from its start (at most [`MAX_EVENTS`] events).
+/// The history of `run` (of the caller's tenant) from its start (at most
+/// [`MAX_EVENTS`] events). Empty when the caller may not read it.
 pub async fn fetch(
     state: &EdgeState,
     principal: &Principal,
-    run_id: &str,
+    run: &RunKey,
 ) -> Result<Vec<RunEvent>, ServiceError> {
     let request = ReadRunEventsRequest {
-        run_id: run_id.to_owned(),
+        run_id: run.run_id.clone(),
         after_seq: 0,
         limit: MAX_EVENTS,
+        user_id: run.user_id.clone(),
     };
     let read = state.services.runner.read_run_events(principal, request);
     match tokio::time::timeout(READ_TIMEOUT, read).await {
@@ -90,13 +99,17 @@ pub async fn chat_replay(
     call: ReplayCall,
 ) -> Result<Value, ServiceError> {
     // Read from the start so assistant data carries the full text, as live.
-    let events = fetch(state, principal, &call.run_id).await?;
+    let user = match call.user_id.as_str() {
+        "" => principal.user_id.as_str(),
+        user => user,
+    };
+    let events = fetch(state, principal, &RunKey::new(user, &call.run_id)).await?;
     let complete = events.first().is_none_or(|first| first.seq <= 1);
     let complete = complete
         && (call.after_seq == 0
             || events.iter().any(|e| e.seq <= call.after_seq + 1)
             || events.is_empty());
-    let mut projector = Projector::new(true);
+    let mut projector = Projector::new(true).with_own_user(&principal.user_id);
     let now = Instant::now();
     let mut agent = Vec::new();
     for event in &events {

@@ -125,6 +125,21 @@ Where the PostgreSQL URL comes from, in order of precedence:
 {{- end }}
 {{- end }}
 
+{{/*
+Where the migration Job reads its URL (the schema owner's), besides the hook
+Secret of an external URL (see migrate-job.yaml): the existing Secret's
+migration key (default: its URL key), or the chart Secret's
+"migration-database-url" (in-chart PostgreSQL, its superuser).
+*/}}
+{{- define "clawgate.migrationSecretKey" -}}
+{{- $src := include "clawgate.databaseSource" . }}
+{{- if eq $src "existingSecret" }}
+{{- .Values.externalDatabase.existingSecretMigrationKey | default .Values.externalDatabase.existingSecretKey }}
+{{- else if eq $src "postgresql" }}migration-database-url
+{{- else }}database-url
+{{- end }}
+{{- end }}
+
 {{- define "clawgate.redisSecretName" -}}
 {{- if eq (include "clawgate.redisSource" .) "existingSecret" }}
 {{- .Values.externalRedis.existingSecret }}

@@ -68,11 +68,51 @@ pub struct CommonArgs {
     #[arg(long, env = "CLAWGATE_LISTEN", default_value = "127.0.0.1:18789")]
     pub listen: SocketAddr,
 
+    /// Key(s) sealing tenant secrets at rest (AES-256-GCM), used by the auth
+    /// service: 32 bytes as 64 hex digits or base64, several separated by commas
+    /// (the first seals, the others only open: key rotation). `up` creates one in
+    /// its data directory when unset. Prefer the environment variable: a flag
+    /// value is visible in the process list.
+    #[arg(long, env = "CLAWGATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<SecretArg>,
+
+    /// Days a session and its transcript are kept after their last activity
+    /// (0: forever). Enforced by the session service.
+    #[arg(long, env = "CLAWGATE_SESSION_RETENTION_DAYS", default_value_t = 30)]
+    pub session_retention_days: u64,
+
     #[command(flatten)]
     pub edge: EdgeArgs,
 
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// A secret given on the command line or in the environment: its `Debug`
+/// never shows it, so printing the parsed options cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(String);
+
+impl SecretArg {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretArg {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Settings of the auth service: pairing and the failed-auth lockout.
@@ -285,9 +325,17 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
-    /// Database to migrate: postgres://… or sqlite://…
+    /// Database to migrate: postgres://… or sqlite://… On PostgreSQL, migrate as
+    /// the role that owns the schemas (not the role the services run as).
     #[arg(long, env = "CLAWGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// PostgreSQL role the services run as (LOGIN, without SUPERUSER or
+    /// BYPASSRLS, so row-level security applies to it): after migrating, each
+    /// service's schema grants it data rights only (no DDL). The role must
+    /// exist. Ignored on SQLite.
+    #[arg(long, env = "CLAWGATE_DATABASE_APP_ROLE")]
+    pub app_role: Option<String>,
 }
 
 #[cfg(test)]
@@ -325,6 +373,34 @@ mod tests {
         .common;
         assert!(on.auth.pairing_auto_approve_local);
         assert_eq!(on.edge.preauth_sockets_per_ip, 4);
+    }
+
+    #[test]
+    fn secrets_and_retention_flags() {
+        let defaults = up(&[]).common;
+        assert!(defaults.encryption_key.is_none());
+        assert_eq!(defaults.session_retention_days, 30);
+        let key = "ab".repeat(32);
+        let set = up(&["--encryption-key", &key, "--session-retention-days", "7"]).common;
+        assert_eq!(
+            set.encryption_key.as_ref().map(SecretArg::expose),
+            Some(key.as_str())
+        );
+        assert_eq!(set.session_retention_days, 7);
+        let printed = format!("{set:?}");
+        assert!(!printed.contains(&key), "the key appears in Debug output");
+        let argv = [
+            "clawgate",
+            "migrate",
+            "--database-url",
+            "postgres://x@h/db",
+            "--app-role",
+            "clawgate_app",
+        ];
+        let Ok(Command::Migrate(args)) = Cli::try_parse_from(argv).map(|cli| cli.command) else {
+            panic!("migrate expected");
+        };
+        assert_eq!(args.app_role.as_deref(), Some("clawgate_app"));
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! `clawgate up`: every service in one process on the embedded default.
 //!
-//! SQLite files and the gateway token live in the data directory. The token is
-//! created on first start (random, 32 bytes, base64url) and kept with mode 0600;
-//! it is printed once, when created, together with the URL to connect to.
+//! SQLite files, the gateway token and the encryption key live in the data
+//! directory. The token is created on first start (random, 32 bytes, base64url)
+//! and kept with mode 0600; it is printed once, when created, together with the
+//! URL to connect to. The key sealing tenant secrets (`encryption-key`, 32
+//! random bytes in hex, mode 0600) is created on first start too and used
+//! whenever no `CLAWGATE_ENCRYPTION_KEY` is configured; it is never printed.
+//! Losing that file makes the stored secrets unreadable.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -12,12 +16,15 @@ use anyhow::Context;
 use base64::Engine as _;
 use clawgate_auth::GatewayToken;
 use clawgate_runtime::bus::memory::MemoryBus;
+use clawgate_runtime::secrets::Keyring;
 use tokio::net::TcpListener;
 
-use crate::cli::UpArgs;
+use crate::cli::{SecretArg, UpArgs};
 use crate::wiring::{Plan, run_wired, wire};
 
 const TOKEN_FILE: &str = "gateway-token";
+/// The file holding the key that seals tenant secrets, in the data directory.
+pub const ENCRYPTION_KEY_FILE: &str = "encryption-key";
 
 /// A gateway running in this process.
 pub struct Embedded {
@@ -34,21 +41,41 @@ fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".clawgate"))
 }
 
-/// Reads the persisted gateway token, creating it on first start.
-pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<(GatewayToken, bool)> {
-    let path = data_dir.join(TOKEN_FILE);
+/// Reads the secret kept in `file` of `data_dir`, creating it with `create` on
+/// first start. Returns the secret and whether it was created now.
+fn load_or_create_secret(
+    data_dir: &Path,
+    file: &str,
+    create: impl FnOnce() -> String,
+) -> anyhow::Result<(String, bool)> {
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => {
-            return Ok((GatewayToken::new(token.trim()), false));
-        }
-        Ok(_) => {}
+        Ok(secret) if !secret.trim().is_empty() => return Ok((secret.trim().to_owned(), false)),
+        // An empty file (e.g. a crash between create and write) is replaced.
+        Ok(_) => std::fs::remove_file(&path)
+            .with_context(|| format!("cannot replace the empty {}", path.display()))?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
-    let bytes: [u8; 32] = rand::random();
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok((GatewayToken::new(token), true))
+    let secret = create();
+    write_private(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((secret, true))
+}
+
+/// Reads the persisted gateway token, creating it on first start.
+pub fn load_or_create_token(data_dir: &Path) -> anyhow::Result<(GatewayToken, bool)> {
+    let (token, created) = load_or_create_secret(data_dir, TOKEN_FILE, || {
+        let bytes: [u8; 32] = rand::random();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    })?;
+    Ok((GatewayToken::new(token), created))
+}
+
+/// Reads the persisted key sealing tenant secrets, creating it on first start.
+pub fn load_or_create_encryption_key(data_dir: &Path) -> anyhow::Result<(SecretArg, bool)> {
+    let (key, created) =
+        load_or_create_secret(data_dir, ENCRYPTION_KEY_FILE, Keyring::generate_key_hex)?;
+    Ok((SecretArg::new(key), created))
 }
 
 #[cfg(unix)]
@@ -69,7 +96,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Prepares an embedded gateway: data directory, token, listener.
-pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
+pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -77,6 +104,21 @@ pub async fn prepare(args: UpArgs) -> anyhow::Result<Embedded> {
         Some(token) => (GatewayToken::new(token.clone()), false),
         None => load_or_create_token(&data_dir)?,
     };
+    if args
+        .common
+        .encryption_key
+        .as_ref()
+        .is_none_or(|key| key.expose().trim().is_empty())
+    {
+        let (key, created) = load_or_create_encryption_key(&data_dir)?;
+        if created {
+            tracing::info!(
+                file = ENCRYPTION_KEY_FILE,
+                "created the key sealing tenant secrets in the data directory"
+            );
+        }
+        args.common.encryption_key = Some(key);
+    }
     let database_url = format!(
         "sqlite://{}?mode=rwc",
         data_dir.join("clawgate.sqlite").display()
@@ -137,4 +179,29 @@ pub async fn up(
         );
     }
     run_wired(wired, Some(embedded.listener), None, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encryption_key_is_created_once_private_and_valid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (key, created) = load_or_create_encryption_key(dir.path()).expect("create");
+        assert!(created);
+        assert!(Keyring::from_config(key.expose()).is_ok());
+        let (again, created) = load_or_create_encryption_key(dir.path()).expect("load");
+        assert!(!created);
+        assert_eq!(again, key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(ENCRYPTION_KEY_FILE))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! cannot tell the difference.
 
 pub mod cli;
+pub mod database;
 pub mod embedded;
 pub mod health;
 pub mod wiring;
@@ -27,7 +28,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => embedded::up(args, shutdown_signal()).await,
         Command::Serve(args) => wiring::serve(args, shutdown_signal()).await,
-        Command::Migrate(args) => wiring::migrate(args).await,
+        Command::Migrate(args) => database::migrate(args).await,
         Command::Keygen => Ok(()),
     }
 }

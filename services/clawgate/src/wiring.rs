@@ -14,6 +14,11 @@
 //! drains its sockets; a runner is marked `NOT_SERVING`, lets its in-flight runs
 //! finish within its grace while gRPC keeps serving (forwarded aborts and
 //! history reads still work), then the gRPC server stops.
+//!
+//! Databases: each storing service opens its own pool ([`crate::database`]),
+//! which warns when its role bypasses row-level security. The auth service gets
+//! the keyring of `CLAWGATE_ENCRYPTION_KEY` (tenant secrets); the key never
+//! appears in logs or errors.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,19 +35,23 @@ use clawgate_runner::{ClusterOptions, ProviderConfig, RunnerConfig, RunnerServic
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::db::Database;
 use clawgate_runtime::internal_token::KeySet;
 use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
 use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, SocketBudgetConfig};
+use clawgate_runtime::secrets::Keyring;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
-use crate::cli::{ClusterArgs, CommonArgs, MigrateArgs, ServeArgs};
+use crate::cli::{ClusterArgs, CommonArgs, ServeArgs};
+use crate::database;
+pub use crate::database::database_url_for;
 use crate::health::{Dependency, Health, ProbeTask};
 
 const RUNNER_SERVICE: &str = "clawgate.runner.v1.RunnerService";
+/// How often a session process purges sessions whose retention has passed.
+const RETENTION_PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// The services of one process and how to reach the others.
 pub struct Plan {
@@ -147,38 +156,13 @@ pub struct Wired {
     pub health: Health,
     /// Keeps the dependency probes running.
     pub probes: Option<ProbeTask>,
+    /// Stops the session retention task when dropped.
+    pub retention: Option<tokio_util::sync::DropGuard>,
 }
 
 impl Plan {
     fn runs(&self, service: &str) -> bool {
         self.services.iter().any(|s| s == service)
-    }
-}
-
-/// The database URL a storing service uses: PostgreSQL URLs are shared (each
-/// service has its own schema); a SQLite URL names one file per service
-/// (`clawgate.sqlite` ⇒ `clawgate.session.sqlite`) so each keeps its own
-/// migration history.
-pub fn database_url_for(url: &str, service: &str) -> String {
-    let Some(rest) = url.strip_prefix("sqlite://") else {
-        return url.to_owned();
-    };
-    let (path, query) = rest
-        .split_once('?')
-        .map_or((rest, None), |(p, q)| (p, Some(q)));
-    let path = std::path::Path::new(path);
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("clawgate");
-    let ext = path
-        .extension()
-        .and_then(|s| s.to_str())
-        .unwrap_or("sqlite");
-    let file = path.with_file_name(format!("{stem}.{service}.{ext}"));
-    match query {
-        Some(query) => format!("sqlite://{}?{query}", file.display()),
-        None => format!("sqlite://{}?mode=rwc", file.display()),
     }
 }
 
@@ -205,16 +189,27 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         None
     };
 
+    let mut retention = None;
     let session = if plan.runs("session") {
         let url = plan
             .database_url
             .as_deref()
             .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-        let db =
-            Database::connect(&database_url_for(url, "session"), clawgate_session::SCHEMA).await?;
-        let service = SessionService::from_database(db.clone());
+        let db = database::open(url, "session").await?;
+        let retention_days = plan.common.session_retention_days;
+        let mut service = SessionService::from_database(db.clone());
+        if retention_days > 0 {
+            service = service.with_retention(Duration::from_secs(retention_days * 86_400));
+        }
         if plan.migrate {
             service.migrate().await?;
+        }
+        // Soft-deleted sessions are purged once their retention has passed
+        // (0 days: kept forever). The guard stops the task with the process.
+        if retention_days > 0 {
+            let stop = tokio_util::sync::CancellationToken::new();
+            service.spawn_retention(RETENTION_PURGE_EVERY, stop.clone());
+            retention = Some(stop.drop_guard());
         }
         let service: Arc<dyn clawgate_proto::session::SessionApi> = Arc::new(service);
         routes.add_service(SessionGrpc::new(service.clone(), verifier.clone()).into_server());
@@ -241,12 +236,19 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
                 "the auth service needs a gateway token: set --gateway-token (CLAWGATE_GATEWAY_TOKEN)"
             );
         };
+        let keyring = keyring(&plan.common)?;
+        if keyring.is_none() {
+            tracing::warn!(
+                "no CLAWGATE_ENCRYPTION_KEY: tenant secrets cannot be stored (secrets.set fails)"
+            );
+        }
         let config = AuthConfig {
             gateway_token: token,
             default_tenant_id: plan.common.default_tenant.clone(),
             default_user_id: plan.common.default_user.clone(),
             owner_ids: plan.common.owner_ids.clone(),
             auto_approve_local: plan.common.auth.pairing_auto_approve_local,
+            keyring,
         };
         // Devices, tokens, pairing requests and API keys must outlive the process
         // and be shared by every auth replica: a database is required.
@@ -254,7 +256,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             .database_url
             .as_deref()
             .context("the auth service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-        let db = Database::connect(&database_url_for(url, "auth"), clawgate_auth::SCHEMA).await?;
+        let db = database::open(url, "auth").await?;
         let auth_dependencies = vec![Dependency::Database(db.clone())];
         let service = AuthService::from_database(db, config);
         if plan.migrate {
@@ -353,7 +355,24 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         runner_shutdown_grace: plan.runner_shutdown_grace,
         health,
         probes,
+        retention,
     })
+}
+
+/// The keyring of `CLAWGATE_ENCRYPTION_KEY`, if one is configured. The error
+/// names the position of a bad key, never a key.
+fn keyring(common: &CommonArgs) -> anyhow::Result<Option<Keyring>> {
+    let Some(spec) = common
+        .encryption_key
+        .as_ref()
+        .filter(|key| !key.expose().trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let keyring = Keyring::from_config(spec.expose())
+        .context("invalid CLAWGATE_ENCRYPTION_KEY (--encryption-key)")?;
+    tracing::info!(key_id = %keyring.active_key_id(), "tenant secrets sealed with the configured key");
+    Ok(Some(keyring))
 }
 
 fn runner_config(common: &CommonArgs) -> RunnerConfig {
@@ -410,6 +429,7 @@ pub async fn run_wired(
         }
     };
     let _probes = wired.probes;
+    let _retention = wired.retention;
     let mut tasks = tokio::task::JoinSet::new();
     if let (Some(routes), Some(listener)) = (wired.grpc, grpc_listener) {
         let incoming =
@@ -533,46 +553,4 @@ fn signing_keys(pem: Option<&str>) -> anyhow::Result<KeySet> {
         );
     };
     KeySet::from_pem(pem).context("invalid CLAWGATE_SIGNING_KEY")
-}
-
-/// `clawgate migrate`.
-pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let session = SessionService::connect(&database_url_for(&args.database_url, "session")).await?;
-    session.migrate().await?;
-    tracing::info!("session migrations applied");
-    let auth = AuthService::connect(
-        &database_url_for(&args.database_url, "auth"),
-        AuthConfig {
-            gateway_token: GatewayToken::new(""),
-            default_tenant_id: String::new(),
-            default_user_id: String::new(),
-            owner_ids: Vec::new(),
-            auto_approve_local: false,
-        },
-    )
-    .await?;
-    auth.migrate().await?;
-    tracing::info!("auth migrations applied");
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::database_url_for;
-
-    #[test]
-    fn sqlite_urls_get_one_file_per_service() {
-        assert_eq!(
-            database_url_for("sqlite:///data/clawgate.sqlite", "session"),
-            "sqlite:///data/clawgate.session.sqlite?mode=rwc"
-        );
-        assert_eq!(
-            database_url_for("sqlite://db/x.db?mode=rwc", "auth"),
-            "sqlite://db/x.auth.db?mode=rwc"
-        );
-        assert_eq!(
-            database_url_for("postgres://u@h/db", "session"),
-            "postgres://u@h/db"
-        );
-    }
 }

@@ -504,7 +504,14 @@ impl RunnerApi for RunnerService {
             0 => MAX_REPLAY_EVENTS,
             limit => usize::try_from(limit).map_or(MAX_REPLAY_EVENTS, |l| l.min(MAX_REPLAY_EVENTS)),
         };
-        let run = RunRef::new(&principal.tenant_id, &principal.user_id, &request.run_id);
+        // Another user's run only for a principal that sees the whole tenant;
+        // the tenant is always the caller's.
+        let user_id = match request.user_id.as_str() {
+            "" => principal.user_id.as_str(),
+            user if user == principal.user_id || principal.sees_tenant() => user,
+            _ => return Ok(ReadRunEventsResponse::default()),
+        };
+        let run = RunRef::new(&principal.tenant_id, user_id, &request.run_id);
         let events = self
             .inner
             .replay

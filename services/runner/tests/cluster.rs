@@ -11,13 +11,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clawgate_proto::ServiceError;
 use clawgate_proto::pb::common::v1::{RunEvent, RunOutcome, run_event};
 use clawgate_proto::runner::{
     AbortRunRequest, GetRunRequest, ReadRunEventsRequest, RunState, RunnerApi, StartRunResponse,
     StartStatus,
 };
 use clawgate_proto::session::{ListMessagesRequest, MessageStatus, SessionApi, SessionClient};
+use clawgate_proto::{Principal, ServiceError};
 use clawgate_runner::{ClusterOptions, ProviderConfig, RUNNER_LOST, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::bus::{Delivery, EventBus, SubscriptionControl, Topic};
@@ -407,6 +407,7 @@ async fn a_run_s_events_replay_in_order_from_a_seq_on_any_runner() {
         run_id: "r".into(),
         after_seq,
         limit,
+        user_id: String::new(),
     };
     let replayed = b
         .read_run_events(&principal("alice"), read(0, 0))
@@ -432,6 +433,23 @@ async fn a_run_s_events_replay_in_order_from_a_seq_on_any_runner() {
         .unwrap()
         .events;
     assert!(bob.is_empty(), "another user's run is invisible");
+    // Naming alice's run: only a principal that sees the tenant reads it.
+    let alices = ReadRunEventsRequest {
+        user_id: "alice".into(),
+        ..read(0, 0)
+    };
+    let bob_named = b
+        .read_run_events(&principal("bob"), alices.clone())
+        .await
+        .unwrap()
+        .events;
+    assert!(bob_named.is_empty(), "an operator cannot name another user");
+    let admin = Principal {
+        role: "admin".into(),
+        ..principal("bob")
+    };
+    let admin_read = b.read_run_events(&admin, alices).await.unwrap().events;
+    assert_eq!(admin_read, live, "an admin reads any run of its tenant");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,7 @@ async fn reads_back_in_order_from_a_seq(log: Arc<dyn ReplayLog>, bus: Arc<dyn Ev
     let mut subscriber = bus.subscriber(64).await.unwrap();
     subscriber.control.subscribe(&topic).await.unwrap();
     for seq in 1..=5 {
-        log.append_and_publish(&topic, &event("alice", "r1", seq))
+        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "r1", seq))
             .await
             .unwrap();
         // Appended before published: whoever receives it can replay it.
@@ -87,7 +87,7 @@ async fn reads_back_in_order_from_a_seq(log: Arc<dyn ReplayLog>, bus: Arc<dyn Ev
 
 async fn runs_are_scoped_by_tenant_and_user(log: Arc<dyn ReplayLog>, _bus: Arc<dyn EventBus>) {
     let topic = Topic::user("t", "alice");
-    log.append_and_publish(&topic, &event("alice", "r1", 1))
+    log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "r1", 1))
         .await
         .unwrap();
     assert!(
@@ -113,7 +113,7 @@ async fn runs_are_scoped_by_tenant_and_user(log: Arc<dyn ReplayLog>, _bus: Arc<d
 async fn history_is_bounded_keeping_the_newest(log: Arc<dyn ReplayLog>, _bus: Arc<dyn EventBus>) {
     let topic = Topic::user("t", "alice");
     for seq in 1..=500 {
-        log.append_and_publish(&topic, &event("alice", "big", seq))
+        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "big", seq))
             .await
             .unwrap();
     }
@@ -134,6 +134,36 @@ fn small() -> ReplayOptions {
     }
 }
 
+async fn publishes_on_every_topic_once(log: Arc<dyn ReplayLog>, bus: Arc<dyn EventBus>) {
+    let topics = [Topic::user("t", "alice"), Topic::tenant_runs("t")];
+    let mut user = bus.subscriber(64).await.unwrap();
+    user.control.subscribe(&topics[0]).await.unwrap();
+    let mut tenant = bus.subscriber(64).await.unwrap();
+    tenant.control.subscribe(&topics[1]).await.unwrap();
+    for seq in 1..=3 {
+        log.append_and_publish(&topics, &event("alice", "r1", seq))
+            .await
+            .unwrap();
+    }
+    for (subscriber, topic) in [(&mut user, &topics[0]), (&mut tenant, &topics[1])] {
+        for seq in 1..=3 {
+            let delivery =
+                tokio::time::timeout(Duration::from_secs(5), subscriber.deliveries.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(&delivery.topic, topic);
+            assert_eq!(decode_event(&delivery.payload).unwrap().seq, seq);
+        }
+    }
+    // One history entry per event, however many topics it went to.
+    let all = log
+        .read_from(&RunRef::new("t", "alice", "r1"), 0, 0)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&all), vec![1, 2, 3]);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -151,6 +181,7 @@ suite!(
     reads_back_in_order_from_a_seq,
     runs_are_scoped_by_tenant_and_user,
     history_is_bounded_keeping_the_newest,
+    publishes_on_every_topic_once,
 );
 
 #[tokio::test]
@@ -163,7 +194,7 @@ async fn memory_histories_expire_and_the_number_of_runs_is_bounded() {
     .await;
     let topic = Topic::user("t", "alice");
     for run in ["a", "b", "c"] {
-        log.append_and_publish(&topic, &event("alice", run, 1))
+        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", run, 1))
             .await
             .unwrap();
     }
@@ -192,7 +223,7 @@ async fn redis_histories_carry_a_ttl() {
             ..ReplayOptions::default()
         },
     );
-    log.append_and_publish(&Topic::user("t", "alice"), &event("alice", "r1", 1))
+    log.append_and_publish(&[Topic::user("t", "alice")], &event("alice", "r1", 1))
         .await
         .unwrap();
     let key = log.stream_key(&RunRef::new("t", "alice", "r1"));

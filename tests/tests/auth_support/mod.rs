@@ -224,3 +224,16 @@ pub async fn goclaw(url: &str, params: Value) -> anyhow::Result<(WsClient, Value
     let res = ws.request("connect", params).await?;
     Ok((ws, res))
 }
+
+/// Creates tenant `id` through a goclaw owner connection (`owner` must be one of
+/// the gateway's owner ids).
+pub async fn create_tenant(url: &str, token: &str, owner: &str, id: &str) -> anyhow::Result<()> {
+    let (mut ws, res) = goclaw(url, json!({"token": token, "user_id": owner})).await?;
+    anyhow::ensure!(res["ok"] == true, "owner connect failed: {res}");
+    let res = ws
+        .request("tenants.create", json!({"id": id, "slug": id, "name": id}))
+        .await?;
+    anyhow::ensure!(res["ok"] == true, "tenants.create failed: {res}");
+    ws.close().await;
+    Ok(())
+}

@@ -4,8 +4,10 @@
 //! Routing: a message is published on a [`Topic`]. Each process opens one
 //! [`Subscriber`] and subscribes it to the topics its sockets care about; the bus
 //! delivers a message only to subscribers of its topic. Run events go to the topic of
-//! the run's tenant and user ([`Topic::user`]), so an edge process receives a run's
-//! events only while it holds a socket of that user.
+//! the run's tenant and user ([`Topic::user`]) and to the run topic of its tenant
+//! ([`Topic::tenant_runs`]): an edge process receives a run's events only while it
+//! holds a socket of that user, or a socket that sees the whole tenant (an admin
+//! or owner, which subscribes the tenant's run topic instead of its user topic).
 //!
 //! Guarantees (both implementations, checked by one behaviour suite):
 //! - messages of one publisher on one topic arrive in publish order;

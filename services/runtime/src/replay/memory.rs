@@ -95,11 +95,19 @@ impl MemoryReplayLog {
 
 #[async_trait]
 impl ReplayLog for MemoryReplayLog {
-    async fn append_and_publish(&self, topic: &Topic, event: &RunEvent) -> Result<(), ReplayError> {
+    async fn append_and_publish(
+        &self,
+        topics: &[Topic],
+        event: &RunEvent,
+    ) -> Result<(), ReplayError> {
         let payload = bus_payload(event);
         self.append(event, payload.clone());
+        let messages = topics
+            .iter()
+            .map(|topic| (topic.clone(), payload.clone()))
+            .collect();
         self.bus
-            .publish(topic, payload)
+            .publish_many(messages)
             .await
             .map_err(|err| match err {
                 BusError::Unavailable(reason) => ReplayError::Unavailable(reason),

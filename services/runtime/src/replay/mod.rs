@@ -8,10 +8,12 @@
 //! missed.
 //!
 //! **What it owns.** A bounded history per run: every [`RunEvent`] the runner
-//! publishes is first appended to its run's history, then published on the bus
-//! ([`ReplayLog::append_and_publish`]). On Redis both happen in one pipeline on
-//! the bus's multiplexed connection (`XADD … MAXLEN ~ N`, `PEXPIRE`, `PUBLISH`),
-//! so history costs no extra round trip per event.
+//! publishes is first appended to its run's history, then published on the bus,
+//! on every topic the caller names (the run's user topic and its tenant's run
+//! topic, see [`crate::bus::Topic::tenant_runs`]) ([`ReplayLog::append_and_publish`]).
+//! On Redis all of it happens in one pipeline on the bus's multiplexed
+//! connection (`XADD … MAXLEN ~ N`, `PEXPIRE`, one `PUBLISH` per topic), so
+//! history and the extra topic cost no extra round trip per event.
 //!
 //! **API for the edge** ([`ReplayLog::read_from`]):
 //!
@@ -114,9 +116,14 @@ impl From<ReplayError> for clawgate_proto::ServiceError {
 #[async_trait]
 pub trait ReplayLog: Send + Sync + 'static {
     /// Appends `event` to its run's history, then publishes it (as a
-    /// [`BusMessage`]) on `topic`. Either part failing is an error; the append
-    /// may have happened even then.
-    async fn append_and_publish(&self, topic: &Topic, event: &RunEvent) -> Result<(), ReplayError>;
+    /// [`BusMessage`]) on each of `topics`, in order, in one round trip where
+    /// the broker allows it. Either part failing is an error; the append (and
+    /// some of the publishes) may have happened even then.
+    async fn append_and_publish(
+        &self,
+        topics: &[Topic],
+        event: &RunEvent,
+    ) -> Result<(), ReplayError>;
 
     /// The events of `run` with `seq > after_seq`, oldest first, at most `limit`
     /// (0: the history bound).

@@ -7,8 +7,8 @@
 //! `e`, holding the event's bus payload (a `BusMessage`).
 //!
 //! **Per event, one round trip** on the bus's multiplexed publisher connection:
-//! `XADD key MAXLEN ~ N <seq>-0 e <payload>`, `PEXPIRE key retention`,
-//! `PUBLISH channel payload`, in that order, in one pipeline. The TTL is renewed
+//! `XADD key MAXLEN ~ N <seq>-0 e <payload>`, `PEXPIRE key retention`, then
+//! `PUBLISH channel payload` for each topic, in that order, in one pipeline. The TTL is renewed
 //! by every event, so a history disappears `retention` after its run's last event
 //! (also when its runner died and never published a terminal event).
 //!
@@ -81,7 +81,11 @@ impl RedisReplayLog {
 
 #[async_trait]
 impl ReplayLog for RedisReplayLog {
-    async fn append_and_publish(&self, topic: &Topic, event: &RunEvent) -> Result<(), ReplayError> {
+    async fn append_and_publish(
+        &self,
+        topics: &[Topic],
+        event: &RunEvent,
+    ) -> Result<(), ReplayError> {
         let payload = bus_payload(event);
         let key = self.stream_key(&RunRef::of(event));
         let retention_ms = u64::try_from(self.options.retention.as_millis()).unwrap_or(u64::MAX);
@@ -99,11 +103,14 @@ impl ReplayLog for RedisReplayLog {
             .cmd("PEXPIRE")
             .arg(&key)
             .arg(retention_ms)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(channel_name(&self.key_prefix, topic))
-            .arg(payload.as_ref())
             .ignore();
+        for topic in topics {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(channel_name(&self.key_prefix, topic))
+                .arg(payload.as_ref())
+                .ignore();
+        }
         self.run("publish", async |connection| {
             pipeline.exec_async(connection).await
         })
