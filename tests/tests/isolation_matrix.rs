@@ -680,6 +680,48 @@ async fn pairing(world: &mut World) -> anyhow::Result<()> {
             assert!(!text.contains(&request_id), "{label} saw ta's resolution");
         }
     }
+
+    // The device, now paired in ta, cannot be touched from tb: every device
+    // method answers exactly as for a device that does not exist.
+    let device_id = device.device_id();
+    let admin_b = world.sock("tb", ADMIN, Dialect::OpenClaw);
+    for (method, foreign, missing) in [
+        (
+            "device.pair.remove",
+            json!({"deviceId": device_id}),
+            json!({"deviceId": "0".repeat(64)}),
+        ),
+        (
+            "device.token.rotate",
+            json!({"deviceId": device_id, "role": "operator"}),
+            json!({"deviceId": "0".repeat(64), "role": "operator"}),
+        ),
+        (
+            "device.token.revoke",
+            json!({"deviceId": device_id, "role": "operator"}),
+            json!({"deviceId": "0".repeat(64), "role": "operator"}),
+        ),
+        (
+            "device.pair.reject",
+            json!({"requestId": request_id}),
+            json!({"requestId": "no-such-request"}),
+        ),
+    ] {
+        let foreign = admin_b.ws.request(method, foreign).await?;
+        let missing = admin_b.ws.request(method, missing).await?;
+        assert_eq!(
+            foreign["ok"], missing["ok"],
+            "{method}: {foreign} vs {missing}"
+        );
+        assert_eq!(
+            shape(&foreign["error"]),
+            shape(&missing["error"]),
+            "{method} from tb"
+        );
+    }
+    // The device still connects in ta with its own token after all that.
+    let (_, hello) = auth_support::connect_ok(&url, &device, &spec).await?;
+    assert_eq!(hello["type"], "hello-ok");
     Ok(())
 }
 
