@@ -3,8 +3,9 @@
 //!
 //! Invariants: all of a connection's state is touched by its socket task only
 //! (no locks); service calls run in spawned tasks, at most
-//! `max_in_flight_requests` at a time, and report back through a channel sized
-//! for that many, so a finishing task never waits.
+//! `max_in_flight_requests` at a time, and report back through a queue that
+//! never refuses or waits, so a finishing task never waits; a connection that
+//! never called a service holds no per-call buffers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,11 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::frames::ErrorShape;
 use crate::out::Out;
+use crate::queue::{ByteQueue, Popped};
 use crate::server::EdgeState;
 
 /// A handshake that succeeded: who connected and what to answer.
@@ -56,51 +57,66 @@ pub struct Rejected {
     pub close_reason: String,
 }
 
+/// The calls of one connection: their results, and how many are running.
+struct Calls<D> {
+    /// Results not yet handled, boxed so that a slot stays small whatever the
+    /// dialect's result type.
+    done: ByteQueue<Box<D>>,
+    in_flight: AtomicUsize,
+}
+
 /// Runs service calls for one connection and collects their results.
-///
-/// Results travel boxed: the channel allocates its first block of slots up
-/// front, so a slot must be small for an idle socket to stay cheap.
 pub struct Spawner<D> {
-    tx: mpsc::Sender<Box<D>>,
-    in_flight: Arc<AtomicUsize>,
+    calls: Arc<Calls<D>>,
     max: usize,
 }
 
 impl<D: Send + 'static> Spawner<D> {
-    pub fn new(max: usize) -> (Self, mpsc::Receiver<Box<D>>) {
-        let max = max.max(1);
-        let (tx, rx) = mpsc::channel(max);
-        let spawner = Self {
-            tx,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            max,
-        };
-        (spawner, rx)
+    pub fn new(max: usize) -> Self {
+        Self {
+            calls: Arc::new(Calls {
+                done: ByteQueue::new(0),
+                in_flight: AtomicUsize::new(0),
+            }),
+            max: max.max(1),
+        }
     }
 
-    /// Runs `work` in its own task; its result comes back through the receiver.
-    /// Returns false (and runs nothing) when too many calls are in flight.
+    /// Runs `work` in its own task; its result comes back through
+    /// [`Spawner::finished`]. Returns false (and runs nothing) when too many calls
+    /// are in flight.
     pub fn spawn(
         &self,
         span: tracing::Span,
         work: impl Future<Output = D> + Send + 'static,
     ) -> bool {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let calls = &self.calls;
+        if calls.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            calls.in_flight.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        let tx = self.tx.clone();
-        let in_flight = self.in_flight.clone();
+        let calls = calls.clone();
         tokio::spawn(
             async move {
                 let done = work.await;
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                // The socket may be gone; the call itself has had its effect.
-                let _ = tx.send(Box::new(done)).await;
+                calls.in_flight.fetch_sub(1, Ordering::AcqRel);
+                // Never waits (at most `max` results are ever queued); the socket
+                // may be gone, the call itself has had its effect.
+                calls.done.push(Box::new(done), 0);
             }
             .instrument(span),
         );
         true
+    }
+
+    /// Waits for results of spawned calls and takes all of them, oldest first.
+    /// Cancel safe.
+    pub async fn finished(&self) -> Vec<Box<D>> {
+        match self.calls.done.pop_all().await {
+            Popped::Items(items) => items,
+            // Only bounded pushes overflow a queue.
+            Popped::Overflowed => std::future::pending().await,
+        }
     }
 }
 

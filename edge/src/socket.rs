@@ -14,8 +14,14 @@
 //! failure closes, so a challenge nonce is never accepted twice); the socket is
 //! registered with the hub (its user's and its tenant's topics confirmed
 //! subscribed) before the connect response is queued; closing a socket never
-//! touches its runs; the writer gets a bounded grace period to say goodbye and is
-//! then dropped, so a client that stops reading cannot hold the task.
+//! touches its runs; a closing socket gets a bounded grace period to write what
+//! is queued and its close frame and is then dropped, so a client that stops
+//! reading cannot hold the task.
+//!
+//! One task per socket: it reads frames, handles inbox events, call results and
+//! timers, and writes through its [`Wire`] (see [`crate::writer`]). Before each
+//! wait it writes what can be written at once, so no busy input starves the
+//! writes; while it waits, the wait on the client's next frame keeps writing.
 
 use std::sync::Arc;
 
@@ -25,8 +31,6 @@ use clawgate_proto::pb::common::v1::Dialect;
 use clawgate_runtime::bus::Topic;
 use clawgate_runtime::clock::now_ms;
 use clawgate_runtime::limits::BudgetPermit;
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -38,11 +42,12 @@ use crate::frames::{
     ErrorShape, Inbound,
 };
 use crate::hub::{HubEvent, Registration};
-use crate::out::{Out, OutQueue};
+use crate::out::Out;
 use crate::queue::Popped;
 use crate::registry::DeviceEntry;
 use crate::server::EdgeState;
-use crate::{goclaw, openclaw, writer};
+use crate::writer::{Io, Received, Wire};
+use crate::{goclaw, openclaw};
 
 /// Where a socket comes from.
 #[derive(Debug, Clone)]
@@ -59,8 +64,6 @@ pub struct SocketInfo {
     pub nonce: String,
     pub peer: Peer,
 }
-
-type Stream = SplitStream<WebSocket>;
 
 pub async fn serve_socket(
     ws: WebSocket,
@@ -79,58 +82,36 @@ pub async fn serve_socket(
 }
 
 async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Option<BudgetPermit>) {
-    let (sink, mut stream) = ws.split();
-    let queue = Arc::new(OutQueue::new(state.config.socket_queue_bytes));
-    let mut writer = tokio::spawn(writer::run_writer(
-        sink,
-        queue.clone(),
-        state.config.ping_interval,
-    ));
-    let mut out = Out::new(queue);
+    let mut wire = Wire::new(ws);
+    let mut out = Out::new(state.config.socket_queue_bytes);
     out.unnumbered(
         "connect.challenge",
         &json!({ "nonce": info.nonce, "ts": now_ms() }),
     );
     tracing::debug!("socket open");
-    let mut writer_done = false;
     // Boxed: the handshake's state would otherwise stay inline in this socket's
     // future for the socket's whole life.
-    let connected = Box::pin(handshake(&state, &info, &mut stream, &mut out, permit)).await;
+    let connected = Box::pin(handshake(&state, &info, &mut wire, &mut out, permit)).await;
     if let Some(connected) = connected {
-        writer_done = match connected {
+        match connected {
             Connected::OpenClaw(conn, registration) => {
-                authenticated(
-                    conn,
-                    registration,
-                    &state,
-                    &mut stream,
-                    &mut out,
-                    &mut writer,
-                )
-                .await
+                authenticated(conn, registration, &state, &mut wire, &mut out).await;
             }
             Connected::Goclaw(conn, registration) => {
-                authenticated(
-                    conn,
-                    registration,
-                    &state,
-                    &mut stream,
-                    &mut out,
-                    &mut writer,
-                )
-                .await
+                authenticated(conn, registration, &state, &mut wire, &mut out).await;
             }
-        };
+        }
         if let Some(devices) = &state.devices {
             devices.remove(&info.conn_id).await;
         }
     }
-    if !out.is_closing() {
-        out.close_quietly();
-    }
+    out.close_quietly();
     let grace = state.config.close_timeout;
-    if !writer_done && tokio::time::timeout(grace, &mut writer).await.is_err() {
-        writer.abort();
+    if tokio::time::timeout(grace, wire.finish(&mut out))
+        .await
+        .is_err()
+    {
+        tracing::debug!("close grace period over");
     }
     tracing::debug!("socket closed");
 }
@@ -145,13 +126,16 @@ enum Connected {
 async fn handshake(
     state: &Arc<EdgeState>,
     info: &SocketInfo,
-    stream: &mut Stream,
+    wire: &mut Wire,
     out: &mut Out,
     permit: Option<BudgetPermit>,
 ) -> Option<Connected> {
     let deadline = Instant::now() + state.config.handshake_timeout;
     let request = loop {
-        let message = tokio::select! {
+        if wire.write_now(out).await {
+            return None;
+        }
+        let io = tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!("handshake timeout");
                 out.close(CLOSE_NORMAL, "");
@@ -161,7 +145,10 @@ async fn handshake(
                 out.close(CLOSE_SERVICE_RESTART, "service restart");
                 return None;
             }
-            message = stream.next() => message,
+            io = wire.next(out) => io,
+        };
+        let Io::Read(message) = io else {
+            return None;
         };
         let text = match read_text(message, PREAUTH_MAX_PAYLOAD_BYTES) {
             Read::Text(text) => text,
@@ -297,7 +284,6 @@ async fn handshake(
         "connected"
     );
     out.response(&request.id, Some(&reply), None);
-    out.start_ping();
     Some(if goclaw {
         out.set_numbered(false);
         let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
@@ -321,7 +307,7 @@ enum Read {
     End,
 }
 
-fn read_text(message: Option<Result<Message, axum::Error>>, limit: usize) -> Read {
+fn read_text(message: Received, limit: usize) -> Read {
     let text = match message {
         None | Some(Ok(Message::Close(_))) => return Read::End,
         Some(Err(err)) => {
@@ -351,69 +337,139 @@ fn is_too_big(err: axum::Error) -> bool {
         .is_some_and(|err| matches!(err, WsError::Capacity(CapacityError::MessageTooLong { .. })))
 }
 
-/// The authenticated loop. Returns whether the writer task already finished.
+/// The authenticated loop: until the client leaves, the socket closes, or the
+/// write side ends.
 async fn authenticated<C: DialectConn>(
     mut conn: C,
     registration: Registration,
     state: &Arc<EdgeState>,
-    stream: &mut Stream,
+    wire: &mut Wire,
     out: &mut Out,
-    writer: &mut tokio::task::JoinHandle<()>,
-) -> bool {
-    let (spawner, mut done_rx) = Spawner::new(state.config.max_in_flight_requests);
+) {
+    let spawner = Spawner::new(state.config.max_in_flight_requests);
     let inbox = registration.inbox.clone();
-    let period = state.config.tick_interval;
-    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut timers = Timers::new(state.config.tick_interval, state.config.ping_interval);
     let max_payload = state.config.max_payload_bytes;
-    let mut writer_done = false;
     loop {
+        if wire.write_now(out).await {
+            break;
+        }
+        let input = tokio::select! {
+            () = state.shutdown.cancelled() => Input::Shutdown,
+            io = wire.next(out) => match io {
+                Io::Read(message) => Input::Read(read_text(message, max_payload)),
+                Io::WriteDone => break,
+            },
+            popped = inbox.pop_all() => Input::Events(popped),
+            done = spawner.finished() => Input::Done(done),
+            timer = timers.next() => Input::Timer(timer),
+        };
         let mut cx = Cx {
             state,
             out: &mut *out,
             spawner: &spawner,
         };
-        tokio::select! {
-            () = state.shutdown.cancelled() => {
+        match input {
+            Input::Shutdown => {
                 conn.on_shutdown(&mut cx);
                 cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
             }
-            message = stream.next() => match read_text(message, max_payload) {
-                Read::Text(text) => conn.on_text(&text, &mut cx),
-                Read::Skip => {}
-                Read::TooBig => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
-                Read::End => break,
-            },
-            popped = inbox.pop_all() => match popped {
-                Popped::Items(events) => {
-                    for event in events {
-                        match event {
-                            HubEvent::Run(event) => conn.on_event(event, &mut cx),
-                            HubEvent::Pairing(event) => conn.on_pairing(&event, &mut cx),
-                            HubEvent::Disconnect(disconnect) => {
-                                if conn.is_target(&disconnect) {
-                                    tracing::info!(code = disconnect.close_code, "disconnected by request");
-                                    let code = u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
-                                    cx.out.close(code, &disconnect.close_reason);
-                                }
+            Input::Read(Read::Text(text)) => conn.on_text(&text, &mut cx),
+            Input::Read(Read::Skip) => {}
+            Input::Read(Read::TooBig) => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
+            Input::Read(Read::End) => break,
+            Input::Events(Popped::Items(events)) => {
+                for event in events {
+                    match event {
+                        HubEvent::Run(event) => conn.on_event(event, &mut cx),
+                        HubEvent::Pairing(event) => conn.on_pairing(&event, &mut cx),
+                        HubEvent::Disconnect(disconnect) => {
+                            if conn.is_target(&disconnect) {
+                                tracing::info!(
+                                    code = disconnect.close_code,
+                                    "disconnected by request"
+                                );
+                                let code =
+                                    u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
+                                cx.out.close(code, &disconnect.close_reason);
                             }
                         }
                     }
                 }
-                Popped::Overflowed => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
-                Popped::Closed => break,
-            },
-            Some(done) = done_rx.recv() => conn.on_done(*done, &mut cx),
-            _ = tick.tick() => conn.on_tick(&mut cx),
-            _ = &mut *writer => {
-                writer_done = true;
-                break;
             }
+            Input::Events(Popped::Overflowed) => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
+            Input::Done(done) => {
+                for done in done {
+                    conn.on_done(*done, &mut cx);
+                }
+            }
+            Input::Timer(Timer::Tick) => conn.on_tick(&mut cx),
+            Input::Timer(Timer::Ping) => wire.ping(),
         }
         if out.is_closing() {
             break;
         }
     }
     registration.release().await;
-    writer_done
+}
+
+/// What woke the authenticated loop.
+enum Input<D> {
+    Shutdown,
+    Read(Read),
+    Events(Popped<HubEvent>),
+    Done(Vec<Box<D>>),
+    Timer(Timer),
+}
+
+/// Which periodic duty is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The dialect's `tick` (every `tick_interval`).
+    Tick,
+    /// A WebSocket ping (every `ping_interval`).
+    Ping,
+}
+
+/// The socket's two periodic duties on one timer: one timer entry per socket
+/// instead of two. A duty that is late is not made up for: its next one comes a
+/// full period after it ran.
+struct Timers {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    tick_period: std::time::Duration,
+    ping_period: std::time::Duration,
+    next_tick: Instant,
+    next_ping: Instant,
+}
+
+impl Timers {
+    /// Both duties start one period from now.
+    fn new(tick_period: std::time::Duration, ping_period: std::time::Duration) -> Self {
+        let now = Instant::now();
+        let next_tick = now + tick_period;
+        let next_ping = now + ping_period;
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(next_tick.min(next_ping))),
+            tick_period,
+            ping_period,
+            next_tick,
+            next_ping,
+        }
+    }
+
+    /// Waits for the next due duty. Cancel safe.
+    async fn next(&mut self) -> Timer {
+        self.sleep.as_mut().await;
+        let now = Instant::now();
+        let timer = if self.next_ping <= self.next_tick {
+            self.next_ping = now + self.ping_period;
+            Timer::Ping
+        } else {
+            self.next_tick = now + self.tick_period;
+            Timer::Tick
+        };
+        let deadline = self.next_tick.min(self.next_ping);
+        self.sleep.as_mut().reset(deadline);
+        timer
+    }
 }

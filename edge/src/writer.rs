@@ -1,20 +1,29 @@
-//! The writer task of one socket: the only code that writes to the WebSocket.
+//! The WebSocket of one socket, driven from the socket's own task: it writes what
+//! the socket's [`Out`] holds and reads the client's next message. There is no
+//! writer task and no split of the WebSocket into halves, so an idle socket is one
+//! task and one WebSocket.
 //!
-//! Invariants: it takes everything queued at once, feeds it all and flushes once
-//! (one syscall burst per batch, not per frame); a close frame is the last thing
-//! it writes; WebSocket pings start only after the handshake; it stops at the
-//! first write error.
+//! Invariants:
+//! - this is the only code that writes to the WebSocket;
+//! - it hands tungstenite every frame it accepts and flushes once when the queue
+//!   is empty (one syscall burst per batch, not per frame); a frame leaves the
+//!   [`Out`] queue only when tungstenite takes it, so the queue's backlog is what
+//!   the client has not been sent yet;
+//! - a close frame is the last thing it writes; once it is written (or the queue
+//!   was closed quietly and drained, or a write failed) the write side is done;
+//! - a WebSocket ping goes out ahead of queued frames, when the socket asks for it
+//!   (pings start only after the handshake);
+//! - every step is synchronous inside one poll, so dropping a pending
+//!   [`Wire::next`] (another branch of a `select!` won) loses nothing.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
 
-use crate::out::{OutQueue, Outbound};
-use crate::queue::Popped;
+use crate::out::{Out, Outbound};
 
 /// Close reasons are limited to 123 bytes by RFC 6455.
 fn close_reason(reason: &str) -> String {
@@ -28,56 +37,127 @@ fn close_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-pub async fn run_writer(
-    mut sink: SplitSink<WebSocket, Message>,
-    queue: Arc<OutQueue>,
-    ping_interval: Duration,
-) {
-    let mut ping = tokio::time::interval(ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pinging = false;
-    loop {
-        tokio::select! {
-            popped = queue.pop_all() => {
-                let items = match popped {
-                    Popped::Items(items) => items,
-                    Popped::Overflowed | Popped::Closed => {
-                        let _ = sink.close().await;
-                        return;
-                    }
-                };
-                for item in items {
-                    match item {
-                        Outbound::Text(text) => {
-                            if sink.feed(Message::Text(text.into())).await.is_err() {
-                                return;
-                            }
-                        }
-                        Outbound::StartPing => {
-                            pinging = true;
-                            ping.reset();
-                        }
-                        Outbound::Close(code, reason) => {
-                            let frame = CloseFrame {
-                                code,
-                                reason: close_reason(&reason).into(),
-                            };
-                            let _ = sink.feed(Message::Close(Some(frame))).await;
-                            let _ = sink.flush().await;
-                            return;
-                        }
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
+/// One read from the WebSocket: a message, an error, or `None` at its end.
+pub type Received = Option<Result<Message, axum::Error>>;
+
+/// What [`Wire::next`] produced.
+pub enum Io {
+    /// The client sent something (or its side ended).
+    Read(Received),
+    /// The write side is done: nothing more can be written.
+    WriteDone,
+}
+
+/// One socket's WebSocket and the state of its write side.
+pub struct Wire {
+    ws: WebSocket,
+    /// Frames handed to tungstenite since the last successful flush.
+    unflushed: bool,
+    /// A ping is to be written before the next queued frame.
+    ping_due: bool,
+    /// The close frame was handed to tungstenite.
+    close_sent: bool,
+    /// Nothing more will be written.
+    done: bool,
+}
+
+impl Wire {
+    pub fn new(ws: WebSocket) -> Self {
+        Self {
+            ws,
+            unflushed: false,
+            ping_due: false,
+            close_sent: false,
+            done: false,
+        }
+    }
+
+    /// Asks for a ping frame, written ahead of whatever is queued.
+    pub fn ping(&mut self) {
+        self.ping_due = true;
+    }
+
+    /// Writes what can be written now without waiting (the task is woken when the
+    /// socket can take more). Returns whether the write side is done.
+    pub async fn write_now(&mut self, out: &mut Out) -> bool {
+        poll_fn(|cx| Poll::Ready(self.poll_write(out, cx).is_ready())).await
+    }
+
+    /// Writes `out` while waiting for the client's next message; returns that
+    /// message, or [`Io::WriteDone`] when the write side ended first.
+    pub async fn next(&mut self, out: &mut Out) -> Io {
+        poll_fn(|cx| {
+            if self.poll_write(out, cx).is_ready() {
+                return Poll::Ready(Io::WriteDone);
             }
-            _ = ping.tick(), if pinging => {
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return;
+            self.ws.poll_next_unpin(cx).map(Io::Read)
+        })
+        .await
+    }
+
+    /// Writes until the write side is done: everything queued, then the close
+    /// frame (or a plain end of the WebSocket when the socket closed quietly).
+    /// Callers bound this with the close grace period.
+    pub async fn finish(&mut self, out: &mut Out) {
+        poll_fn(|cx| self.poll_write(out, cx)).await;
+    }
+
+    /// Advances the write side; `Ready` once it is done.
+    fn poll_write(&mut self, out: &mut Out, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        while !self.close_sent && (self.ping_due || out.has_queued()) {
+            match self.ws.poll_ready_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return self.end(),
+                Poll::Ready(Ok(())) => {}
+            }
+            let message = if self.ping_due {
+                self.ping_due = false;
+                Message::Ping(Bytes::new())
+            } else {
+                match out.pop() {
+                    Some(Outbound::Text(text)) => Message::Text(text.into()),
+                    Some(Outbound::Close(code, reason)) => {
+                        self.close_sent = true;
+                        Message::Close(Some(CloseFrame {
+                            code,
+                            reason: close_reason(&reason).into(),
+                        }))
+                    }
+                    None => break,
                 }
+            };
+            if self.ws.start_send_unpin(message).is_err() {
+                return self.end();
+            }
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return self.end(),
+                Poll::Ready(Ok(())) => self.unflushed = false,
             }
         }
+        out.release_spare();
+        if self.close_sent {
+            return self.end();
+        }
+        if out.is_closing() && !out.has_queued() {
+            // Closed without a close frame of ours: end the WebSocket.
+            if self.ws.poll_close_unpin(cx).is_pending() {
+                return Poll::Pending;
+            }
+            return self.end();
+        }
+        Poll::Pending
+    }
+
+    fn end(&mut self) -> Poll<()> {
+        self.done = true;
+        Poll::Ready(())
     }
 }
 
