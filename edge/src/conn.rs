@@ -10,16 +10,20 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
 use serde_json::Value;
+use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
 
-use crate::frames::ErrorShape;
+use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorShape};
+use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
 use crate::queue::{ByteQueue, Popped};
 use crate::server::EdgeState;
+use crate::writer::{Io, Read, Wire, read_text};
 
 /// A handshake that succeeded: who connected and what to answer.
 #[derive(Debug)]
@@ -154,4 +158,149 @@ pub trait DialectConn: Send + 'static {
 
     /// The process is shutting down: say goodbye (the socket closes with 1012).
     fn on_shutdown(&mut self, cx: &mut Cx<'_, Self::Done>);
+}
+
+/// A connection after its handshake: its dialect state and its place in the
+/// hub. Boxed for the socket's life, so the loop's future holds a pointer, not
+/// the state (an async fn keeps its arguments twice).
+pub struct Session<C> {
+    pub conn: C,
+    pub registration: Registration,
+}
+
+/// The authenticated loop: until the client leaves, the socket closes, or the
+/// write side ends. Then the socket leaves the hub.
+pub async fn authenticated<C: DialectConn>(
+    mut session: Box<Session<C>>,
+    state: &Arc<EdgeState>,
+    wire: &mut Wire,
+    out: &mut Out,
+) {
+    let spawner = Spawner::new(state.config.max_in_flight_requests);
+    let inbox = session.registration.inbox.clone();
+    let mut timers = Timers::new(state.config.tick_interval, state.config.ping_interval);
+    let max_payload = state.config.max_payload_bytes;
+    loop {
+        if wire.write_now(out).await {
+            break;
+        }
+        let input = tokio::select! {
+            () = state.shutdown.cancelled() => Input::Shutdown,
+            io = wire.next(out) => match io {
+                Io::Read(message) => Input::Read(read_text(message, max_payload)),
+                Io::WriteDone => break,
+            },
+            popped = inbox.pop_all() => Input::Events(popped),
+            done = spawner.finished() => Input::Done(done),
+            timer = timers.next() => Input::Timer(timer),
+        };
+        let mut cx = Cx {
+            state,
+            out: &mut *out,
+            spawner: &spawner,
+        };
+        match input {
+            Input::Shutdown => {
+                session.conn.on_shutdown(&mut cx);
+                cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
+            }
+            Input::Read(Read::Text(text)) => session.conn.on_text(&text, &mut cx),
+            Input::Read(Read::Skip) => {}
+            Input::Read(Read::TooBig) => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
+            Input::Read(Read::End) => break,
+            Input::Events(Popped::Items(events)) => {
+                for event in events {
+                    match event {
+                        HubEvent::Run(event) => session.conn.on_event(event, &mut cx),
+                        HubEvent::Pairing(event) => session.conn.on_pairing(&event, &mut cx),
+                        HubEvent::Disconnect(disconnect) => {
+                            if session.conn.is_target(&disconnect) {
+                                tracing::info!(
+                                    code = disconnect.close_code,
+                                    "disconnected by request"
+                                );
+                                let code =
+                                    u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
+                                cx.out.close(code, &disconnect.close_reason);
+                            }
+                        }
+                    }
+                }
+            }
+            Input::Events(Popped::Overflowed) => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
+            Input::Done(done) => {
+                for done in done {
+                    session.conn.on_done(*done, &mut cx);
+                }
+            }
+            Input::Timer(Timer::Tick) => session.conn.on_tick(&mut cx),
+            Input::Timer(Timer::Ping) => wire.ping(),
+        }
+        if out.is_closing() {
+            break;
+        }
+    }
+    let Session { registration, .. } = *session;
+    registration.release().await;
+}
+
+/// What woke the authenticated loop.
+enum Input<D> {
+    Shutdown,
+    Read(Read),
+    Events(Popped<HubEvent>),
+    Done(Vec<Box<D>>),
+    Timer(Timer),
+}
+
+/// Which periodic duty is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The dialect's `tick` (every `tick_interval`).
+    Tick,
+    /// A WebSocket ping (every `ping_interval`).
+    Ping,
+}
+
+/// The socket's two periodic duties on one timer: one timer entry per socket
+/// instead of two. A duty that is late is not made up for: its next one comes a
+/// full period after it ran.
+struct Timers {
+    sleep: std::pin::Pin<Box<Sleep>>,
+    tick_period: Duration,
+    ping_period: Duration,
+    next_tick: Instant,
+    next_ping: Instant,
+}
+
+impl Timers {
+    /// Both duties start one period from now.
+    fn new(tick_period: Duration, ping_period: Duration) -> Self {
+        let now = Instant::now();
+        let next_tick = now + tick_period;
+        let next_ping = now + ping_period;
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(next_tick.min(next_ping))),
+            tick_period,
+            ping_period,
+            next_tick,
+            next_ping,
+        }
+    }
+
+    /// Waits for the next due duty. Cancel safe.
+    async fn next(&mut self) -> Timer {
+        self.sleep.as_mut().await;
+        let now = Instant::now();
+        let timer = if self.next_ping <= self.next_tick {
+            self.next_ping = now + self.ping_period;
+            Timer::Ping
+        } else {
+            self.next_tick = now + self.tick_period;
+            Timer::Tick
+        };
+        let deadline = self.next_tick.min(self.next_ping);
+        self.sleep.as_mut().reset(deadline);
+        timer
+    }
 }

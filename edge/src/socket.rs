@@ -23,9 +23,9 @@
 //! wait it writes what can be written at once, so no busy input starves the
 //! writes; while it waits, the wait on the client's next frame keeps writing.
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::WebSocket;
 use clawgate_proto::ServiceError;
 use clawgate_proto::pb::common::v1::Dialect;
 use clawgate_runtime::bus::Topic;
@@ -36,17 +36,15 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::config::PREAUTH_MAX_PAYLOAD_BYTES;
-use crate::conn::{Accepted, Cx, DialectConn, Rejected, Spawner};
+use crate::conn::{Accepted, Rejected, Session, authenticated};
 use crate::frames::{
     self, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG,
     ErrorShape, Inbound,
 };
-use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
-use crate::queue::Popped;
 use crate::registry::DeviceEntry;
-use crate::server::EdgeState;
-use crate::writer::{Io, Received, Wire};
+use crate::server::SocketGuard;
+use crate::writer::{Io, Read, Wire, read_text};
 use crate::{goclaw, openclaw};
 
 /// Where a socket comes from.
@@ -65,12 +63,26 @@ pub struct SocketInfo {
     pub peer: Peer,
 }
 
-pub async fn serve_socket(
+/// What a socket owns for its whole life, in one allocation: its WebSocket and
+/// outbound queue, its facts, and its place among the process's live sockets.
+pub(crate) struct Socket {
+    wire: Wire,
+    out: Out,
+    info: SocketInfo,
+    /// The socket's pre-auth slot, until the handshake ends.
+    permit: Option<BudgetPermit>,
+    guard: SocketGuard,
+}
+
+/// The task of one upgraded socket. Everything the socket keeps is moved into
+/// one box before the task's future is built, so the future holds no copy of
+/// the WebSocket and stays small.
+pub(crate) fn serve_socket(
     ws: WebSocket,
-    state: Arc<EdgeState>,
+    guard: SocketGuard,
     peer: Peer,
     permit: Option<BudgetPermit>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let info = SocketInfo {
         conn_id: uuid::Uuid::new_v4().to_string(),
         nonce: uuid::Uuid::new_v4().to_string(),
@@ -78,36 +90,42 @@ pub async fn serve_socket(
     };
     let span =
         tracing::info_span!("ws.conn", conn_id = %info.conn_id, remote = %info.peer.remote_addr);
-    run(ws, state, info, permit).instrument(span).await;
+    let out = Out::new(guard.state().config.socket_queue_bytes);
+    let socket = Box::new(Socket {
+        wire: Wire::new(ws),
+        out,
+        info,
+        permit,
+        guard,
+    });
+    run(socket).instrument(span)
 }
 
-async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Option<BudgetPermit>) {
-    let mut wire = Wire::new(ws);
-    let mut out = Out::new(state.config.socket_queue_bytes);
-    out.unnumbered(
+async fn run(mut socket: Box<Socket>) {
+    let socket = &mut *socket;
+    let nonce = &socket.info.nonce;
+    socket.out.unnumbered(
         "connect.challenge",
-        &json!({ "nonce": info.nonce, "ts": now_ms() }),
+        &json!({ "nonce": nonce, "ts": now_ms() }),
     );
     tracing::debug!("socket open");
     // Boxed: the handshake's state would otherwise stay inline in this socket's
     // future for the socket's whole life.
-    let connected = Box::pin(handshake(&state, &info, &mut wire, &mut out, permit)).await;
+    let connected = Box::pin(handshake(socket)).await;
+    let state = socket.guard.state();
     if let Some(connected) = connected {
+        let Socket { wire, out, .. } = socket;
         match connected {
-            Connected::OpenClaw(conn, registration) => {
-                authenticated(conn, registration, &state, &mut wire, &mut out).await;
-            }
-            Connected::Goclaw(conn, registration) => {
-                authenticated(conn, registration, &state, &mut wire, &mut out).await;
-            }
+            Connected::OpenClaw(session) => authenticated(session, state, wire, out).await,
+            Connected::Goclaw(session) => authenticated(session, state, wire, out).await,
         }
         if let Some(devices) = &state.devices {
-            devices.remove(&info.conn_id).await;
+            devices.remove(&socket.info.conn_id).await;
         }
     }
-    out.close_quietly();
+    socket.out.close_quietly();
     let grace = state.config.close_timeout;
-    if tokio::time::timeout(grace, wire.finish(&mut out))
+    if tokio::time::timeout(grace, socket.wire.finish(&mut socket.out))
         .await
         .is_err()
     {
@@ -116,20 +134,23 @@ async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Opt
     tracing::debug!("socket closed");
 }
 
+/// A handshake that succeeded, per dialect (boxed: see [`Session`]).
 enum Connected {
-    OpenClaw(openclaw::Conn, Registration),
-    Goclaw(goclaw::Conn, Registration),
+    OpenClaw(Box<Session<openclaw::Conn>>),
+    Goclaw(Box<Session<goclaw::Conn>>),
 }
 
 /// Reads frames until a `connect` succeeds or the socket must close. `permit`
 /// (the socket's pre-auth slot) is given back when the handshake ends.
-async fn handshake(
-    state: &Arc<EdgeState>,
-    info: &SocketInfo,
-    wire: &mut Wire,
-    out: &mut Out,
-    permit: Option<BudgetPermit>,
-) -> Option<Connected> {
+async fn handshake(socket: &mut Socket) -> Option<Connected> {
+    let Socket {
+        wire,
+        out,
+        info,
+        permit,
+        guard,
+    } = socket;
+    let state = guard.state();
     let deadline = Instant::now() + state.config.handshake_timeout;
     let request = loop {
         if wire.write_now(out).await {
@@ -196,7 +217,7 @@ async fn handshake(
         }
         outcome = attempt => outcome,
     };
-    if let Some(permit) = permit {
+    if let Some(permit) = permit.take() {
         permit.release().await;
     }
     let accepted = match outcome {
@@ -287,189 +308,9 @@ async fn handshake(
     Some(if goclaw {
         out.set_numbered(false);
         let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
-        Connected::Goclaw(conn, registration)
+        Connected::Goclaw(Box::new(Session { conn, registration }))
     } else {
-        Connected::OpenClaw(
-            openclaw::Conn::new(principal, info, &request.params),
-            registration,
-        )
+        let conn = openclaw::Conn::new(principal, info, &request.params);
+        Connected::OpenClaw(Box::new(Session { conn, registration }))
     })
-}
-
-/// What one read from the socket produced.
-enum Read {
-    Text(String),
-    /// Ping, pong: nothing to do.
-    Skip,
-    /// Over the size limit.
-    TooBig,
-    /// Closed or failed.
-    End,
-}
-
-fn read_text(message: Received, limit: usize) -> Read {
-    let text = match message {
-        None | Some(Ok(Message::Close(_))) => return Read::End,
-        Some(Err(err)) => {
-            return if is_too_big(err) {
-                Read::TooBig
-            } else {
-                Read::End
-            };
-        }
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Read::Skip,
-        Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
-        // Binary frames are read as text, as OpenClaw does.
-        Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-    };
-    if text.len() > limit {
-        Read::TooBig
-    } else {
-        Read::Text(text)
-    }
-}
-
-fn is_too_big(err: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
-    err.into_inner()
-        .downcast_ref::<WsError>()
-        .is_some_and(|err| matches!(err, WsError::Capacity(CapacityError::MessageTooLong { .. })))
-}
-
-/// The authenticated loop: until the client leaves, the socket closes, or the
-/// write side ends.
-async fn authenticated<C: DialectConn>(
-    mut conn: C,
-    registration: Registration,
-    state: &Arc<EdgeState>,
-    wire: &mut Wire,
-    out: &mut Out,
-) {
-    let spawner = Spawner::new(state.config.max_in_flight_requests);
-    let inbox = registration.inbox.clone();
-    let mut timers = Timers::new(state.config.tick_interval, state.config.ping_interval);
-    let max_payload = state.config.max_payload_bytes;
-    loop {
-        if wire.write_now(out).await {
-            break;
-        }
-        let input = tokio::select! {
-            () = state.shutdown.cancelled() => Input::Shutdown,
-            io = wire.next(out) => match io {
-                Io::Read(message) => Input::Read(read_text(message, max_payload)),
-                Io::WriteDone => break,
-            },
-            popped = inbox.pop_all() => Input::Events(popped),
-            done = spawner.finished() => Input::Done(done),
-            timer = timers.next() => Input::Timer(timer),
-        };
-        let mut cx = Cx {
-            state,
-            out: &mut *out,
-            spawner: &spawner,
-        };
-        match input {
-            Input::Shutdown => {
-                conn.on_shutdown(&mut cx);
-                cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
-            }
-            Input::Read(Read::Text(text)) => conn.on_text(&text, &mut cx),
-            Input::Read(Read::Skip) => {}
-            Input::Read(Read::TooBig) => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
-            Input::Read(Read::End) => break,
-            Input::Events(Popped::Items(events)) => {
-                for event in events {
-                    match event {
-                        HubEvent::Run(event) => conn.on_event(event, &mut cx),
-                        HubEvent::Pairing(event) => conn.on_pairing(&event, &mut cx),
-                        HubEvent::Disconnect(disconnect) => {
-                            if conn.is_target(&disconnect) {
-                                tracing::info!(
-                                    code = disconnect.close_code,
-                                    "disconnected by request"
-                                );
-                                let code =
-                                    u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
-                                cx.out.close(code, &disconnect.close_reason);
-                            }
-                        }
-                    }
-                }
-            }
-            Input::Events(Popped::Overflowed) => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
-            Input::Done(done) => {
-                for done in done {
-                    conn.on_done(*done, &mut cx);
-                }
-            }
-            Input::Timer(Timer::Tick) => conn.on_tick(&mut cx),
-            Input::Timer(Timer::Ping) => wire.ping(),
-        }
-        if out.is_closing() {
-            break;
-        }
-    }
-    registration.release().await;
-}
-
-/// What woke the authenticated loop.
-enum Input<D> {
-    Shutdown,
-    Read(Read),
-    Events(Popped<HubEvent>),
-    Done(Vec<Box<D>>),
-    Timer(Timer),
-}
-
-/// Which periodic duty is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// The dialect's `tick` (every `tick_interval`).
-    Tick,
-    /// A WebSocket ping (every `ping_interval`).
-    Ping,
-}
-
-/// The socket's two periodic duties on one timer: one timer entry per socket
-/// instead of two. A duty that is late is not made up for: its next one comes a
-/// full period after it ran.
-struct Timers {
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    tick_period: std::time::Duration,
-    ping_period: std::time::Duration,
-    next_tick: Instant,
-    next_ping: Instant,
-}
-
-impl Timers {
-    /// Both duties start one period from now.
-    fn new(tick_period: std::time::Duration, ping_period: std::time::Duration) -> Self {
-        let now = Instant::now();
-        let next_tick = now + tick_period;
-        let next_ping = now + ping_period;
-        Self {
-            sleep: Box::pin(tokio::time::sleep_until(next_tick.min(next_ping))),
-            tick_period,
-            ping_period,
-            next_tick,
-            next_ping,
-        }
-    }
-
-    /// Waits for the next due duty. Cancel safe.
-    async fn next(&mut self) -> Timer {
-        self.sleep.as_mut().await;
-        let now = Instant::now();
-        let timer = if self.next_ping <= self.next_tick {
-            self.next_ping = now + self.ping_period;
-            Timer::Ping
-        } else {
-            self.next_tick = now + self.tick_period;
-            Timer::Tick
-        };
-        let deadline = self.next_tick.min(self.next_ping);
-        self.sleep.as_mut().reset(deadline);
-        timer
-    }
 }

@@ -161,6 +161,47 @@ impl Wire {
     }
 }
 
+/// What one read from the socket produced.
+pub enum Read {
+    Text(String),
+    /// Ping, pong: nothing to do.
+    Skip,
+    /// Over the size limit.
+    TooBig,
+    /// Closed or failed.
+    End,
+}
+
+pub fn read_text(message: Received, limit: usize) -> Read {
+    let text = match message {
+        None | Some(Ok(Message::Close(_))) => return Read::End,
+        Some(Err(err)) => {
+            return if is_too_big(err) {
+                Read::TooBig
+            } else {
+                Read::End
+            };
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Read::Skip,
+        Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+        // Binary frames are read as text, as OpenClaw does.
+        Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    if text.len() > limit {
+        Read::TooBig
+    } else {
+        Read::Text(text)
+    }
+}
+
+fn is_too_big(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    err.into_inner()
+        .downcast_ref::<WsError>()
+        .is_some_and(|err| matches!(err, WsError::Capacity(CapacityError::MessageTooLong { .. })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
