@@ -1,11 +1,16 @@
 //! The seam between the socket lifecycle and a dialect: what a dialect
-//! connection must handle once the handshake succeeded, and the context it gets.
+//! connection must handle once the handshake succeeded, the context it gets, and
+//! the authenticated loop that feeds it (client frames, hub events, results of
+//! its calls, `tick`s and pings, shutdown).
 //!
 //! Invariants: all of a connection's state is touched by its socket task only
 //! (no locks); service calls run in spawned tasks, at most
 //! `max_in_flight_requests` at a time, and report back through a queue that
-//! never refuses or waits, so a finishing task never waits; a connection that
-//! never called a service holds no per-call buffers.
+//! never refuses or waits, so a finishing task never waits; that queue holds a
+//! buffer only while results wait; the loop writes what it can before every wait,
+//! so a busy input never starves the client's writes; it ends when the client
+//! leaves, the socket starts closing or the write side ends, and then always
+//! leaves the hub.
 
 use std::future::Future;
 use std::sync::Arc;
