@@ -309,3 +309,37 @@ impl Timers {
         timer
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timers_run_both_duties_on_their_own_periods() {
+        let mut timers = Timers::new(Duration::from_millis(80), Duration::from_millis(50));
+        let started = Instant::now();
+        assert_eq!(timers.next().await, Timer::Ping);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(timers.next().await, Timer::Tick);
+        assert!(started.elapsed() >= Duration::from_millis(80));
+        assert_eq!(timers.next().await, Timer::Ping);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn call_results_come_back_and_the_bound_holds() {
+        let spawner = Spawner::new(1);
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        assert!(spawner.spawn(tracing::Span::none(), async move {
+            let _ = wait.await;
+            7
+        }));
+        assert!(
+            !spawner.spawn(tracing::Span::none(), async { 8 }),
+            "one call in flight at most"
+        );
+        let _ = release.send(());
+        let done = spawner.finished().await;
+        assert_eq!(done.into_iter().map(|d| *d).collect::<Vec<_>>(), vec![7]);
+    }
+}

@@ -69,7 +69,7 @@ pub(crate) struct Socket {
     wire: Wire,
     out: Out,
     info: SocketInfo,
-    /// The socket's pre-auth slot, until the handshake ends.
+    /// The socket's pre-auth slot, taken by the handshake (which gives it back).
     permit: Option<BudgetPermit>,
     guard: SocketGuard,
 }
@@ -151,6 +151,8 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         guard,
     } = socket;
     let state = guard.state();
+    // Held by this future: however the handshake ends, the slot goes with it.
+    let permit = permit.take();
     let deadline = Instant::now() + state.config.handshake_timeout;
     let request = loop {
         if wire.write_now(out).await {
@@ -217,7 +219,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         }
         outcome = attempt => outcome,
     };
-    if let Some(permit) = permit.take() {
+    if let Some(permit) = permit {
         permit.release().await;
     }
     let accepted = match outcome {
