@@ -205,6 +205,51 @@ fn is_too_big(err: axum::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use axum::extract::ws::WebSocketUpgrade;
+    use serde_json::json;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message as Client;
+
+    type ClientWs = WebSocketStream<TcpStream>;
+
+    /// A server-side [`Wire`] and the client connected to it.
+    async fn pair() -> (Wire, ClientWs) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::mpsc::channel::<WebSocket>(1);
+        let app = axum::Router::new().fallback(move |upgrade: WebSocketUpgrade| {
+            let tx = tx.clone();
+            async move {
+                upgrade.on_upgrade(move |ws| async move {
+                    let _ = tx.send(ws).await;
+                })
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // A small receive buffer, so a client that stops reading stalls writes soon.
+        let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+        tcp.set_recv_buffer_size(8 * 1024).expect("buffer size");
+        let tcp = tcp.connect(addr).await.expect("connect");
+        let (client, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+            .await
+            .expect("handshake");
+        let mut rx = rx;
+        let ws = rx.recv().await.expect("upgraded");
+        (Wire::new(ws), client)
+    }
+
+    async fn recv(client: &mut ClientWs) -> Client {
+        tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("frame")
+    }
 
     #[test]
     fn close_reasons_are_truncated_on_char_boundaries() {
@@ -213,5 +258,79 @@ mod tests {
         assert!(reason.len() <= 123);
         assert!(long.starts_with(&reason));
         assert_eq!(close_reason("slow consumer"), "slow consumer");
+    }
+
+    #[tokio::test]
+    async fn writes_in_order_and_the_close_frame_ends_the_write_side() {
+        let (mut wire, mut client) = pair().await;
+        let mut out = Out::new(1 << 20);
+        out.unnumbered("a", &json!({}));
+        out.unnumbered("b", &json!({}));
+        out.close(4000, "bye");
+        out.unnumbered("late", &json!({}));
+        assert!(matches!(wire.next(&mut out).await, Io::WriteDone));
+        for event in ["a", "b"] {
+            match recv(&mut client).await {
+                Client::Text(text) => assert!(text.contains(&format!("\"{event}\"")), "{text}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        match recv(&mut client).await {
+            Client::Close(Some(frame)) => {
+                assert_eq!(
+                    (u16::from(frame.code), frame.reason.as_str()),
+                    (4000, "bye")
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn pings_go_out_when_asked() {
+        let (mut wire, mut client) = pair().await;
+        let mut out = Out::new(1 << 20);
+        wire.ping();
+        assert!(!wire.write_now(&mut out).await);
+        assert!(matches!(recv(&mut client).await, Client::Ping(_)));
+    }
+
+    #[tokio::test]
+    async fn a_quiet_close_ends_the_websocket_after_the_queue() {
+        let (mut wire, mut client) = pair().await;
+        let mut out = Out::new(1 << 20);
+        out.unnumbered("a", &json!({}));
+        out.close_quietly();
+        tokio::time::timeout(Duration::from_secs(5), wire.finish(&mut out))
+            .await
+            .expect("finished");
+        assert!(matches!(recv(&mut client).await, Client::Text(_)));
+        assert!(matches!(recv(&mut client).await, Client::Close(None)));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_holds_the_queue_not_the_reads() {
+        let (mut wire, mut client) = pair().await;
+        let mut out = Out::new(1 << 30);
+        let big = json!("x".repeat(1 << 20));
+        for n in 0..12 {
+            out.response(&n.to_string(), Some(&big), None);
+        }
+        // Far more than the socket buffers take: writing stalls with frames left.
+        assert!(!wire.write_now(&mut out).await);
+        assert!(out.backlog() > 0, "everything was written");
+        // Reads go on while writes are stalled.
+        client
+            .send(Client::Text("hello".into()))
+            .await
+            .expect("send");
+        match tokio::time::timeout(Duration::from_secs(5), wire.next(&mut out)).await {
+            Ok(Io::Read(Some(Ok(Message::Text(text))))) => assert_eq!(text.as_str(), "hello"),
+            _ => panic!("the read did not come through"),
+        }
+        // Closing is bounded by the caller's grace period.
+        out.close(1000, "");
+        let finish = tokio::time::timeout(Duration::from_millis(300), wire.finish(&mut out));
+        assert!(finish.await.is_err(), "a stalled client cannot be finished");
     }
 }
