@@ -43,8 +43,8 @@ pub struct EdgeConfig {
     pub max_pending_chat_sends: usize,
     /// Capacity, in messages, of the process's one bus subscriber.
     pub bus_queue_capacity: usize,
-    /// How long a closing socket's writer may take to deliver what is queued and
-    /// the close frame (a client that stopped reading is dropped after this).
+    /// How long a closing socket may take to write what is queued and the close
+    /// frame (a client that stopped reading is dropped after this).
     pub close_timeout: Duration,
     /// How long shutdown waits for sockets to say goodbye before dropping them.
     pub drain_timeout: Duration,

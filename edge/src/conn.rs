@@ -1,24 +1,34 @@
 //! The seam between the socket lifecycle and a dialect: what a dialect
-//! connection must handle once the handshake succeeded, and the context it gets.
+//! connection must handle once the handshake succeeded, the context it gets, and
+//! the authenticated loop that feeds it (client frames, hub events, results of
+//! its calls, `tick`s and pings, shutdown).
 //!
 //! Invariants: all of a connection's state is touched by its socket task only
 //! (no locks); service calls run in spawned tasks, at most
-//! `max_in_flight_requests` at a time, and report back through a channel sized
-//! for that many, so a finishing task never waits.
+//! `max_in_flight_requests` at a time, and report back through a queue that
+//! never refuses or waits, so a finishing task never waits; that queue holds a
+//! buffer only while results wait; the loop writes what it can before every wait,
+//! so a busy input never starves the client's writes; it ends when the client
+//! leaves, the socket starts closing or the write side ends, and then always
+//! leaves the hub.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
 
-use crate::frames::ErrorShape;
+use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorShape};
+use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
+use crate::queue::{ByteQueue, Popped};
 use crate::server::EdgeState;
+use crate::writer::{Io, Read, Wire, read_text};
 
 /// A handshake that succeeded: who connected and what to answer.
 #[derive(Debug)]
@@ -56,51 +66,66 @@ pub struct Rejected {
     pub close_reason: String,
 }
 
+/// The calls of one connection: their results, and how many are running.
+struct Calls<D> {
+    /// Results not yet handled, boxed so that a slot stays small whatever the
+    /// dialect's result type.
+    done: ByteQueue<Box<D>>,
+    in_flight: AtomicUsize,
+}
+
 /// Runs service calls for one connection and collects their results.
-///
-/// Results travel boxed: the channel allocates its first block of slots up
-/// front, so a slot must be small for an idle socket to stay cheap.
 pub struct Spawner<D> {
-    tx: mpsc::Sender<Box<D>>,
-    in_flight: Arc<AtomicUsize>,
+    calls: Arc<Calls<D>>,
     max: usize,
 }
 
 impl<D: Send + 'static> Spawner<D> {
-    pub fn new(max: usize) -> (Self, mpsc::Receiver<Box<D>>) {
-        let max = max.max(1);
-        let (tx, rx) = mpsc::channel(max);
-        let spawner = Self {
-            tx,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            max,
-        };
-        (spawner, rx)
+    pub fn new(max: usize) -> Self {
+        Self {
+            calls: Arc::new(Calls {
+                done: ByteQueue::new(0),
+                in_flight: AtomicUsize::new(0),
+            }),
+            max: max.max(1),
+        }
     }
 
-    /// Runs `work` in its own task; its result comes back through the receiver.
-    /// Returns false (and runs nothing) when too many calls are in flight.
+    /// Runs `work` in its own task; its result comes back through
+    /// [`Spawner::finished`]. Returns false (and runs nothing) when too many calls
+    /// are in flight.
     pub fn spawn(
         &self,
         span: tracing::Span,
         work: impl Future<Output = D> + Send + 'static,
     ) -> bool {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let calls = &self.calls;
+        if calls.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            calls.in_flight.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        let tx = self.tx.clone();
-        let in_flight = self.in_flight.clone();
+        let calls = calls.clone();
         tokio::spawn(
             async move {
                 let done = work.await;
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                // The socket may be gone; the call itself has had its effect.
-                let _ = tx.send(Box::new(done)).await;
+                calls.in_flight.fetch_sub(1, Ordering::AcqRel);
+                // Never waits (at most `max` results are ever queued); the socket
+                // may be gone, the call itself has had its effect.
+                calls.done.push(Box::new(done), 0);
             }
             .instrument(span),
         );
         true
+    }
+
+    /// Waits for results of spawned calls and takes all of them, oldest first.
+    /// Cancel safe.
+    pub async fn finished(&self) -> Vec<Box<D>> {
+        match self.calls.done.pop_all().await {
+            Popped::Items(items) => items,
+            // Only bounded pushes overflow a queue.
+            Popped::Overflowed => std::future::pending().await,
+        }
     }
 }
 
@@ -139,4 +164,183 @@ pub trait DialectConn: Send + 'static {
 
     /// The process is shutting down: say goodbye (the socket closes with 1012).
     fn on_shutdown(&mut self, cx: &mut Cx<'_, Self::Done>);
+}
+
+/// A connection after its handshake: its dialect state and its place in the
+/// hub. Boxed for the socket's life, so the loop's future holds a pointer, not
+/// the state (an async fn keeps its arguments twice).
+pub struct Session<C> {
+    pub conn: C,
+    pub registration: Registration,
+}
+
+/// The authenticated loop: until the client leaves, the socket closes, or the
+/// write side ends. Then the socket leaves the hub.
+pub async fn authenticated<C: DialectConn>(
+    mut session: Box<Session<C>>,
+    state: &Arc<EdgeState>,
+    wire: &mut Wire,
+    out: &mut Out,
+) {
+    let spawner = Spawner::new(state.config.max_in_flight_requests);
+    let inbox = session.registration.inbox.clone();
+    let mut timers = Timers::new(state.config.tick_interval, state.config.ping_interval);
+    let max_payload = state.config.max_payload_bytes;
+    loop {
+        if wire.write_now(out).await {
+            break;
+        }
+        let input = tokio::select! {
+            () = state.shutdown.cancelled() => Input::Shutdown,
+            io = wire.next(out) => match io {
+                Io::Read(message) => Input::Read(read_text(message, max_payload)),
+                Io::WriteDone => break,
+            },
+            popped = inbox.pop_all() => Input::Events(popped),
+            done = spawner.finished() => Input::Done(done),
+            timer = timers.next() => Input::Timer(timer),
+        };
+        let mut cx = Cx {
+            state,
+            out: &mut *out,
+            spawner: &spawner,
+        };
+        match input {
+            Input::Shutdown => {
+                session.conn.on_shutdown(&mut cx);
+                cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
+            }
+            Input::Read(Read::Text(text)) => session.conn.on_text(&text, &mut cx),
+            Input::Read(Read::Skip) => {}
+            Input::Read(Read::TooBig) => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
+            Input::Read(Read::End) => break,
+            Input::Events(Popped::Items(events)) => {
+                for event in events {
+                    match event {
+                        HubEvent::Run(event) => session.conn.on_event(event, &mut cx),
+                        HubEvent::Pairing(event) => session.conn.on_pairing(&event, &mut cx),
+                        HubEvent::Disconnect(disconnect) => {
+                            if session.conn.is_target(&disconnect) {
+                                tracing::info!(
+                                    code = disconnect.close_code,
+                                    "disconnected by request"
+                                );
+                                let code =
+                                    u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
+                                cx.out.close(code, &disconnect.close_reason);
+                            }
+                        }
+                    }
+                }
+            }
+            Input::Events(Popped::Overflowed) => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
+            Input::Done(done) => {
+                for done in done {
+                    session.conn.on_done(*done, &mut cx);
+                }
+            }
+            Input::Timer(Timer::Tick) => session.conn.on_tick(&mut cx),
+            Input::Timer(Timer::Ping) => wire.ping(),
+        }
+        if out.is_closing() {
+            break;
+        }
+    }
+    let Session { registration, .. } = *session;
+    registration.release().await;
+}
+
+/// What woke the authenticated loop.
+enum Input<D> {
+    Shutdown,
+    Read(Read),
+    Events(Popped<HubEvent>),
+    Done(Vec<Box<D>>),
+    Timer(Timer),
+}
+
+/// Which periodic duty is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The dialect's `tick` (every `tick_interval`).
+    Tick,
+    /// A WebSocket ping (every `ping_interval`).
+    Ping,
+}
+
+/// The socket's two periodic duties on one timer: one timer entry per socket
+/// instead of two. A duty that is late is not made up for: its next one comes a
+/// full period after it ran.
+struct Timers {
+    sleep: std::pin::Pin<Box<Sleep>>,
+    tick_period: Duration,
+    ping_period: Duration,
+    next_tick: Instant,
+    next_ping: Instant,
+}
+
+impl Timers {
+    /// Both duties start one period from now.
+    fn new(tick_period: Duration, ping_period: Duration) -> Self {
+        let now = Instant::now();
+        let next_tick = now + tick_period;
+        let next_ping = now + ping_period;
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(next_tick.min(next_ping))),
+            tick_period,
+            ping_period,
+            next_tick,
+            next_ping,
+        }
+    }
+
+    /// Waits for the next due duty. Cancel safe.
+    async fn next(&mut self) -> Timer {
+        self.sleep.as_mut().await;
+        let now = Instant::now();
+        let timer = if self.next_ping <= self.next_tick {
+            self.next_ping = now + self.ping_period;
+            Timer::Ping
+        } else {
+            self.next_tick = now + self.tick_period;
+            Timer::Tick
+        };
+        let deadline = self.next_tick.min(self.next_ping);
+        self.sleep.as_mut().reset(deadline);
+        timer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn timers_run_both_duties_on_their_own_periods() {
+        let mut timers = Timers::new(Duration::from_millis(80), Duration::from_millis(50));
+        let started = Instant::now();
+        assert_eq!(timers.next().await, Timer::Ping);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(timers.next().await, Timer::Tick);
+        assert!(started.elapsed() >= Duration::from_millis(80));
+        assert_eq!(timers.next().await, Timer::Ping);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn call_results_come_back_and_the_bound_holds() {
+        let spawner = Spawner::new(1);
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        assert!(spawner.spawn(tracing::Span::none(), async move {
+            let _ = wait.await;
+            7
+        }));
+        assert!(
+            !spawner.spawn(tracing::Span::none(), async { 8 }),
+            "one call in flight at most"
+        );
+        let _ = release.send(());
+        let done = spawner.finished().await;
+        assert_eq!(done.into_iter().map(|d| *d).collect::<Vec<_>>(), vec![7]);
+    }
 }

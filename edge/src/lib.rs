@@ -7,10 +7,11 @@
 //!
 //! Map of the crate:
 //! - [`server`]: router, upgrade, serving and graceful shutdown;
-//! - `socket`: one socket's lifecycle (challenge, handshake, loop, goodbye);
+//! - `socket`: one socket's lifecycle (challenge, handshake, goodbye), one task
+//!   per socket; `conn`: the authenticated loop and the seam to the dialects;
 //! - `hub`: the process's one bus subscriber and per-socket inboxes;
 //! - `queue`, `out`, `writer`: byte-bounded queues, frame numbering and
-//!   backpressure, batched writes;
+//!   backpressure, the socket's WebSocket (reads and batched writes);
 //! - `frames`, `params`, [`session_key`]: framing, params checks, session keys;
 //! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect;
 //! - `notify`: pairing events and targeted disconnects for a tenant's sockets on

@@ -1,13 +1,15 @@
-//! A single-consumer queue bounded in bytes, used twice per socket: for run events
-//! handed over by the hub, and for encoded frames waiting for the writer.
+//! A single-consumer queue bounded in bytes, used twice per socket: for events
+//! handed over by the hub (bounded: a full inbox marks the socket a slow
+//! consumer), and for the results of the socket's service calls (bounded by the
+//! number of calls in flight instead).
 //!
 //! Invariants:
 //! - producers never wait: a push either succeeds at once or reports that the
 //!   queue is full, and the caller decides (drop the item or close the socket);
-//! - the bytes held never exceed the bound by more than one item (an item is
-//!   admitted when the backlog before it is within the bound, as OpenClaw checks
-//!   `bufferedAmount` before a send);
-//! - once closed, nothing more is admitted and the consumer drains what is left.
+//! - the bytes held never exceed the bound by more than one item;
+//! - items are taken only in the synchronous part of [`ByteQueue::pop_all`], so a
+//!   dropped wait loses nothing;
+//! - an empty queue holds no buffer (it is freed when drained).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -17,10 +19,8 @@ use tokio::sync::Notify;
 /// Why an item was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The backlog is above the limit the caller asked for.
+    /// The backlog is above the queue's limit.
     Full,
-    /// The queue was closed.
-    Closed,
 }
 
 /// What the consumer gets from [`ByteQueue::pop_all`].
@@ -30,14 +30,11 @@ pub enum Popped<T> {
     Items(Vec<T>),
     /// A producer found the queue full and marked it failed.
     Overflowed,
-    /// Closed and drained.
-    Closed,
 }
 
 struct State<T> {
     items: VecDeque<(T, usize)>,
     bytes: usize,
-    closed: bool,
     overflowed: bool,
 }
 
@@ -57,13 +54,12 @@ impl<T> std::fmt::Debug for ByteQueue<T> {
 }
 
 impl<T> ByteQueue<T> {
-    /// A queue whose default admission limit is `limit` bytes.
+    /// A queue bounded by `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 bytes: 0,
-                closed: false,
                 overflowed: false,
             }),
             notify: Notify::new(),
@@ -78,37 +74,19 @@ impl<T> ByteQueue<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The configured limit in bytes.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     /// Bytes currently queued.
     pub fn backlog(&self) -> usize {
         self.lock().bytes
     }
 
-    /// Queues `item` if the backlog is at most `limit` bytes.
-    pub fn push_within(&self, item: T, size: usize, limit: usize) -> Result<(), Refused> {
+    /// Queues `item` whatever the backlog (for producers bounded otherwise).
+    pub fn push(&self, item: T, size: usize) {
         {
             let mut state = self.lock();
-            if state.closed {
-                return Err(Refused::Closed);
-            }
-            if state.bytes > limit {
-                return Err(Refused::Full);
-            }
             state.bytes += size;
             state.items.push_back((item, size));
         }
         self.notify.notify_one();
-        Ok(())
-    }
-
-    /// Queues `item` if the backlog is within the queue's own limit.
-    #[cfg(test)]
-    pub fn push(&self, item: T, size: usize) -> Result<(), Refused> {
-        self.push_within(item, size, self.limit)
     }
 
     /// Queues `item` if the backlog *including it* stays within the limit (or the
@@ -116,9 +94,6 @@ impl<T> ByteQueue<T> {
     pub fn push_or_overflow(&self, item: T, size: usize) -> Result<(), Refused> {
         {
             let mut state = self.lock();
-            if state.closed {
-                return Err(Refused::Closed);
-            }
             if !state.items.is_empty() && state.bytes + size > self.limit {
                 state.overflowed = true;
                 drop(state);
@@ -132,40 +107,21 @@ impl<T> ByteQueue<T> {
         Ok(())
     }
 
-    /// Drops everything queued, then queues `item` as the last one and closes the
-    /// queue. Used for close frames, which must not wait behind a backlog.
-    pub fn replace_and_close(&self, item: T, size: usize) {
-        {
-            let mut state = self.lock();
-            state.items.clear();
-            state.bytes = size;
-            state.items.push_back((item, size));
-            state.closed = true;
-        }
-        self.notify.notify_one();
-    }
-
-    /// Closes the queue; the consumer drains what is left.
-    pub fn close(&self) {
-        self.lock().closed = true;
-        self.notify.notify_one();
-    }
-
     /// Takes everything queued without waiting; `None` when nothing is queued.
     pub fn try_pop_all(&self) -> Option<Popped<T>> {
         let mut state = self.lock();
         if state.overflowed {
             return Some(Popped::Overflowed);
         }
-        if !state.items.is_empty() {
-            state.bytes = 0;
-            let items = state.items.drain(..).map(|(item, _)| item).collect();
-            return Some(Popped::Items(items));
+        if state.items.is_empty() {
+            return None;
         }
-        if state.closed {
-            return Some(Popped::Closed);
-        }
-        None
+        state.bytes = 0;
+        let items = std::mem::take(&mut state.items);
+        drop(state);
+        Some(Popped::Items(
+            items.into_iter().map(|(item, _)| item).collect(),
+        ))
     }
 
     /// Waits until something is queued, then takes all of it. Cancel safe: items
@@ -187,18 +143,17 @@ mod tests {
     #[tokio::test]
     async fn admits_while_backlog_within_limit() {
         let queue = ByteQueue::new(10);
-        assert!(queue.push("a", 8).is_ok());
-        assert!(
-            queue.push("b", 8).is_ok(),
-            "backlog 8 <= 10 before the push"
-        );
-        assert_eq!(queue.push("c", 1), Err(Refused::Full));
-        assert_eq!(queue.backlog(), 16);
+        assert!(queue.push_or_overflow("a", 8).is_ok());
+        assert_eq!(queue.backlog(), 8);
         match queue.pop_all().await {
-            Popped::Items(items) => assert_eq!(items, vec!["a", "b"]),
+            Popped::Items(items) => assert_eq!(items, vec!["a"]),
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(queue.backlog(), 0);
+        assert!(
+            queue.lock().items.capacity() == 0,
+            "a drained queue keeps no buffer"
+        );
     }
 
     #[tokio::test]
@@ -213,16 +168,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn close_drains_then_reports_closed() {
-        let queue = ByteQueue::new(10);
-        queue.push(1, 1).ok();
-        queue.replace_and_close(9, 1);
-        assert_eq!(queue.push(2, 1), Err(Refused::Closed));
+    async fn unbounded_pushes_are_always_admitted() {
+        let queue = ByteQueue::new(1);
+        queue.push(1, 5);
+        queue.push(2, 5);
         match queue.pop_all().await {
-            Popped::Items(items) => assert_eq!(items, vec![9]),
+            Popped::Items(items) => assert_eq!(items, vec![1, 2]),
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(queue.pop_all().await, Popped::Closed));
     }
 
     #[tokio::test]
@@ -233,7 +186,7 @@ mod tests {
             tokio::spawn(async move { queue.pop_all().await })
         };
         tokio::task::yield_now().await;
-        queue.push(7, 1).ok();
+        queue.push(7, 1);
         match consumer.await {
             Ok(Popped::Items(items)) => assert_eq!(items, vec![7]),
             other => panic!("unexpected {other:?}"),

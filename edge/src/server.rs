@@ -91,6 +91,13 @@ impl Drop for SocketGuard {
     }
 }
 
+impl SocketGuard {
+    /// The state of the process the socket belongs to.
+    pub(crate) fn state(&self) -> &Arc<EdgeState> {
+        &self.0
+    }
+}
+
 impl SocketTracker {
     async fn wait_idle(&self) {
         loop {
@@ -343,11 +350,7 @@ async fn upgrade(
         .max_write_buffer_size(config.max_write_buffer())
         .max_message_size(config.reader_limit())
         .max_frame_size(config.reader_limit())
-        .on_upgrade(move |ws| async move {
-            let state = guard.0.clone();
-            socket::serve_socket(ws, state, peer, permit).await;
-            drop(guard);
-        })
+        .on_upgrade(move |ws| socket::serve_socket(ws, guard, peer, permit))
 }
 
 #[cfg(test)]

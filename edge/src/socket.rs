@@ -15,34 +15,38 @@
 //! registered with the hub (its run-event topic, [`crate::hub::run_topic`], and
 //! its tenant's topic confirmed subscribed) before the connect response is
 //! queued; closing a socket never
-//! touches its runs; the writer gets a bounded grace period to say goodbye and is
-//! then dropped, so a client that stops reading cannot hold the task.
+//! touches its runs; a closing socket gets a bounded grace period to write what
+//! is queued and its close frame and is then dropped, so a client that stops
+//! reading cannot hold the task.
+//!
+//! One task per socket: it reads frames, handles inbox events, call results and
+//! timers, and writes through its [`Wire`] (see [`crate::writer`]). Before each
+//! wait it writes what can be written at once, so no busy input starves the
+//! writes; while it waits, the wait on the client's next frame keeps writing.
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::WebSocket;
 use clawgate_proto::ServiceError;
 use clawgate_proto::pb::common::v1::Dialect;
 use clawgate_runtime::clock::now_ms;
 use clawgate_runtime::limits::BudgetPermit;
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::config::PREAUTH_MAX_PAYLOAD_BYTES;
-use crate::conn::{Accepted, Cx, DialectConn, Rejected, Spawner};
+use crate::conn::{Accepted, Rejected, Session, authenticated};
 use crate::frames::{
     self, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG,
     ErrorShape, Inbound,
 };
-use crate::hub::{self, HubEvent, Registration};
-use crate::out::{Out, OutQueue};
-use crate::queue::Popped;
+use crate::hub;
+use crate::out::Out;
 use crate::registry::DeviceEntry;
-use crate::server::EdgeState;
-use crate::{goclaw, openclaw, writer};
+use crate::server::SocketGuard;
+use crate::writer::{Io, Read, Wire, read_text};
+use crate::{goclaw, openclaw};
 
 /// Where a socket comes from.
 #[derive(Debug, Clone)]
@@ -60,14 +64,26 @@ pub struct SocketInfo {
     pub peer: Peer,
 }
 
-type Stream = SplitStream<WebSocket>;
+/// What a socket owns for its whole life, in one allocation: its WebSocket and
+/// outbound queue, its facts, and its place among the process's live sockets.
+pub(crate) struct Socket {
+    wire: Wire,
+    out: Out,
+    info: SocketInfo,
+    /// The socket's pre-auth slot, taken by the handshake (which gives it back).
+    permit: Option<BudgetPermit>,
+    guard: SocketGuard,
+}
 
-pub async fn serve_socket(
+/// The task of one upgraded socket. Everything the socket keeps is moved into
+/// one box before the task's future is built, so the future holds no copy of
+/// the WebSocket and stays small.
+pub(crate) fn serve_socket(
     ws: WebSocket,
-    state: Arc<EdgeState>,
+    guard: SocketGuard,
     peer: Peer,
     permit: Option<BudgetPermit>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let info = SocketInfo {
         conn_id: uuid::Uuid::new_v4().to_string(),
         nonce: uuid::Uuid::new_v4().to_string(),
@@ -75,83 +91,75 @@ pub async fn serve_socket(
     };
     let span =
         tracing::info_span!("ws.conn", conn_id = %info.conn_id, remote = %info.peer.remote_addr);
-    run(ws, state, info, permit).instrument(span).await;
+    let out = Out::new(guard.state().config.socket_queue_bytes);
+    let socket = Box::new(Socket {
+        wire: Wire::new(ws),
+        out,
+        info,
+        permit,
+        guard,
+    });
+    run(socket).instrument(span)
 }
 
-async fn run(ws: WebSocket, state: Arc<EdgeState>, info: SocketInfo, permit: Option<BudgetPermit>) {
-    let (sink, mut stream) = ws.split();
-    let queue = Arc::new(OutQueue::new(state.config.socket_queue_bytes));
-    let mut writer = tokio::spawn(writer::run_writer(
-        sink,
-        queue.clone(),
-        state.config.ping_interval,
-    ));
-    let mut out = Out::new(queue);
-    out.unnumbered(
+async fn run(mut socket: Box<Socket>) {
+    let socket = &mut *socket;
+    let nonce = &socket.info.nonce;
+    socket.out.unnumbered(
         "connect.challenge",
-        &json!({ "nonce": info.nonce, "ts": now_ms() }),
+        &json!({ "nonce": nonce, "ts": now_ms() }),
     );
     tracing::debug!("socket open");
-    let mut writer_done = false;
     // Boxed: the handshake's state would otherwise stay inline in this socket's
     // future for the socket's whole life.
-    let connected = Box::pin(handshake(&state, &info, &mut stream, &mut out, permit)).await;
+    let connected = Box::pin(handshake(socket)).await;
+    let state = socket.guard.state();
     if let Some(connected) = connected {
-        writer_done = match connected {
-            Connected::OpenClaw(conn, registration) => {
-                authenticated(
-                    conn,
-                    registration,
-                    &state,
-                    &mut stream,
-                    &mut out,
-                    &mut writer,
-                )
-                .await
-            }
-            Connected::Goclaw(conn, registration) => {
-                authenticated(
-                    conn,
-                    registration,
-                    &state,
-                    &mut stream,
-                    &mut out,
-                    &mut writer,
-                )
-                .await
-            }
-        };
+        let Socket { wire, out, .. } = socket;
+        match connected {
+            Connected::OpenClaw(session) => authenticated(session, state, wire, out).await,
+            Connected::Goclaw(session) => authenticated(session, state, wire, out).await,
+        }
         if let Some(devices) = &state.devices {
-            devices.remove(&info.conn_id).await;
+            devices.remove(&socket.info.conn_id).await;
         }
     }
-    if !out.is_closing() {
-        out.close_quietly();
-    }
+    socket.out.close_quietly();
     let grace = state.config.close_timeout;
-    if !writer_done && tokio::time::timeout(grace, &mut writer).await.is_err() {
-        writer.abort();
+    if tokio::time::timeout(grace, socket.wire.finish(&mut socket.out))
+        .await
+        .is_err()
+    {
+        tracing::debug!("close grace period over");
     }
     tracing::debug!("socket closed");
 }
 
+/// A handshake that succeeded, per dialect (boxed: see [`Session`]).
 enum Connected {
-    OpenClaw(openclaw::Conn, Registration),
-    Goclaw(goclaw::Conn, Registration),
+    OpenClaw(Box<Session<openclaw::Conn>>),
+    Goclaw(Box<Session<goclaw::Conn>>),
 }
 
 /// Reads frames until a `connect` succeeds or the socket must close. `permit`
 /// (the socket's pre-auth slot) is given back when the handshake ends.
-async fn handshake(
-    state: &Arc<EdgeState>,
-    info: &SocketInfo,
-    stream: &mut Stream,
-    out: &mut Out,
-    permit: Option<BudgetPermit>,
-) -> Option<Connected> {
+async fn handshake(socket: &mut Socket) -> Option<Connected> {
+    let Socket {
+        wire,
+        out,
+        info,
+        permit,
+        guard,
+    } = socket;
+    let state = guard.state();
+    // Held by this future: however the handshake ends, the slot goes with it.
+    let permit = permit.take();
     let deadline = Instant::now() + state.config.handshake_timeout;
     let request = loop {
-        let message = tokio::select! {
+        if wire.write_now(out).await {
+            return None;
+        }
+        let io = tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!("handshake timeout");
                 out.close(CLOSE_NORMAL, "");
@@ -161,7 +169,10 @@ async fn handshake(
                 out.close(CLOSE_SERVICE_RESTART, "service restart");
                 return None;
             }
-            message = stream.next() => message,
+            io = wire.next(out) => io,
+        };
+        let Io::Read(message) = io else {
+            return None;
         };
         let text = match read_text(message, PREAUTH_MAX_PAYLOAD_BYTES) {
             Read::Text(text) => text,
@@ -294,123 +305,12 @@ async fn handshake(
         "connected"
     );
     out.response(&request.id, Some(&reply), None);
-    out.start_ping();
     Some(if goclaw {
         out.set_numbered(false);
         let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
-        Connected::Goclaw(conn, registration)
+        Connected::Goclaw(Box::new(Session { conn, registration }))
     } else {
-        Connected::OpenClaw(
-            openclaw::Conn::new(principal, info, &request.params),
-            registration,
-        )
+        let conn = openclaw::Conn::new(principal, info, &request.params);
+        Connected::OpenClaw(Box::new(Session { conn, registration }))
     })
-}
-
-/// What one read from the socket produced.
-enum Read {
-    Text(String),
-    /// Ping, pong: nothing to do.
-    Skip,
-    /// Over the size limit.
-    TooBig,
-    /// Closed or failed.
-    End,
-}
-
-fn read_text(message: Option<Result<Message, axum::Error>>, limit: usize) -> Read {
-    let text = match message {
-        None | Some(Ok(Message::Close(_))) => return Read::End,
-        Some(Err(err)) => {
-            return if is_too_big(err) {
-                Read::TooBig
-            } else {
-                Read::End
-            };
-        }
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Read::Skip,
-        Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
-        // Binary frames are read as text, as OpenClaw does.
-        Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
-    };
-    if text.len() > limit {
-        Read::TooBig
-    } else {
-        Read::Text(text)
-    }
-}
-
-fn is_too_big(err: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
-    err.into_inner()
-        .downcast_ref::<WsError>()
-        .is_some_and(|err| matches!(err, WsError::Capacity(CapacityError::MessageTooLong { .. })))
-}
-
-/// The authenticated loop. Returns whether the writer task already finished.
-async fn authenticated<C: DialectConn>(
-    mut conn: C,
-    registration: Registration,
-    state: &Arc<EdgeState>,
-    stream: &mut Stream,
-    out: &mut Out,
-    writer: &mut tokio::task::JoinHandle<()>,
-) -> bool {
-    let (spawner, mut done_rx) = Spawner::new(state.config.max_in_flight_requests);
-    let inbox = registration.inbox.clone();
-    let period = state.config.tick_interval;
-    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let max_payload = state.config.max_payload_bytes;
-    let mut writer_done = false;
-    loop {
-        let mut cx = Cx {
-            state,
-            out: &mut *out,
-            spawner: &spawner,
-        };
-        tokio::select! {
-            () = state.shutdown.cancelled() => {
-                conn.on_shutdown(&mut cx);
-                cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
-            }
-            message = stream.next() => match read_text(message, max_payload) {
-                Read::Text(text) => conn.on_text(&text, &mut cx),
-                Read::Skip => {}
-                Read::TooBig => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
-                Read::End => break,
-            },
-            popped = inbox.pop_all() => match popped {
-                Popped::Items(events) => {
-                    for event in events {
-                        match event {
-                            HubEvent::Run(event) => conn.on_event(event, &mut cx),
-                            HubEvent::Pairing(event) => conn.on_pairing(&event, &mut cx),
-                            HubEvent::Disconnect(disconnect) => {
-                                if conn.is_target(&disconnect) {
-                                    tracing::info!(code = disconnect.close_code, "disconnected by request");
-                                    let code = u16::try_from(disconnect.close_code).unwrap_or(CLOSE_POLICY);
-                                    cx.out.close(code, &disconnect.close_reason);
-                                }
-                            }
-                        }
-                    }
-                }
-                Popped::Overflowed => cx.out.close_now(CLOSE_POLICY, "slow consumer"),
-                Popped::Closed => break,
-            },
-            Some(done) = done_rx.recv() => conn.on_done(*done, &mut cx),
-            _ = tick.tick() => conn.on_tick(&mut cx),
-            _ = &mut *writer => {
-                writer_done = true;
-                break;
-            }
-        }
-        if out.is_closing() {
-            break;
-        }
-    }
-    registration.release().await;
-    writer_done
 }
