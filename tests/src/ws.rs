@@ -221,6 +221,35 @@ impl WsClient {
         Ok(res["payload"].clone())
     }
 
+    /// Creates an API key from this (admin) socket with `params` (goclaw or
+    /// OpenClaw `api_keys.create` params); returns `(id, key)`.
+    pub async fn create_api_key(&mut self, params: Value) -> anyhow::Result<(String, String)> {
+        let res = self.request("api_keys.create", params).await?;
+        anyhow::ensure!(res["ok"] == true, "api_keys.create failed: {res}");
+        let field = |name: &str| res["payload"][name].as_str().unwrap_or_default().to_owned();
+        let (id, key) = (field("id"), field("key"));
+        anyhow::ensure!(key.starts_with("clawgate_") && !id.is_empty(), "{res}");
+        Ok((id, key))
+    }
+
+    /// A goclaw operator socket of `user` at `url`, through an operator-scoped
+    /// API key bound to `user` that this (admin) socket creates.
+    pub async fn operator_socket(&mut self, url: &str, user: &str) -> anyhow::Result<WsClient> {
+        let (_, key) = self
+            .create_api_key(json!({
+                "name": user,
+                "scopes": ["operator.read", "operator.write"],
+                "owner_id": user,
+            }))
+            .await?;
+        let mut ws = WsClient::connect(url).await?;
+        let res = ws.request("connect", json!({"token": key})).await?;
+        anyhow::ensure!(res["ok"] == true, "connect with the key failed: {res}");
+        anyhow::ensure!(res["payload"]["role"] == "operator", "{res}");
+        anyhow::ensure!(res["payload"]["user_id"] == user, "{res}");
+        Ok(ws)
+    }
+
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }

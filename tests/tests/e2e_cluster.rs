@@ -27,30 +27,6 @@ async fn terminal_chat(client: &mut WsClient, run_id: &str) -> anyhow::Result<Va
         .await
 }
 
-/// Creates an API key bound to `user` with operator scopes (from an admin
-/// socket) and connects a goclaw socket with it; checks it is an operator.
-async fn operator_of(admin: &mut WsClient, url: &str, user: &str) -> anyhow::Result<WsClient> {
-    let res = admin
-        .request(
-            "api_keys.create",
-            json!({"name": user, "scopes": ["operator.read", "operator.write"], "owner_id": user}),
-        )
-        .await?;
-    anyhow::ensure!(res["ok"] == true, "api_keys.create failed: {res}");
-    let key = res["payload"]["key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut ws = WsClient::connect(url).await?;
-    let res = ws
-        .request("connect", json!({"token": key, "user_id": user}))
-        .await?;
-    anyhow::ensure!(res["ok"] == true, "connect with the key failed: {res}");
-    anyhow::ensure!(res["payload"]["role"] == "operator", "{res}");
-    anyhow::ensure!(res["payload"]["user_id"] == user, "{res}");
-    Ok(ws)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<()> {
     let model = MockModel::start(
@@ -84,7 +60,7 @@ async fn a_run_streams_to_sockets_of_its_user_on_every_edge() -> anyhow::Result<
     // ... an operator of another user, on either edge, does not.
     let mut strangers = Vec::new();
     for url in &cluster.edge_urls {
-        strangers.push(operator_of(&mut other_admin, url, "carol").await?);
+        strangers.push(other_admin.operator_socket(url, "carol").await?);
     }
 
     let res = sender

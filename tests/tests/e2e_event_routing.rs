@@ -25,24 +25,6 @@ async fn goclaw(url: &str, token: &str, user: &str) -> anyhow::Result<(WsClient,
     Ok((ws, res["payload"].clone()))
 }
 
-/// A goclaw operator socket of `user`, through an API key bound to it.
-async fn operator(admin: &mut WsClient, url: &str, user: &str) -> anyhow::Result<WsClient> {
-    let res = admin
-        .request(
-            "api_keys.create",
-            json!({"name": user, "scopes": ["operator.read", "operator.write"], "owner_id": user}),
-        )
-        .await?;
-    anyhow::ensure!(res["ok"] == true, "api_keys.create failed: {res}");
-    let key = res["payload"]["key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let (ws, hello) = goclaw(url, &key, user).await?;
-    anyhow::ensure!(hello["role"] == "operator", "{hello}");
-    Ok(ws)
-}
-
 /// An OpenClaw socket of the default user with `scopes`.
 async fn openclaw(url: &str, token: &str, scopes: &[&str]) -> anyhow::Result<WsClient> {
     let mut ws = WsClient::connect(url).await?;
@@ -100,9 +82,9 @@ async fn routing_follows_access(database: GatewayDatabase) -> anyhow::Result<()>
     // goclaw: with the gateway token a user who is not an owner is an admin.
     let (mut admin, hello) = goclaw(url, token, "ann").await?;
     assert_eq!(hello["role"], "admin", "{hello}");
-    let mut carol = operator(&mut admin, url, "carol").await?;
-    let mut dave = operator(&mut admin, url, "dave").await?;
-    let mut eve = operator(&mut admin, url, "eve").await?;
+    let mut carol = admin.operator_socket(url, "carol").await?;
+    let mut dave = admin.operator_socket(url, "dave").await?;
+    let mut eve = admin.operator_socket(url, "eve").await?;
     // OpenClaw, user "owner": an admin (operator.admin) and a plain operator.
     let mut oc_admin = openclaw(url, token, &["operator.admin"]).await?;
     let mut oc_operator = openclaw(url, token, &["operator.read", "operator.write"]).await?;
