@@ -165,11 +165,25 @@ impl ErrorShape {
         Self::from_service(err, err.code.openclaw_code())
     }
 
-    /// The error in goclaw's code set.
+    /// The error in goclaw's code set. A refusal whose details name goclaw's
+    /// `TENANT_ACCESS_REVOKED` (unknown or disabled tenant, no or removed
+    /// membership) carries that code, as goclaw sends it.
     pub fn goclaw(err: &ServiceError) -> Self {
-        Self::from_service(err, err.code.goclaw_code())
+        let revoked = err
+            .details
+            .as_ref()
+            .is_some_and(|d| d["code"] == TENANT_ACCESS_REVOKED);
+        let code = if revoked {
+            TENANT_ACCESS_REVOKED
+        } else {
+            err.code.goclaw_code()
+        };
+        Self::from_service(err, code)
     }
 }
+
+/// goclaw's error code for a tenant the client may not (or no longer) enter.
+const TENANT_ACCESS_REVOKED: &str = "TENANT_ACCESS_REVOKED";
 
 #[derive(Serialize)]
 struct ResFrame<'a> {
@@ -219,6 +233,16 @@ pub fn encode_event(event: &str, payload: &Value, seq: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn goclaw_names_a_revoked_tenant_access() {
+        let err = ServiceError::unauthorized("unauthorized: tenant access revoked")
+            .with_details(serde_json::json!({"code": "TENANT_ACCESS_REVOKED"}));
+        assert_eq!(ErrorShape::goclaw(&err).code, "TENANT_ACCESS_REVOKED");
+        assert_eq!(ErrorShape::openclaw(&err).code, "INVALID_REQUEST");
+        let other = ServiceError::unauthorized("nope");
+        assert_eq!(ErrorShape::goclaw(&other).code, "UNAUTHORIZED");
+    }
     use clawgate_proto::ErrorCode;
     use serde_json::json;
 

@@ -38,6 +38,8 @@ pub const DEVICE_REMOVED: &str = "device removed";
 /// Close reason of the sockets of a user removed from its tenant (code
 /// [`CLOSE_DEVICE_REMOVED`], as for any revoked credential).
 pub const USER_REMOVED: &str = "user removed";
+/// Close reason of the sockets of a disabled tenant (code 4001).
+pub const TENANT_DISABLED: &str = "tenant disabled";
 
 pub const PAIR_REQUESTED: &str = "device.pair.requested";
 pub const PAIR_RESOLVED: &str = "device.pair.resolved";
@@ -154,11 +156,12 @@ pub fn concerns(event: &PairingEvent, principal: &Principal) -> bool {
             || (!event.user_id.is_empty() && event.user_id == principal.user_id))
 }
 
-/// Whether `disconnect` closes every socket of `principal`'s user.
+/// Whether `disconnect` closes every socket of `principal`'s user (its user
+/// was removed, or its whole tenant was disabled).
 pub fn targets_user(disconnect: &Disconnect, principal: &Principal) -> bool {
-    !disconnect.user_id.is_empty()
-        && disconnect.tenant_id == principal.tenant_id
-        && disconnect.user_id == principal.user_id
+    disconnect.tenant_id == principal.tenant_id
+        && (disconnect.whole_tenant
+            || (!disconnect.user_id.is_empty() && disconnect.user_id == principal.user_id))
 }
 
 /// `device.pair.requested` for a newly created request.
@@ -241,6 +244,17 @@ pub fn disconnect_user(tenant_id: &str, user_id: &str) -> Disconnect {
         user_id: user_id.to_owned(),
         close_code: u32::from(CLOSE_DEVICE_REMOVED),
         close_reason: USER_REMOVED.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Closes every socket of `tenant_id` with 4001 (the tenant was disabled).
+pub fn disconnect_tenant(tenant_id: &str) -> Disconnect {
+    Disconnect {
+        tenant_id: tenant_id.to_owned(),
+        whole_tenant: true,
+        close_code: u32::from(CLOSE_DEVICE_REMOVED),
+        close_reason: TENANT_DISABLED.to_owned(),
         ..Default::default()
     }
 }
@@ -453,6 +467,12 @@ mod tests {
             &disconnect_device("t", "d1", ""),
             &principal("alice", "operator")
         ));
+        let tenant = disconnect_tenant("t");
+        assert!(targets_user(&tenant, &principal("alice", "operator")));
+        assert!(targets_user(&tenant, &principal("bob", "admin")));
+        let mut elsewhere = principal("alice", "admin");
+        elsewhere.tenant_id = "other".into();
+        assert!(!targets_user(&tenant, &elsewhere));
     }
 
     #[tokio::test]

@@ -14,7 +14,8 @@
 //! operator sees itself); the edge never widens a call beyond the caller's
 //! principal. Removing a user disconnects every socket of that user of that
 //! tenant on every edge (close 4001 "user removed", see
-//! [`crate::notify::disconnect_user`]), after the answer is queued.
+//! [`crate::notify::disconnect_user`]), after the answer is queued; disabling a
+//! tenant closes every socket of that tenant the same way ("tenant disabled").
 
 use clawgate_proto::auth::{
     AuthApi, AuthClient, CreateTenantRequest, GetTenantRequest, ListTenantsRequest,
@@ -351,9 +352,15 @@ pub async fn run(
                 name,
                 status,
             };
-            auth.update_tenant(principal, request)
-                .await
-                .map(|tenant| tenant_json(&tenant, style))
+            let updated = auth.update_tenant(principal, request).await;
+            // A disabled tenant's live sockets close, on every edge.
+            let notices = match &updated {
+                Ok(tenant) if tenant.status == "disabled" => {
+                    vec![notify::disconnect_tenant(&tenant.id).into()]
+                }
+                _ => Vec::new(),
+            };
+            return (updated.map(|tenant| tenant_json(&tenant, style)), notices);
         }
         Call::ListUsers { tenant_id } => auth
             .list_users(principal, ListUsersRequest { tenant_id })

@@ -14,7 +14,8 @@
 //!   requests of the other tenant (or, for operators, of another user) are
 //!   invisible, and addressing them by id fails exactly like a missing id;
 //! - pairing events reach the tenant's admins only; removing a user disconnects
-//!   its sockets in its tenant only; a disabled tenant refuses connects.
+//!   its sockets in its tenant only; disabling a tenant closes its sockets and
+//!   refuses its connects.
 
 mod auth_support;
 
@@ -742,6 +743,7 @@ async fn removal_and_disable(world: &mut World) -> anyhow::Result<()> {
     let (_, bob_a_key) = world.key("ta", "bob");
     let (_, res) = goclaw_connect(&url, json!({"token": bob_a_key})).await?;
     assert_eq!(res["ok"], false, "removed user's key: {res}");
+    assert_eq!(res["error"]["code"], "UNAUTHORIZED", "{res}");
 
     world
         .owner
@@ -750,9 +752,24 @@ async fn removal_and_disable(world: &mut World) -> anyhow::Result<()> {
             json!({"tenant_id": "tb", "status": "disabled"}),
         )
         .await?;
+    // Every live socket of tb closes, on every dialect; ta's stay open.
+    for sock in world.socks.iter_mut().filter(|s| s.tenant == "tb") {
+        let closed = sock.ws.expect_close().await?;
+        assert_eq!(
+            closed.code,
+            Some(4001),
+            "{} closed: {closed:?}",
+            sock.label()
+        );
+    }
+    world
+        .sock("ta", "alice", Dialect::OpenClaw)
+        .ok("status", json!({}))
+        .await?;
     let (_, alice_b_key) = world.key("tb", "alice");
     let (_, res) = goclaw_connect(&url, json!({"token": alice_b_key})).await?;
     assert_eq!(res["ok"], false, "disabled tenant: {res}");
+    assert_eq!(res["error"]["code"], "TENANT_ACCESS_REVOKED", "{res}");
     let (_, alice_a_key) = world.key("ta", "alice");
     let (ws, res) = goclaw_connect(&url, json!({"token": alice_a_key})).await?;
     assert_eq!(res["ok"], true, "ta unaffected: {res}");
