@@ -27,6 +27,19 @@ pub enum Style {
     Snake,
 }
 
+impl Style {
+    /// An object with each field named per this style: `(camel, snake, value)`.
+    pub fn object<const N: usize>(self, fields: [(&str, &str, Value); N]) -> Map<String, Value> {
+        fields
+            .into_iter()
+            .map(|(camel, snake, value)| {
+                let name = if self == Self::Camel { camel } else { snake };
+                (name.to_owned(), value)
+            })
+            .collect()
+    }
+}
+
 /// A validated API key call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
@@ -132,11 +145,7 @@ fn key_json(key: &ApiKey, style: Style) -> Value {
         ("revokedAtMs", "revoked_at", json!(key.revoked_at_ms)),
         ("lastUsedAtMs", "last_used_at", json!(key.last_used_at_ms)),
     ];
-    let mut map = Map::new();
-    for (camel, snake, value) in fields {
-        let name = if style == Style::Camel { camel } else { snake };
-        map.insert(name.to_owned(), value);
-    }
+    let mut map = style.object(fields);
     let revoked = key.revoked_at_ms > 0;
     map.insert("revoked".to_owned(), json!(revoked));
     Value::Object(map)

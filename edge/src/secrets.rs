@@ -18,7 +18,7 @@ use clawgate_proto::auth::{
     AuthApi, AuthClient, DeleteSecretRequest, ListSecretsRequest, SecretInfo, SetSecretRequest,
 };
 use clawgate_proto::{Principal, ServiceError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::api_keys::Style;
 use crate::params::Obj;
@@ -99,12 +99,7 @@ pub fn secret_json(secret: &SecretInfo, style: Style) -> Value {
         ("createdAtMs", "created_at_ms", json!(secret.created_at_ms)),
         ("updatedAtMs", "updated_at_ms", json!(secret.updated_at_ms)),
     ];
-    let mut map = Map::new();
-    for (camel, snake, value) in fields {
-        let name = if style == Style::Camel { camel } else { snake };
-        map.insert(name.to_owned(), value);
-    }
-    Value::Object(map)
+    Value::Object(style.object(fields))
 }
 
 /// Runs a validated call.

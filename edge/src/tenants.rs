@@ -22,7 +22,7 @@ use clawgate_proto::auth::{
     ListUsersRequest, PutUserRequest, RemoveUserRequest, Tenant, UpdateTenantRequest, User,
 };
 use clawgate_proto::{Principal, ServiceError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::api_keys::Style;
 use crate::notify::{self, Notice};
@@ -278,44 +278,28 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
     Ok(Some(call))
 }
 
-/// An object with each field named per `style`: `(camel, snake, value)`.
-fn object(style: Style, fields: Vec<(&str, &str, Value)>) -> Value {
-    let mut map = Map::new();
-    for (camel, snake, value) in fields {
-        let name = if style == Style::Camel { camel } else { snake };
-        map.insert(name.to_owned(), value);
-    }
-    Value::Object(map)
-}
-
 /// A tenant as both dialects show it.
 pub fn tenant_json(tenant: &Tenant, style: Style) -> Value {
-    object(
-        style,
-        vec![
-            ("id", "id", json!(tenant.id)),
-            ("slug", "slug", json!(tenant.slug)),
-            ("name", "name", json!(tenant.name)),
-            ("status", "status", json!(tenant.status)),
-            ("createdAtMs", "created_at_ms", json!(tenant.created_at_ms)),
-            ("updatedAtMs", "updated_at_ms", json!(tenant.updated_at_ms)),
-        ],
-    )
+    Value::Object(style.object([
+        ("id", "id", json!(tenant.id)),
+        ("slug", "slug", json!(tenant.slug)),
+        ("name", "name", json!(tenant.name)),
+        ("status", "status", json!(tenant.status)),
+        ("createdAtMs", "created_at_ms", json!(tenant.created_at_ms)),
+        ("updatedAtMs", "updated_at_ms", json!(tenant.updated_at_ms)),
+    ]))
 }
 
 /// A user (membership) as both dialects show it.
 pub fn user_json(user: &User, style: Style) -> Value {
-    object(
-        style,
-        vec![
-            ("tenantId", "tenant_id", json!(user.tenant_id)),
-            ("userId", "user_id", json!(user.user_id)),
-            ("role", "role", json!(user.role)),
-            ("displayName", "display_name", json!(user.display_name)),
-            ("createdAtMs", "created_at_ms", json!(user.created_at_ms)),
-            ("updatedAtMs", "updated_at_ms", json!(user.updated_at_ms)),
-        ],
-    )
+    Value::Object(style.object([
+        ("tenantId", "tenant_id", json!(user.tenant_id)),
+        ("userId", "user_id", json!(user.user_id)),
+        ("role", "role", json!(user.role)),
+        ("displayName", "display_name", json!(user.display_name)),
+        ("createdAtMs", "created_at_ms", json!(user.created_at_ms)),
+        ("updatedAtMs", "updated_at_ms", json!(user.updated_at_ms)),
+    ]))
 }
 
 /// Runs a validated call; returns the answer and what to publish once it is sent.
@@ -425,14 +409,11 @@ async fn remove_user(
     };
     let tenant = pick(&response.tenant_id, default_tenant);
     let user = pick(&response.user_id, &user_id);
-    let payload = object(
-        style,
-        vec![
-            ("removed", "removed", json!(response.removed)),
-            ("tenantId", "tenant_id", json!(tenant)),
-            ("userId", "user_id", json!(user)),
-        ],
-    );
+    let payload = Value::Object(style.object([
+        ("removed", "removed", json!(response.removed)),
+        ("tenantId", "tenant_id", json!(tenant)),
+        ("userId", "user_id", json!(user)),
+    ]));
     let notices = vec![notify::disconnect_user(&tenant, &user).into()];
     (Ok(payload), notices)
 }

@@ -30,7 +30,7 @@ mod tokens;
 mod users;
 
 use clawgate_proto::{Principal, ServiceError};
-use clawgate_runtime::db::{Database, Tx, service_error};
+use clawgate_runtime::db::{Database, Tx, commit, service_error};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -90,10 +90,6 @@ impl Store {
     async fn tx(&self, tenant: &str) -> Result<Tx, ServiceError> {
         self.db.begin_tenant(tenant).await
     }
-}
-
-async fn commit(tx: Tx) -> Result<(), ServiceError> {
-    tx.commit().await.map_err(service_error)
 }
 
 /// A list of roles or scopes as stored: a JSON array of strings.

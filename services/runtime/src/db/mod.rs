@@ -285,7 +285,7 @@ mod tenancy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use tenancy::{TENANT_SETTING, Tx};
+pub use tenancy::{TENANT_SETTING, Tx, commit};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

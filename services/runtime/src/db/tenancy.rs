@@ -50,6 +50,27 @@ impl Database {
         Ok(tx)
     }
 
+    /// Like [`begin_tenant`](Self::begin_tenant), for a transaction that will
+    /// write after reading: on SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so two writers never both read and then fail to
+    /// upgrade their lock.
+    pub async fn begin_tenant_write(&self, tenant_id: &str) -> Result<Tx, ServiceError> {
+        match self.backend() {
+            Backend::Postgres => self.begin_tenant(tenant_id).await,
+            Backend::Sqlite => {
+                if tenant_id.is_empty() {
+                    return Err(ServiceError::internal(
+                        "tenant-scoped query without a tenant",
+                    ));
+                }
+                self.pool()
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(service_error)
+            }
+        }
+    }
+
     /// Begins a transaction without a tenant: only tables that are not
     /// tenant-scoped (and `SECURITY DEFINER` lookups) return rows in it.
     pub async fn begin(&self) -> Result<Tx, ServiceError> {
@@ -117,6 +138,11 @@ impl Database {
     }
 }
 
+/// Commits `tx`, mapping a failure like any other query error.
+pub async fn commit(tx: Tx) -> Result<(), ServiceError> {
+    tx.commit().await.map_err(service_error)
+}
+
 /// A role name safe to quote: `[a-z_][a-z0-9_]*`, at most 63 bytes.
 fn validate_role(role: &str) -> Result<(), DbError> {
     let mut chars = role.chars();
@@ -155,6 +181,7 @@ mod tests {
         let test_db = fresh_sqlite_url().unwrap();
         let db = Database::connect(test_db.url(), "demo").await.unwrap();
         assert!(db.begin_tenant("").await.is_err());
+        assert!(db.begin_tenant_write("").await.is_err());
         assert!(!db.bypasses_rls().await.unwrap());
     }
 

@@ -29,7 +29,7 @@ mod sessions;
 
 use clawgate_proto::ServiceError;
 use clawgate_proto::session::{Session, TranscriptMessage};
-use clawgate_runtime::db::{Backend, Database, Tx, service_error};
+use clawgate_runtime::db::{Database, Tx, commit, service_error};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -83,27 +83,8 @@ impl Store {
     /// Like [`begin`](Self::begin), but on SQLite it takes the write lock up
     /// front, so two appenders never both read and then fail to upgrade.
     async fn begin_write(&self, tenant_id: &str) -> Result<Tx, ServiceError> {
-        match self.db.backend() {
-            Backend::Postgres => self.db.begin_tenant(tenant_id).await,
-            Backend::Sqlite => {
-                if tenant_id.is_empty() {
-                    return Err(ServiceError::internal(
-                        "tenant-scoped query without a tenant",
-                    ));
-                }
-                self.db
-                    .pool()
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(service_error)
-            }
-        }
+        self.db.begin_tenant_write(tenant_id).await
     }
-}
-
-/// Commits `tx`, mapping the error.
-async fn commit(tx: Tx) -> Result<(), ServiceError> {
-    tx.commit().await.map_err(service_error)
 }
 
 fn session_of(row: &AnyRow) -> Result<Session, ServiceError> {
