@@ -20,8 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let files = [
         "clawgate/common/v1/principal.proto",
-        "clawgate/common/v1/events.proto",
         "clawgate/auth/v1/auth.proto",
+        "clawgate/common/v1/events.proto",
         "clawgate/runner/v1/runner.proto",
         "clawgate/session/v1/session.proto",
         "clawgate/cron/v1/cron.proto",

@@ -27,7 +27,7 @@ use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorSha
 use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
 use crate::queue::{ByteQueue, Popped};
-use crate::server::EdgeState;
+use crate::state::EdgeState;
 use crate::writer::{Io, Read, Wire, read_text};
 
 /// A handshake that succeeded: who connected and what to answer.

@@ -27,26 +27,27 @@
 //!
 //! Runs belong to runners, not sockets: closing a socket never aborts a run.
 
-mod api_keys;
 pub mod config;
 mod conn;
 pub mod error;
 mod frames;
 mod goclaw;
 mod hub;
+mod methods;
 mod notify;
 mod openclaw;
 mod out;
 mod params;
 mod queue;
 pub mod registry;
-mod secrets;
 pub mod server;
 pub mod session_key;
 mod socket;
-mod tenants;
+mod state;
+mod time;
 mod writer;
 
 pub use config::EdgeConfig;
 pub use error::EdgeError;
-pub use server::{Edge, EdgeServices};
+pub use server::Edge;
+pub use state::EdgeServices;

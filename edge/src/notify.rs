@@ -10,9 +10,11 @@
 //! tenant (admin, owner) every one of its tenant; any other connection only
 //! those of its own user (each dialect adds its own role or scope rule).
 //!
-//! Invariants: payloads are rendered here, once, per dialect (OpenClaw §3.4/§3.6,
-//! goclaw notes §2.6), and carry no secret (no token, no key); OpenClaw device
-//! requests are shown to OpenClaw connections and goclaw codes to goclaw ones;
+//! Invariants: pairing events are typed ([`PairingEvent`]: what changed, and
+//! the request as the auth service reported it); every edge projects them per
+//! socket and dialect, and they carry no secret (no token, no key); OpenClaw
+//! device requests are shown to OpenClaw connections and goclaw codes and
+//! senders to goclaw ones ([`is_goclaw`]);
 //! a publish that fails is logged and never fails the call that caused it (the
 //! state change already happened; the auth service refuses a revoked credential
 //! on the next connect either way).
@@ -21,14 +23,15 @@ use std::sync::Arc;
 
 use clawgate_proto::Principal;
 use clawgate_proto::auth::PairingRequest;
-use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, bus_message};
+use clawgate_proto::pb::common::v1::{
+    BusMessage, Disconnect, PairingChange, PairingEvent, bus_message,
+};
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
 use prost::Message as _;
-use serde_json::{Map, Value, json};
 
 use crate::registry::{DeviceRegistry, inbox_topic};
-use crate::server::EdgeState;
+use crate::state::EdgeState;
 
 /// Close code of a socket whose device was removed or whose token was rotated or
 /// revoked (OpenClaw §1.5).
@@ -44,12 +47,12 @@ pub const TENANT_DISABLED: &str = "tenant disabled";
 pub const PAIR_REQUESTED: &str = "device.pair.requested";
 pub const PAIR_RESOLVED: &str = "device.pair.resolved";
 
-/// The static name of a pairing event, `None` for anything else.
-pub fn event_name(name: &str) -> Option<&'static str> {
-    match name {
-        PAIR_REQUESTED => Some(PAIR_REQUESTED),
-        PAIR_RESOLVED => Some(PAIR_RESOLVED),
-        _ => None,
+/// The wire name of a pairing event.
+pub fn event_name(event: &PairingEvent) -> &'static str {
+    if event.change == PairingChange::Requested as i32 {
+        PAIR_REQUESTED
+    } else {
+        PAIR_RESOLVED
     }
 }
 
@@ -60,91 +63,29 @@ pub enum Decision {
     Rejected,
 }
 
-impl Decision {
-    fn openclaw(self) -> &'static str {
-        match self {
-            Self::Approved => "approved",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    fn goclaw(self) -> &'static str {
-        match self {
-            Self::Approved => "approved",
-            Self::Rejected => "denied",
+impl From<Decision> for PairingChange {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Approved => Self::Approved,
+            Decision::Rejected => Self::Rejected,
         }
     }
 }
 
-/// Whether `request` is a goclaw pairing code (not an OpenClaw device request).
-fn is_code(request: &PairingRequest) -> bool {
-    !request.pairing_code.is_empty()
+/// Whether `request` is a goclaw pairing code or sender (not an OpenClaw
+/// device request): goclaw connections see those, OpenClaw ones devices.
+pub fn is_goclaw(request: &PairingRequest) -> bool {
+    !request.pairing_code.is_empty() || !request.sender_id.is_empty()
 }
 
-fn put_str(map: &mut Map<String, Value>, key: &str, value: &str) {
-    if !value.is_empty() {
-        map.insert(key.to_owned(), json!(value));
-    }
-}
-
-/// The OpenClaw pending request object (§3.4): the `device.pair.requested`
-/// payload and an entry of `device.pair.list`'s `pending`.
-pub fn openclaw_pending(request: &PairingRequest) -> Value {
-    let mut map = Map::new();
-    map.insert("requestId".into(), json!(request.request_id));
-    map.insert("deviceId".into(), json!(request.device_id));
-    map.insert("publicKey".into(), json!(request.public_key));
-    put_str(&mut map, "displayName", &request.display_name);
-    put_str(&mut map, "platform", &request.platform);
-    put_str(&mut map, "deviceFamily", &request.device_family);
-    put_str(&mut map, "clientId", &request.client_id);
-    put_str(&mut map, "clientMode", &request.client_mode);
-    put_str(&mut map, "role", &request.role);
-    if !request.roles.is_empty() {
-        map.insert("roles".into(), json!(request.roles));
-    }
-    map.insert("scopes".into(), json!(request.scopes));
-    put_str(&mut map, "remoteIp", &request.remote_ip);
-    map.insert("silent".into(), json!(false));
-    let repair = !request.reason.is_empty() && request.reason != "not-paired";
-    map.insert("isRepair".into(), json!(repair));
-    map.insert("ts".into(), json!(request.created_at_ms));
-    Value::Object(map)
-}
-
-/// A goclaw pending code as `device.pair.requested` and `device.pair.list` show it.
-pub fn goclaw_pending(request: &PairingRequest) -> Value {
-    json!({
-        "code": request.pairing_code,
-        "sender_id": request.sender_id,
-        "channel": request.channel,
-        "chat_id": request.chat_id,
-        "account_id": request.account_id,
-        "created_at": request.created_at_ms,
-        "expires_at": request.expires_at_ms,
-    })
-}
-
-fn pairing_event(
-    tenant_id: &str,
-    event: &str,
-    openclaw: Option<Value>,
-    goclaw: Option<Value>,
-) -> PairingEvent {
+fn pairing_event(request: PairingRequest, change: PairingChange) -> PairingEvent {
     PairingEvent {
-        tenant_id: tenant_id.to_owned(),
-        event: event.to_owned(),
-        openclaw_payload_json: openclaw.map(|v| v.to_string()).unwrap_or_default(),
-        goclaw_payload_json: goclaw.map(|v| v.to_string()).unwrap_or_default(),
+        tenant_id: request.tenant_id.clone(),
         ts_ms: now_ms(),
-        user_id: String::new(),
+        user_id: request.user_id.clone(),
+        change: change as i32,
+        request: Some(request),
     }
-}
-
-/// `event` marked as concerning `request`'s user.
-fn of_user(mut event: PairingEvent, request: &PairingRequest) -> PairingEvent {
-    request.user_id.clone_into(&mut event.user_id);
-    event
 }
 
 /// Whether a connection of `principal` may see pairing `event` (besides its
@@ -166,50 +107,23 @@ pub fn targets_user(disconnect: &Disconnect, principal: &Principal) -> bool {
 
 /// `device.pair.requested` for a newly created request.
 pub fn requested(request: &PairingRequest) -> PairingEvent {
-    let event = if is_code(request) {
-        pairing_event(
-            &request.tenant_id,
-            PAIR_REQUESTED,
-            None,
-            Some(goclaw_pending(request)),
-        )
-    } else {
-        pairing_event(
-            &request.tenant_id,
-            PAIR_REQUESTED,
-            Some(openclaw_pending(request)),
-            None,
-        )
-    };
-    of_user(event, request)
+    pairing_event(request.clone(), PairingChange::Requested)
 }
 
 /// `device.pair.resolved` for a request approved or rejected.
 pub fn resolved(request: &PairingRequest, decision: Decision) -> PairingEvent {
-    let event = if is_code(request) {
-        let goclaw = json!({
-            "action": decision.goclaw(),
-            "code": request.pairing_code,
-            "sender_id": request.sender_id,
-            "channel": request.channel,
-        });
-        pairing_event(&request.tenant_id, PAIR_RESOLVED, None, Some(goclaw))
-    } else {
-        let openclaw = json!({
-            "requestId": request.request_id,
-            "deviceId": request.device_id,
-            "decision": decision.openclaw(),
-            "ts": now_ms(),
-        });
-        pairing_event(&request.tenant_id, PAIR_RESOLVED, Some(openclaw), None)
-    };
-    of_user(event, request)
+    pairing_event(request.clone(), decision.into())
 }
 
-/// goclaw `device.pair.resolved {action:"revoked"}` for a sender unpaired.
+/// `device.pair.resolved` for a goclaw sender unpaired (of no known user).
 pub fn sender_revoked(tenant_id: &str, sender_id: &str, channel: &str) -> PairingEvent {
-    let goclaw = json!({ "action": "revoked", "sender_id": sender_id, "channel": channel });
-    pairing_event(tenant_id, PAIR_RESOLVED, None, Some(goclaw))
+    let request = PairingRequest {
+        tenant_id: tenant_id.to_owned(),
+        sender_id: sender_id.to_owned(),
+        channel: channel.to_owned(),
+        ..Default::default()
+    };
+    pairing_event(request, PairingChange::Revoked)
 }
 
 /// Closes every socket of `device_id` (of `role` only, unless empty) with 4001.
@@ -262,7 +176,7 @@ pub fn disconnect_tenant(tenant_id: &str) -> Disconnect {
 /// One message for the tenant topic.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
-    Pairing(PairingEvent),
+    Pairing(Box<PairingEvent>),
     Disconnect(Disconnect),
 }
 
@@ -276,7 +190,7 @@ impl Notice {
 
     fn into_body(self) -> bus_message::Body {
         match self {
-            Self::Pairing(event) => bus_message::Body::PairingEvent(event),
+            Self::Pairing(event) => bus_message::Body::PairingEvent(*event),
             Self::Disconnect(disconnect) => bus_message::Body::Disconnect(disconnect),
         }
     }
@@ -284,7 +198,7 @@ impl Notice {
 
 impl From<PairingEvent> for Notice {
     fn from(event: PairingEvent) -> Self {
-        Self::Pairing(event)
+        Self::Pairing(Box::new(event))
     }
 }
 
@@ -354,73 +268,9 @@ pub fn publish_in_background(state: &EdgeState, notices: Vec<Notice>) {
     tokio::spawn(async move { publish(bus.as_ref(), devices.as_ref(), notices).await });
 }
 
-/// Parses a payload rendered by this module; `None` when empty or not an object.
-pub fn payload(json: &str) -> Option<Value> {
-    if json.is_empty() {
-        return None;
-    }
-    serde_json::from_str::<Value>(json)
-        .ok()
-        .filter(Value::is_object)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn device_request() -> PairingRequest {
-        PairingRequest {
-            request_id: "r1".into(),
-            tenant_id: "t".into(),
-            device_id: "d1".into(),
-            public_key: "pk".into(),
-            platform: "linux".into(),
-            client_id: "cli".into(),
-            role: "operator".into(),
-            roles: vec!["operator".into()],
-            scopes: vec!["operator.read".into()],
-            reason: "not-paired".into(),
-            created_at_ms: 5,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn device_requests_are_for_openclaw() {
-        let event = requested(&device_request());
-        assert_eq!(event.event, PAIR_REQUESTED);
-        assert!(event.goclaw_payload_json.is_empty());
-        let payload = payload(&event.openclaw_payload_json).expect("payload");
-        assert_eq!(payload["requestId"], "r1");
-        assert_eq!(payload["deviceId"], "d1");
-        assert_eq!(payload["isRepair"], false);
-        assert_eq!(payload["ts"], 5);
-        assert!(payload.get("displayName").is_none());
-        let resolved = resolved(&device_request(), Decision::Rejected);
-        let payload = super::payload(&resolved.openclaw_payload_json).expect("payload");
-        assert_eq!(payload["decision"], "rejected");
-    }
-
-    #[test]
-    fn codes_are_for_goclaw() {
-        let code = PairingRequest {
-            pairing_code: "ABCD2345".into(),
-            sender_id: "s".into(),
-            channel: "browser".into(),
-            tenant_id: "t".into(),
-            ..Default::default()
-        };
-        let event = requested(&code);
-        assert!(event.openclaw_payload_json.is_empty());
-        let payload = payload(&event.goclaw_payload_json).expect("payload");
-        assert_eq!(
-            (payload["code"].as_str(), payload["sender_id"].as_str()),
-            (Some("ABCD2345"), Some("s"))
-        );
-        let resolved = resolved(&code, Decision::Rejected);
-        let payload = super::payload(&resolved.goclaw_payload_json).expect("payload");
-        assert_eq!(payload["action"], "denied");
-    }
 
     fn principal(user: &str, role: &str) -> Principal {
         Principal {
@@ -433,8 +283,13 @@ mod tests {
 
     #[test]
     fn pairing_events_concern_admins_and_their_own_user() {
-        let mut request = device_request();
-        request.user_id = "alice".into();
+        let request = PairingRequest {
+            request_id: "r1".into(),
+            tenant_id: "t".into(),
+            device_id: "d1".into(),
+            user_id: "alice".into(),
+            ..Default::default()
+        };
         let event = requested(&request);
         assert_eq!(event.user_id, "alice");
         assert!(concerns(&event, &principal("alice", "operator")));

@@ -2,10 +2,35 @@
 //! (`at /client/id: must be string`), so OpenClaw clients see the kind of text the
 //! reference server sends in `invalid <method> params: …`.
 //!
+//! [`Style`] is the naming convention of a dialect's params and answers
+//! (OpenClaw: closed objects, camelCase; goclaw: lenient, snake_case).
+//!
 //! Invariant: a check either returns the typed value or a message naming the JSON
 //! pointer of the offending field; nothing here panics on odd input.
 
 use serde_json::{Map, Value};
+
+/// The naming of a dialect's answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// OpenClaw: closed params, camelCase.
+    Camel,
+    /// goclaw: lenient params, snake_case.
+    Snake,
+}
+
+impl Style {
+    /// An object with each field named per this style: `(camel, snake, value)`.
+    pub fn object<const N: usize>(self, fields: [(&str, &str, Value); N]) -> Map<String, Value> {
+        fields
+            .into_iter()
+            .map(|(camel, snake, value)| {
+                let name = if self == Self::Camel { camel } else { snake };
+                (name.to_owned(), value)
+            })
+            .collect()
+    }
+}
 
 /// A JSON object being checked, with the pointer it was found at.
 pub struct Obj<'a> {

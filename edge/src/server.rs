@@ -1,6 +1,6 @@
 //! The HTTP side of the edge: the router (WebSocket upgrade on any path,
-//! `/healthz`, `/readyz`), serving with graceful shutdown, and the state shared by
-//! all sockets of the process.
+//! `/healthz`, `/readyz`) and serving with graceful shutdown; the state it
+//! shares with every socket is in [`crate::state`].
 //!
 //! Invariants: an upgrade is accepted only with a slot of the client IP's pre-auth
 //! socket budget (else HTTP 503), held by the socket until its handshake ends;
@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -27,19 +27,15 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use clawgate_proto::auth::AuthClient;
-use clawgate_proto::runner::RunnerClient;
-use clawgate_proto::session::SessionClient;
-use clawgate_runtime::bus::{EventBus, Topic};
-use clawgate_runtime::limits::SocketBudget;
-use tokio::sync::Notify;
+use clawgate_runtime::bus::Topic;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::hub::Hub;
-use crate::registry::{DeviceRegistry, LocalDevices, inbox_topic};
-use crate::socket::{self, Peer};
+use crate::registry::{LocalDevices, inbox_topic};
+use crate::socket;
+use crate::state::{EdgeServices, EdgeState, Peer, SocketTracker};
 
 /// Topic the readiness probe publishes on (nobody subscribes to it).
 pub const READY_TOPIC: &str = "edge.ready";
@@ -47,95 +43,6 @@ pub const READY_TOPIC: &str = "edge.ready";
 pub const READY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Bound of one readiness probe.
 pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The services the edge calls, local or remote.
-#[derive(Clone)]
-pub struct EdgeServices {
-    pub auth: AuthClient,
-    pub runner: RunnerClient,
-    pub session: SessionClient,
-    pub bus: Arc<dyn EventBus>,
-    /// Budget of unauthenticated sockets per client IP (shared by every edge
-    /// process when it is the Redis one).
-    pub socket_budget: Arc<dyn SocketBudget>,
-    /// Where device sockets live across edges (Redis); `None`: targeted
-    /// messages go on the tenant topic.
-    pub devices: Option<Arc<dyn DeviceRegistry>>,
-}
-
-impl std::fmt::Debug for EdgeServices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EdgeServices")
-            .field("auth", &self.auth)
-            .field("runner", &self.runner)
-            .field("session", &self.session)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Counts live sockets so shutdown can wait for them.
-#[derive(Debug, Default)]
-pub(crate) struct SocketTracker {
-    live: AtomicUsize,
-    idle: Notify,
-}
-
-/// Held by a socket task while it runs.
-pub(crate) struct SocketGuard(Arc<EdgeState>);
-
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        if self.0.sockets.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.sockets.idle.notify_waiters();
-        }
-    }
-}
-
-impl SocketGuard {
-    /// The state of the process the socket belongs to.
-    pub(crate) fn state(&self) -> &Arc<EdgeState> {
-        &self.0
-    }
-}
-
-impl SocketTracker {
-    async fn wait_idle(&self) {
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.live.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-/// State shared by the router and every socket of this process.
-pub(crate) struct EdgeState {
-    pub config: EdgeConfig,
-    pub services: EdgeServices,
-    pub hub: Hub,
-    pub shutdown: CancellationToken,
-    pub sockets: SocketTracker,
-    pub started: Instant,
-    /// Whether the last readiness probe reached the event bus.
-    pub bus_ok: AtomicBool,
-    /// This pod's device sockets in the device registry.
-    pub devices: Option<LocalDevices>,
-}
-
-impl EdgeState {
-    pub fn uptime_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    pub(crate) fn track(self: &Arc<Self>) -> SocketGuard {
-        self.sockets.live.fetch_add(1, Ordering::AcqRel);
-        SocketGuard(self.clone())
-    }
-}
 
 /// One edge process.
 #[derive(Clone)]
@@ -203,7 +110,7 @@ impl Edge {
 
     /// Sockets currently open on this edge (any phase).
     pub fn live_sockets(&self) -> usize {
-        self.state.sockets.live.load(Ordering::Acquire)
+        self.state.sockets.live()
     }
 
     /// Starts shutdown without serving: new upgrades are refused and live sockets

@@ -44,25 +44,9 @@ use crate::frames::{
 use crate::hub;
 use crate::out::Out;
 use crate::registry::DeviceEntry;
-use crate::server::SocketGuard;
+use crate::state::{Peer, SocketGuard, SocketInfo};
 use crate::writer::{Io, Read, Wire, read_text};
 use crate::{goclaw, openclaw};
-
-/// Where a socket comes from.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub remote_addr: String,
-    /// Loopback without proxy headers.
-    pub is_local: bool,
-}
-
-/// Facts about a socket that handshakes need.
-#[derive(Debug, Clone)]
-pub struct SocketInfo {
-    pub conn_id: String,
-    pub nonce: String,
-    pub peer: Peer,
-}
 
 /// What a socket owns for its whole life, in one allocation: its WebSocket and
 /// outbound queue, its facts, and its place among the process's live sockets.

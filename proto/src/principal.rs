@@ -13,6 +13,35 @@ pub const SCOPE_ADMIN: &str = "operator.admin";
 pub const SCOPE_APPROVALS: &str = "operator.approvals";
 pub const SCOPE_PAIRING: &str = "operator.pairing";
 
+/// Whether the scopes `held` grant `scope`: the one place of the implication
+/// rules `operator.admin ⇒ every scope` and `operator.write ⇒ operator.read`.
+pub fn scopes_grant(held: &[String], scope: &str) -> bool {
+    held.iter().any(|held| {
+        held == scope || held == SCOPE_ADMIN || (scope == SCOPE_READ && held == SCOPE_WRITE)
+    })
+}
+
+/// `scopes` trimmed, deduplicated and sorted, with the implications made
+/// explicit (`admin ⇒ read + write`, `write ⇒ read`): the form of OpenClaw
+/// `hello-ok.auth.scopes`.
+pub fn normalize_scopes(scopes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = scopes
+        .iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if out.iter().any(|s| s == SCOPE_ADMIN) {
+        out.push(SCOPE_READ.to_owned());
+        out.push(SCOPE_WRITE.to_owned());
+    }
+    if out.iter().any(|s| s == SCOPE_WRITE) {
+        out.push(SCOPE_READ.to_owned());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// How much of its tenant a principal may see and change.
 ///
 /// - `Operator`: its own sessions, transcripts, runs, cron jobs, devices, keys;
@@ -65,9 +94,7 @@ impl Principal {
     /// Whether the principal holds `scope`, applying the implications
     /// `admin ⇒ everything` and `write ⇒ read`.
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|held| {
-            held == scope || held == SCOPE_ADMIN || (scope == SCOPE_READ && held == SCOPE_WRITE)
-        })
+        scopes_grant(&self.scopes, scope)
     }
 
     /// Fails with `Forbidden` unless the principal holds `scope`.

@@ -19,16 +19,13 @@ use serde_json::{Value, json};
 
 use crate::conn::{Accepted, Rejected};
 use crate::frames::{CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, ErrorShape};
+use crate::methods::pairing::BROWSER_CHANNEL;
 use crate::notify;
 use crate::params::Obj;
 
-/// Channel of goclaw browser (dashboard) pairing.
-pub const BROWSER_CHANNEL: &str = "browser";
-
 /// How long a pending socket may stay when the auth service names no expiry.
 const PENDING_FALLBACK_MS: i64 = 60 * 60 * 1000;
-use crate::server::EdgeState;
-use crate::socket::SocketInfo;
+use crate::state::{EdgeState, SocketInfo};
 
 /// Whether a `connect` request's params are goclaw's.
 pub fn is_goclaw_connect(params: &Value) -> bool {

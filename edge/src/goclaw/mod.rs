@@ -24,8 +24,9 @@
 //! revocation closes the sockets that authenticated as that sender, a user's
 //! removal every socket of that user.
 
+pub mod authz;
+pub mod chat_send;
 pub mod connect;
-pub mod methods;
 pub mod pairing;
 pub mod projection;
 
@@ -40,34 +41,14 @@ use serde_json::{Value, json};
 
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_NORMAL, ErrorShape, Inbound, Request};
+use crate::methods::{self, Handler, Job, Method, system};
 use crate::notify::{self, Notice};
 use crate::out::EventOut;
-use crate::socket::SocketInfo;
+use crate::params::Style;
+use crate::state::SocketInfo;
 
-/// Formats Unix milliseconds as RFC 3339 UTC with milliseconds, as goclaw's Go
-/// `time.Time` values appear in JSON.
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+/// The only method a socket whose browser pairing is pending may call.
+const PAIRING_STATUS: &str = "browser.pairing.status";
 
 /// The result of a spawned call.
 #[derive(Debug)]
@@ -140,17 +121,17 @@ impl Conn {
     fn spawn_call(
         &self,
         id: String,
-        call: methods::Call,
+        call: Box<dyn Job>,
         span: tracing::Span,
         cx: &mut Cx<'_, Done>,
     ) {
         let (state, principal, task_id) = (cx.state.clone(), self.principal.clone(), id.clone());
         let spawned = cx.spawner.spawn(span, async move {
-            let (result, notices) = methods::run(call, state, principal).await;
+            let outcome = call.run(state, principal, Style::Snake).await;
             Done::Reply {
                 id: task_id,
-                result,
-                notices,
+                result: outcome.result,
+                notices: outcome.notices,
             }
         });
         if !spawned {
@@ -159,25 +140,58 @@ impl Conn {
         }
     }
 
+    /// Parses `request` for `method` and runs what it asks.
+    fn dispatch(
+        &mut self,
+        method: &'static Method,
+        request: Request,
+        span: tracing::Span,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let parsed = methods::Request {
+            method: method.name,
+            params: &request.params,
+            style: Style::Snake,
+            principal: &self.principal,
+            config: &cx.state.config,
+        };
+        match method.handler {
+            Handler::Connect => {
+                let err = ServiceError::invalid("already connected");
+                respond(cx, &request.id, &Err(err));
+            }
+            Handler::Health => {
+                let payload = system::goclaw_health(
+                    cx.state,
+                    &self.principal,
+                    &self.remote_addr,
+                    self.connected_at_ms,
+                );
+                respond(cx, &request.id, &Ok(payload));
+            }
+            Handler::ChatSend(parse) => match parse(&parsed) {
+                Ok(start) => self.chat_send(request.id, start, span, cx),
+                Err(err) => respond(cx, &request.id, &Err(err)),
+            },
+            Handler::Call(parse) => match parse(&parsed) {
+                Ok(call) => self.spawn_call(request.id, call, span, cx),
+                Err(err) => respond(cx, &request.id, &Err(err)),
+            },
+        }
+    }
+
     /// A request of a socket whose pairing is pending: only the status poll.
     fn pending_request(&mut self, request: Request, span: tracing::Span, cx: &mut Cx<'_, Done>) {
-        if request.method != "browser.pairing.status" {
+        let status = methods::find(PAIRING_STATUS).filter(|_| request.method == PAIRING_STATUS);
+        let Some(method) = status else {
             let err = ServiceError::unauthorized(format!(
                 "{} requires pairing approval; reconnect once paired",
                 request.method
             ));
             respond(cx, &request.id, &Err(err));
             return;
-        }
-        match pairing::parse(&request.method, &request.params) {
-            Ok(Some(call)) => self.spawn_call(request.id, methods::Call::Pairing(call), span, cx),
-            Ok(None) => respond(
-                cx,
-                &request.id,
-                &Err(ServiceError::internal("no status call")),
-            ),
-            Err(err) => respond(cx, &request.id, &Err(err)),
-        }
+        };
+        self.dispatch(method, request, span, cx);
     }
 
     fn request(&mut self, request: Request, cx: &mut Cx<'_, Done>) {
@@ -189,40 +203,9 @@ impl Conn {
             self.pending_request(request, span.clone(), cx);
             return;
         }
-        if let Err(err) = methods::authorize(&self.principal, &request.method) {
-            respond(cx, &request.id, &Err(err));
-            return;
-        }
-        let config = &cx.state.config;
-        match request.method.as_str() {
-            "connect" => {
-                respond(
-                    cx,
-                    &request.id,
-                    &Err(ServiceError::invalid("already connected")),
-                );
-            }
-            "health" => {
-                let payload = methods::health(
-                    cx.state,
-                    &self.principal,
-                    &self.remote_addr,
-                    self.connected_at_ms,
-                );
-                respond(cx, &request.id, &Ok(payload));
-            }
-            "chat.send" => match methods::parse_chat_send(&request.params, config) {
-                Ok(start) => self.chat_send(request.id, start, span.clone(), cx),
-                Err(err) => respond(cx, &request.id, &Err(err)),
-            },
-            method => match methods::parse(method, &request.params, config) {
-                Ok(Some(call)) => self.spawn_call(request.id, call, span.clone(), cx),
-                Ok(None) => {
-                    let err = ServiceError::invalid(format!("unknown method: {method}"));
-                    respond(cx, &request.id, &Err(err));
-                }
-                Err(err) => respond(cx, &request.id, &Err(err)),
-            },
+        match authz::authorize(&self.principal, &request.method) {
+            Ok(method) => self.dispatch(method, request, span.clone(), cx),
+            Err(err) => respond(cx, &request.id, &Err(err)),
         }
     }
 
@@ -299,7 +282,7 @@ impl Conn {
             Ok(StartStatus::Started | StartStatus::InFlight) => {
                 let terminal = self.waiters.get(&run_id).and_then(|w| w.terminal.clone());
                 match terminal {
-                    Some(event) => Some(methods::final_from_event(&event)),
+                    Some(event) => Some(chat_send::final_from_event(&event)),
                     None => {
                         let waiter = self.waiters.entry(run_id).or_default();
                         waiter.starting.retain(|pending| pending != &id);
@@ -312,7 +295,7 @@ impl Conn {
                 response
                     .run
                     .as_ref()
-                    .and_then(methods::final_from_run)
+                    .and_then(chat_send::final_from_run)
                     .unwrap_or_else(|| Ok(json!({ "runId": response.run_id, "content": "" }))),
             ),
             Ok(StartStatus::StopCommand) => Some(Ok(json!({
@@ -374,7 +357,7 @@ impl DialectConn for Conn {
         }
         let own = event.user_id == self.principal.user_id;
         if own && projection::is_terminal(&event) && self.waiters.contains_key(&event.run_id) {
-            let answer = methods::final_from_event(&event);
+            let answer = chat_send::final_from_event(&event);
             if let Some(waiter) = self.waiters.get_mut(&event.run_id) {
                 waiter.terminal = Some(event.clone());
             }
@@ -384,18 +367,15 @@ impl DialectConn for Conn {
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
         if self.pending_until_ms.is_some()
-            || !methods::is_admin(&self.principal.role)
+            || !authz::is_admin(&self.principal.role)
             || !notify::concerns(event, &self.principal)
         {
             return;
         }
-        let (Some(name), Some(payload)) = (
-            notify::event_name(&event.event),
-            notify::payload(&event.goclaw_payload_json),
-        ) else {
-            return;
-        };
-        cx.out.event(EventOut::droppable(name, payload));
+        if let Some(payload) = pairing::pairing_payload(event) {
+            let name = notify::event_name(event);
+            cx.out.event(EventOut::droppable(name, payload));
+        }
     }
 
     fn is_target(&self, disconnect: &Disconnect) -> bool {
@@ -424,7 +404,7 @@ impl DialectConn for Conn {
             }
             Done::Started { id, run_id, result } => self.started(id, run_id, result, cx),
             Done::Checked { run_id, result } => {
-                if let Some(answer) = result.ok().as_ref().and_then(methods::final_from_run) {
+                if let Some(answer) = result.ok().as_ref().and_then(chat_send::final_from_run) {
                     self.finish(&run_id, &answer, cx);
                 }
             }
@@ -466,17 +446,5 @@ impl DialectConn for Conn {
                 "restartExpectedMs": cx.state.config.restart_expected_ms,
             }),
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(rfc3339(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
     }
 }

@@ -1,49 +1,20 @@
-//! OpenClaw authorization (§4): the method → scope table of every method this
-//! edge implements, the role rules, and what `hello-ok.features` advertises.
+//! OpenClaw authorization (§4): the role rules, the scope of each method (from
+//! the method declarations, [`crate::methods`]), and the events
+//! `hello-ok.features` advertises (the methods are derived from the
+//! declarations too).
 //!
-//! Invariants: default-deny (a method not in the table needs `operator.admin`);
+//! Invariants: default-deny (a method OpenClaw is not offered needs
+//! `operator.admin`);
 //! `health` is open to every role; a `node` may call only the node methods, an
 //! `operator` none of them; `admin` implies every scope and `write` implies
 //! `read`; refusals read exactly as the reference's (`missing scope: <scope>`,
 //! `unauthorized role: <role>`).
 
-use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::principal::SCOPE_ADMIN;
 use clawgate_proto::{Principal, ServiceError};
 
+use crate::methods::{self, Scope};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
-
-/// Methods this edge implements, as advertised in `hello-ok.features.methods`.
-pub const METHODS: [&str; 26] = [
-    "health",
-    "status",
-    "chat.send",
-    "chat.history",
-    "chat.abort",
-    "sessions.list",
-    // clawgate extension: a run's `agent` events from its replay history.
-    "chat.replay",
-    "device.pair.list",
-    "device.pair.approve",
-    "device.pair.reject",
-    "device.pair.remove",
-    "device.token.rotate",
-    "device.token.revoke",
-    // clawgate extension: API keys of the goclaw dialect (admin only).
-    "api_keys.create",
-    "api_keys.list",
-    "api_keys.revoke",
-    // clawgate extensions: tenants, their users and their secrets.
-    "tenants.list",
-    "tenants.get",
-    "tenants.create",
-    "tenants.update",
-    "tenants.users.list",
-    "tenants.users.add",
-    "tenants.users.remove",
-    "secrets.set",
-    "secrets.list",
-    "secrets.delete",
-];
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
 pub const EVENTS: [&str; 7] = [
@@ -76,20 +47,9 @@ pub fn required_scope(method: &str) -> Option<&'static str> {
     if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) {
         return Some(SCOPE_ADMIN);
     }
-    match method {
-        "health" => None,
-        "status" | "chat.history" | "chat.replay" | "sessions.list" => Some(SCOPE_READ),
-        // What the auth service lets the caller see of its tenant (and, for an
-        // owner, of every tenant).
-        "tenants.list" | "tenants.get" | "tenants.users.list" => Some(SCOPE_READ),
-        "chat.send" | "chat.abort" => Some(SCOPE_WRITE),
-        "device.pair.list"
-        | "device.pair.approve"
-        | "device.pair.reject"
-        | "device.pair.remove"
-        | "device.token.rotate"
-        | "device.token.revoke" => Some(SCOPE_PAIRING),
-        _ => Some(SCOPE_ADMIN),
+    match methods::openclaw_scope(method) {
+        Some(scope) => scope.name(),
+        None => Some(SCOPE_ADMIN),
     }
 }
 
@@ -107,7 +67,7 @@ pub fn is_role_refusal(err: &ServiceError) -> bool {
 /// Whether `principal` may call `method` (§4.3). The error is `Forbidden`; its
 /// message is the OpenClaw text.
 pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError> {
-    if method == "health" {
+    if methods::openclaw_scope(method) == Some(Scope::Open) {
         return Ok(());
     }
     let node_method = NODE_METHODS.contains(&method);
@@ -166,7 +126,7 @@ mod tests {
         let writer = principal("operator", &["operator.write"]);
         assert!(authorize(&writer, "chat.history").is_ok());
         let admin = principal("operator", &["operator.admin"]);
-        for method in METHODS {
+        for method in methods::openclaw_methods() {
             assert!(authorize(&admin, method).is_ok(), "{method}");
         }
         for method in ["tenants.list", "tenants.get", "tenants.users.list"] {

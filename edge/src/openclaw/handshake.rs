@@ -16,19 +16,19 @@ use clawgate_proto::auth::{
     AuthApi, AuthenticateConnectRequest, ClientInfo, DeviceProof, OpenClawConnect, PairingPending,
 };
 use clawgate_proto::pb::auth::v1::{authenticate_connect_request, authenticate_connect_response};
-use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::principal::normalize_scopes;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::authz::{EVENTS, METHODS};
+use super::authz::EVENTS;
 use crate::conn::{Accepted, Rejected};
 use crate::frames::{
     CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, ErrorShape,
 };
+use crate::methods;
 use crate::notify::{self, Decision, Notice};
 use crate::params::Obj;
-use crate::server::EdgeState;
-use crate::socket::SocketInfo;
+use crate::state::{EdgeState, SocketInfo};
 
 /// The protocol version this edge speaks.
 pub const PROTOCOL_VERSION: i64 = 3;
@@ -161,25 +161,6 @@ pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
         device_token,
         password,
     })
-}
-
-/// Scopes as `hello-ok.auth.scopes` reports them.
-pub fn normalize_scopes(scopes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = scopes
-        .iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if out.iter().any(|s| s == SCOPE_ADMIN) {
-        out.push(SCOPE_READ.to_owned());
-        out.push(SCOPE_WRITE.to_owned());
-    }
-    if out.iter().any(|s| s == SCOPE_WRITE) {
-        out.push(SCOPE_READ.to_owned());
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn refuse(err: &ServiceError, close_code: u16, close_reason: &str) -> Rejected {
@@ -359,7 +340,7 @@ fn hello_ok(state: &EdgeState, conn_id: &str, auth: Value) -> Value {
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
         "server": { "version": config.version, "connId": conn_id },
-        "features": { "methods": METHODS, "events": EVENTS },
+        "features": { "methods": methods::openclaw_methods(), "events": EVENTS },
         "snapshot": {
             "presence": [],
             "health": {},

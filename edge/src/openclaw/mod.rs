@@ -17,10 +17,9 @@
 
 pub mod authz;
 pub mod handshake;
-pub mod methods;
 pub mod pairing;
 pub mod projection;
-pub mod replay;
+pub mod reply;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,11 +33,13 @@ use tokio::time::Instant;
 
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_POLICY, ErrorShape, Inbound, Request};
+use crate::methods::{self, Handler, Job, replay, system};
 use crate::notify::{self, Notice};
 use crate::out::EventOut;
-use crate::socket::SocketInfo;
-use methods::Reply;
+use crate::params::Style;
+use crate::state::SocketInfo;
 use projection::{Projector, RunKey};
+use reply::Reply;
 
 /// Events held per run while its `chat.send` ack is outstanding; beyond this they
 /// are released (the ack is then late rather than memory unbounded).
@@ -50,6 +51,13 @@ const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 /// Live events held per run while its backfill is being read; beyond this the
 /// backfill is given up (the run's deltas then stop until its terminal event).
 const MAX_BACKFILL_HELD: usize = 256;
+
+/// What a validated request runs.
+enum Work {
+    /// A run to start: its events wait until the ack is queued.
+    ChatSend(clawgate_proto::runner::StartRunRequest),
+    Call(Box<dyn Job>),
+}
 
 /// The result of a spawned call.
 #[derive(Debug)]
@@ -167,36 +175,43 @@ impl Conn {
             return;
         }
         self.unauthorized_streak = 0;
-        match request.method.as_str() {
-            "health" => {
-                Self::respond(cx, &request.id, &Reply::ok(methods::health(cx.state)));
-                return;
-            }
-            "connect" => {
-                let err = ServiceError::invalid("connect is only valid as the first request");
-                Self::respond(cx, &request.id, &Reply::err(&err));
-                return;
-            }
-            _ => {}
+        if request.method == "connect" {
+            let err = ServiceError::invalid("connect is only valid as the first request");
+            Self::respond(cx, &request.id, &Reply::err(&err));
+            return;
         }
-        let call = match methods::parse(
-            &request.method,
-            &request.params,
-            &self.principal,
-            &cx.state.config,
-        ) {
-            Ok(Some(call)) => call,
-            Ok(None) => {
-                let err = ServiceError::invalid(format!("unknown method: {}", request.method));
-                Self::respond(cx, &request.id, &Reply::err(&err));
+        let Some(method) = methods::find(&request.method).filter(|m| m.openclaw.is_some()) else {
+            let err = ServiceError::invalid(format!("unknown method: {}", request.method));
+            Self::respond(cx, &request.id, &Reply::err(&err));
+            return;
+        };
+        let parsed = methods::Request {
+            method: method.name,
+            params: &request.params,
+            style: Style::Camel,
+            principal: &self.principal,
+            config: &cx.state.config,
+        };
+        let work = match method.handler {
+            Handler::Connect | Handler::Health => {
+                let payload = system::openclaw_health(cx.state);
+                Self::respond(cx, &request.id, &Reply::ok(payload));
                 return;
             }
+            Handler::ChatSend(parse) => parse(&parsed).map(Work::ChatSend),
+            Handler::Call(parse) => parse(&parsed).map(Work::Call),
+        };
+        let work = match work {
+            Ok(work) => work,
             Err(err) => {
                 Self::respond(cx, &request.id, &Reply::err(&err));
                 return;
             }
         };
-        let release_run = call.holds_run().map(str::to_owned);
+        let release_run = match &work {
+            Work::ChatSend(start) => Some(start.idempotency_key.clone()),
+            Work::Call(_) => None,
+        };
         let newly_held = match &release_run {
             Some(run_id) if !self.held.contains_key(run_id) => {
                 self.held.insert(run_id.clone(), Vec::new());
@@ -207,7 +222,16 @@ impl Conn {
         let (state, principal, id) = (cx.state.clone(), self.principal.clone(), request.id.clone());
         let release = release_run.clone();
         let spawned = cx.spawner.spawn(span.clone(), async move {
-            let (reply, notices) = methods::run(call, state, principal).await;
+            let (reply, notices) = match work {
+                Work::ChatSend(start) => (
+                    reply::chat_send(&state, &principal, start).await,
+                    Vec::new(),
+                ),
+                Work::Call(call) => {
+                    let outcome = call.run(state, principal, Style::Camel).await;
+                    (Reply::from_result(outcome.result), outcome.notices)
+                }
+            };
             Done::Call {
                 id,
                 reply,
@@ -265,13 +289,10 @@ impl DialectConn for Conn {
         if !self.sees_pairing || !notify::concerns(event, &self.principal) {
             return;
         }
-        let (Some(name), Some(payload)) = (
-            notify::event_name(&event.event),
-            notify::payload(&event.openclaw_payload_json),
-        ) else {
-            return;
-        };
-        cx.out.event(EventOut::droppable(name, payload));
+        if let Some(payload) = pairing::pairing_payload(event) {
+            let name = notify::event_name(event);
+            cx.out.event(EventOut::droppable(name, payload));
+        }
     }
 
     fn is_target(&self, disconnect: &Disconnect) -> bool {

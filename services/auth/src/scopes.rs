@@ -1,11 +1,12 @@
 //! Operator scope arithmetic shared by the connect flows and the RPCs.
 //!
-//! The implication rules are those of the OpenClaw gateway: `operator.admin`
-//! implies every scope, `operator.write` implies `operator.read`.
+//! The implication rules are those of the OpenClaw gateway (`operator.admin`
+//! implies every scope, `operator.write` implies `operator.read`), kept in
+//! one place: [`clawgate_proto::principal::scopes_grant`].
 
 use clawgate_proto::ServiceError;
 use clawgate_proto::principal::{
-    SCOPE_ADMIN, SCOPE_APPROVALS, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE,
+    SCOPE_ADMIN, SCOPE_APPROVALS, SCOPE_PAIRING, SCOPE_WRITE, normalize_scopes, scopes_grant,
 };
 
 /// Most scopes a request may name.
@@ -13,10 +14,10 @@ const MAX_SCOPES: usize = 32;
 /// Longest accepted scope name.
 const MAX_SCOPE_LEN: usize = 64;
 
-/// Whether the scopes `held` grant `scope`.
+/// Whether the scopes `held` grant `scope` (the rules of
+/// [`clawgate_proto::principal::scopes_grant`]).
 pub fn grants(held: &[String], scope: &str) -> bool {
-    held.iter()
-        .any(|h| h == scope || h == SCOPE_ADMIN || (scope == SCOPE_READ && h == SCOPE_WRITE))
+    scopes_grant(held, scope)
 }
 
 /// Whether every scope of `requested` is granted by `held`.
@@ -42,24 +43,10 @@ pub fn cap(requested: &[String], cap: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Trimmed, deduplicated and sorted, with `admin ⇒ read + write` and
-/// `write ⇒ read` made explicit (the form of `hello-ok.auth.scopes`).
+/// Trimmed, deduplicated and sorted, with the implications made explicit
+/// ([`clawgate_proto::principal::normalize_scopes`]).
 pub fn normalize(scopes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = scopes
-        .iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if out.iter().any(|s| s == SCOPE_ADMIN) {
-        out.push(SCOPE_READ.to_owned());
-        out.push(SCOPE_WRITE.to_owned());
-    }
-    if out.iter().any(|s| s == SCOPE_WRITE) {
-        out.push(SCOPE_READ.to_owned());
-    }
-    out.sort();
-    out.dedup();
-    out
+    normalize_scopes(scopes)
 }
 
 /// The union of `a` and `b`, sorted and deduplicated (no implications added).

@@ -20,6 +20,7 @@
 //! ([`READ_TIMEOUT`]); a failing read is `UNAVAILABLE` for `chat.replay` and only
 //! leaves the connection without the earlier text for a backfill.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::pb::common::v1::RunEvent;
@@ -28,9 +29,18 @@ use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::projection::{Projector, RunKey};
-use crate::params::Obj;
-use crate::server::EdgeState;
+use super::decl::{Handler, Job, JobFuture, Method, Request, Scope, job};
+use crate::openclaw::projection::{Projector, RunKey};
+use crate::params::Style;
+use crate::state::EdgeState;
+
+/// `chat.replay` is OpenClaw's only: it answers OpenClaw `agent` payloads.
+pub const METHODS: &[Method] = &[Method {
+    name: "chat.replay",
+    openclaw: Some(Scope::Read),
+    goclaw: None,
+    handler: Handler::Call(parse),
+}];
 
 /// Events read from a run's history at most per call.
 pub const MAX_EVENTS: u32 = 2_000;
@@ -48,25 +58,29 @@ pub struct ReplayCall {
 }
 
 /// Validates `chat.replay` params.
-pub fn parse(params: &Value) -> Result<ReplayCall, ServiceError> {
-    let bad = |why: String| ServiceError::invalid(format!("invalid chat.replay params: {why}"));
-    let obj = Obj::new(params, "").map_err(bad)?;
-    obj.closed(&["runId", "afterSeq", "limit", "userId"])
-        .map_err(bad)?;
+fn parse(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
+    let bad = |why: String| request.invalid(why);
+    let obj = request.closed(&["runId", "afterSeq", "limit", "userId"])?;
     let run_id = obj.req_str_len("runId", 512).map_err(bad)?;
     let user_id = obj.opt_str("userId").map_err(bad)?.unwrap_or_default();
     let after_seq = obj.opt_int("afterSeq", 0, i64::MAX).map_err(bad)?;
     let limit = obj
         .opt_int("limit", 1, i64::from(MAX_EVENTS))
         .map_err(bad)?;
-    Ok(ReplayCall {
+    Ok(job(ReplayCall {
         run_id: run_id.to_owned(),
         after_seq: after_seq.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         limit: limit
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(MAX_EVENTS as usize),
         user_id: user_id.trim().to_owned(),
-    })
+    }))
+}
+
+impl Job for ReplayCall {
+    fn run(self: Box<Self>, state: Arc<EdgeState>, principal: Principal, _: Style) -> JobFuture {
+        Box::pin(async move { chat_replay(&state, &principal, *self).await.into() })
+    }
 }
 
 /// The history of `run` (of the caller's tenant) from its start (at most

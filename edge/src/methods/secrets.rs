@@ -12,6 +12,8 @@
 //! `Debug` prints it as `<redacted>`, and the edge never logs request params;
 //! OpenClaw params are closed objects, goclaw ones lenient.
 
+use std::sync::Arc;
+
 use std::fmt;
 
 use clawgate_proto::auth::{
@@ -20,16 +22,36 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use crate::api_keys::Style;
-use crate::params::Obj;
+use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use crate::params::{Obj, Style};
+use crate::state::EdgeState;
 
 /// Longest secret name accepted.
 const MAX_NAME_CHARS: usize = 128;
 /// Longest secret value accepted, in characters.
 const MAX_VALUE_CHARS: usize = 64 * 1024;
 
-/// Every method of this module (all for admins).
-pub const METHODS: [&str; 3] = ["secrets.set", "secrets.list", "secrets.delete"];
+/// Every method of this family is for admins.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "secrets.set",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "secrets.list",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "secrets.delete",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+];
 
 /// A validated call.
 #[derive(Clone, PartialEq)]
@@ -56,9 +78,6 @@ impl fmt::Debug for Call {
 /// Validates `params` of `method`; `Ok(None)` when `method` is not a secrets
 /// method. Errors never quote the value.
 pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>, ServiceError> {
-    if !METHODS.contains(&method) {
-        return Ok(None);
-    }
     let bad = |why: String| ServiceError::invalid(format!("invalid {method} params: {why}"));
     let obj = Obj::new(params, "").map_err(bad)?;
     let closed = |allowed: &[&str]| match style {
@@ -91,6 +110,13 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
     Ok(Some(call))
 }
 
+/// The table's parser: [`parse`] for the declared method.
+fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
+    parse(request.method, request.params, request.style)?
+        .map(job)
+        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+}
+
 /// A secret as both dialects show it: never its value.
 pub fn secret_json(secret: &SecretInfo, style: Style) -> Value {
     let fields = [
@@ -100,6 +126,21 @@ pub fn secret_json(secret: &SecretInfo, style: Style) -> Value {
         ("updatedAtMs", "updated_at_ms", json!(secret.updated_at_ms)),
     ];
     Value::Object(style.object(fields))
+}
+
+impl Job for Call {
+    fn run(
+        self: Box<Self>,
+        state: Arc<EdgeState>,
+        principal: Principal,
+        style: Style,
+    ) -> JobFuture {
+        Box::pin(async move {
+            run(*self, &state.services.auth, &principal, style)
+                .await
+                .into()
+        })
+    }
 }
 
 /// Runs a validated call.

@@ -17,6 +17,8 @@
 //! [`crate::notify::disconnect_user`]), after the answer is queued; disabling a
 //! tenant closes every socket of that tenant the same way ("tenant disabled").
 
+use std::sync::Arc;
+
 use clawgate_proto::auth::{
     AuthApi, AuthClient, CreateTenantRequest, GetTenantRequest, ListTenantsRequest,
     ListUsersRequest, PutUserRequest, RemoveUserRequest, Tenant, UpdateTenantRequest, User,
@@ -24,9 +26,10 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use crate::api_keys::Style;
-use crate::notify::{self, Notice};
-use crate::params::Obj;
+use super::decl::{Handler, Job, JobFuture, Method, Outcome, Request, Role, Scope, job};
+use crate::notify;
+use crate::params::{Obj, Style};
+use crate::state::EdgeState;
 
 /// Longest tenant id, slug or user id accepted.
 const MAX_ID_CHARS: usize = 128;
@@ -37,18 +40,52 @@ const STATUSES: [&str; 2] = ["active", "disabled"];
 /// Roles of a tenant's user (`tenants.users.add {role}`).
 const ROLES: [&str; 3] = ["admin", "operator", "viewer"];
 
-/// Every method of this module. `tenants.list`, `tenants.get` and
-/// `tenants.users.list` are for any member (read only), the others for admins
-/// (the auth service narrows tenant changes to owners): see each dialect's
-/// authorization table.
-pub const METHODS: [&str; 7] = [
-    "tenants.list",
-    "tenants.get",
-    "tenants.create",
-    "tenants.update",
-    "tenants.users.list",
-    "tenants.users.add",
-    "tenants.users.remove",
+/// `tenants.list`, `tenants.get` and `tenants.users.list` are for any
+/// member (read only), the others for admins; the auth service narrows what
+/// each caller sees and narrows tenant changes to owners.
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "tenants.list",
+        openclaw: Some(Scope::Read),
+        goclaw: Some(Role::Viewer),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.get",
+        openclaw: Some(Scope::Read),
+        goclaw: Some(Role::Viewer),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.create",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.update",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.users.list",
+        openclaw: Some(Scope::Read),
+        goclaw: Some(Role::Viewer),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.users.add",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "tenants.users.remove",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
 ];
 
 /// A validated call.
@@ -195,9 +232,6 @@ const fn plain(name: &'static str) -> Key {
 /// Validates `params` of `method`; `Ok(None)` when `method` is not one of this
 /// module's.
 pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>, ServiceError> {
-    if !METHODS.contains(&method) {
-        return Ok(None);
-    }
     let bad = |why: String| ServiceError::invalid(format!("invalid {method} params: {why}"));
     let call = match method {
         "tenants.list" => {
@@ -278,6 +312,13 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
     Ok(Some(call))
 }
 
+/// The table's parser: [`parse`] for the declared method.
+fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
+    parse(request.method, request.params, request.style)?
+        .map(job)
+        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+}
+
 /// A tenant as both dialects show it.
 pub fn tenant_json(tenant: &Tenant, style: Style) -> Value {
     Value::Object(style.object([
@@ -302,13 +343,19 @@ pub fn user_json(user: &User, style: Style) -> Value {
     ]))
 }
 
+impl Job for Call {
+    fn run(
+        self: Box<Self>,
+        state: Arc<EdgeState>,
+        principal: Principal,
+        style: Style,
+    ) -> JobFuture {
+        Box::pin(async move { run(*self, &state.services.auth, &principal, style).await })
+    }
+}
+
 /// Runs a validated call; returns the answer and what to publish once it is sent.
-pub async fn run(
-    call: Call,
-    auth: &AuthClient,
-    principal: &Principal,
-    style: Style,
-) -> (Result<Value, ServiceError>, Vec<Notice>) {
+pub async fn run(call: Call, auth: &AuthClient, principal: &Principal, style: Style) -> Outcome {
     let result = match call {
         Call::List => auth
             .list_tenants(principal, ListTenantsRequest {})
@@ -344,7 +391,8 @@ pub async fn run(
                 }
                 _ => Vec::new(),
             };
-            return (updated.map(|tenant| tenant_json(&tenant, style)), notices);
+            let result = updated.map(|tenant| tenant_json(&tenant, style));
+            return Outcome { result, notices };
         }
         Call::ListUsers { tenant_id } => auth
             .list_users(principal, ListUsersRequest { tenant_id })
@@ -373,7 +421,7 @@ pub async fn run(
             return remove_user(auth, principal, style, tenant_id, user_id).await;
         }
     };
-    (result, Vec::new())
+    result.into()
 }
 
 /// `tenants.users.remove`: the answer, and the disconnect of every socket of
@@ -384,14 +432,14 @@ async fn remove_user(
     style: Style,
     tenant_id: String,
     user_id: String,
-) -> (Result<Value, ServiceError>, Vec<Notice>) {
+) -> Outcome {
     let request = RemoveUserRequest {
         tenant_id: tenant_id.clone(),
         user_id: user_id.clone(),
     };
     let response = match auth.remove_user(principal, request).await {
         Ok(response) => response,
-        Err(err) => return (Err(err), Vec::new()),
+        Err(err) => return Err(err).into(),
     };
     // The service names whose sockets to close; the request (the caller's
     // tenant by default) stands in for what it left empty.
@@ -415,7 +463,10 @@ async fn remove_user(
         ("userId", "user_id", json!(user)),
     ]));
     let notices = vec![notify::disconnect_user(&tenant, &user).into()];
-    (Ok(payload), notices)
+    Outcome {
+        result: Ok(payload),
+        notices,
+    }
 }
 
 #[cfg(test)]

@@ -6,39 +6,42 @@
 //! key appears once, in the `create` answer, and nowhere else (not in `list`, not
 //! in logs); goclaw answers use snake_case, OpenClaw ones camelCase.
 
+use std::sync::Arc;
+
 use clawgate_proto::auth::{
     ApiKey, AuthApi, AuthClient, CreateApiKeyRequest, ListApiKeysRequest, RevokeApiKeyRequest,
 };
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::params::Obj;
+use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use crate::params::{Obj, Style};
+use crate::state::EdgeState;
+
+pub const METHODS: &[Method] = &[
+    Method {
+        name: "api_keys.create",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "api_keys.list",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+    Method {
+        name: "api_keys.revoke",
+        openclaw: Some(Scope::Admin),
+        goclaw: Some(Role::Admin),
+        handler: Handler::Call(parse_call),
+    },
+];
 
 /// Longest accepted `expires_in`, in seconds (ten years).
 const MAX_EXPIRES_IN_SECS: i64 = 10 * 366 * 24 * 3600;
-
-/// The naming of a dialect's answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
-    /// OpenClaw: closed params, camelCase.
-    Camel,
-    /// goclaw: lenient params, snake_case.
-    Snake,
-}
-
-impl Style {
-    /// An object with each field named per this style: `(camel, snake, value)`.
-    pub fn object<const N: usize>(self, fields: [(&str, &str, Value); N]) -> Map<String, Value> {
-        fields
-            .into_iter()
-            .map(|(camel, snake, value)| {
-                let name = if self == Self::Camel { camel } else { snake };
-                (name.to_owned(), value)
-            })
-            .collect()
-    }
-}
 
 /// A validated API key call.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,12 +68,6 @@ fn bad(method: &str) -> impl Fn(String) -> ServiceError + '_ {
 
 /// Validates `params` of `method`; `Ok(None)` when `method` is not an API key method.
 pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>, ServiceError> {
-    if !matches!(
-        method,
-        "api_keys.create" | "api_keys.list" | "api_keys.revoke"
-    ) {
-        return Ok(None);
-    }
     let bad = bad(method);
     let obj = Obj::new(params, "").map_err(&bad)?;
     let call = match method {
@@ -131,6 +128,13 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
     Ok(Some(call))
 }
 
+/// The table's parser: [`parse`] for the declared method.
+fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
+    parse(request.method, request.params, request.style)?
+        .map(job)
+        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+}
+
 fn key_json(key: &ApiKey, style: Style) -> Value {
     let fields: [(&str, &str, Value); 11] = [
         ("id", "id", json!(key.id)),
@@ -149,6 +153,21 @@ fn key_json(key: &ApiKey, style: Style) -> Value {
     let revoked = key.revoked_at_ms > 0;
     map.insert("revoked".to_owned(), json!(revoked));
     Value::Object(map)
+}
+
+impl Job for Call {
+    fn run(
+        self: Box<Self>,
+        state: Arc<EdgeState>,
+        principal: Principal,
+        style: Style,
+    ) -> JobFuture {
+        Box::pin(async move {
+            run(*self, &state.services.auth, &principal, style)
+                .await
+                .into()
+        })
+    }
 }
 
 /// Runs a validated call.

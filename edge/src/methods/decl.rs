@@ -1,0 +1,197 @@
+//! The declaration of a method: [`Method`] (name, OpenClaw [`Scope`], goclaw
+//! [`Role`], [`Handler`]), the [`Request`] a parser reads, and the [`Job`] a
+//! parsed call runs as.
+//!
+//! Invariant: nothing here knows a family or a dialect; families declare
+//! their methods with these types, the registry ([`super`]) lists them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::runner::StartRunRequest;
+use clawgate_proto::{Principal, ServiceError};
+use serde_json::Value;
+
+use crate::config::EdgeConfig;
+use crate::notify::Notice;
+use crate::params::{Obj, Style};
+use crate::state::EdgeState;
+
+/// The OpenClaw scope a method needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Any authenticated connection, of any role (`health`).
+    Open,
+    Read,
+    Write,
+    Pairing,
+    Admin,
+}
+
+impl Scope {
+    /// The scope's name; `None` for [`Scope::Open`].
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Open => None,
+            Self::Read => Some(SCOPE_READ),
+            Self::Write => Some(SCOPE_WRITE),
+            Self::Pairing => Some(SCOPE_PAIRING),
+            Self::Admin => Some(SCOPE_ADMIN),
+        }
+    }
+}
+
+/// A goclaw role; a higher one includes every lower one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    /// The role named `name`; `None` for no known role.
+    pub fn of(name: &str) -> Option<Role> {
+        match name {
+            "viewer" => Some(Self::Viewer),
+            "operator" => Some(Self::Operator),
+            "admin" => Some(Self::Admin),
+            "owner" => Some(Self::Owner),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+            Self::Owner => "owner",
+        }
+    }
+
+    /// Whether a principal of role `held` has at least this role.
+    pub fn allows(self, held: &str) -> bool {
+        Role::of(held).is_some_and(|held| held >= self)
+    }
+}
+
+/// What a method runs.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    /// The handshake; after it, each dialect refuses a second one its own way.
+    Connect,
+    /// Answered by the connection itself, from what the edge knows.
+    Health,
+    /// Starts a run; the connection answers it as its dialect does.
+    ChatSend(fn(&Request<'_>) -> Result<StartRunRequest, ServiceError>),
+    /// A call validated on the socket's task and run on a spawned one.
+    Call(fn(&Request<'_>) -> Result<Box<dyn Job>, ServiceError>),
+}
+
+/// One method as both dialects see it.
+#[derive(Clone, Copy)]
+pub struct Method {
+    pub name: &'static str,
+    /// The scope an OpenClaw connection needs; `None`: not offered to OpenClaw.
+    pub openclaw: Option<Scope>,
+    /// The lowest goclaw role that may call it; `None`: not offered to goclaw.
+    pub goclaw: Option<Role>,
+    pub handler: Handler,
+}
+
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Method")
+            .field("name", &self.name)
+            .field("openclaw", &self.openclaw)
+            .field("goclaw", &self.goclaw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A method's params as its parser sees them.
+pub struct Request<'a> {
+    /// The declared name.
+    pub method: &'static str,
+    pub params: &'a Value,
+    pub style: Style,
+    pub principal: &'a Principal,
+    pub config: &'a EdgeConfig,
+}
+
+impl<'a> Request<'a> {
+    /// The error of params that do not check out.
+    pub fn invalid(&self, why: String) -> ServiceError {
+        ServiceError::invalid(format!("invalid {} params: {why}", self.method))
+    }
+
+    /// The params as an object.
+    pub fn obj(&self) -> Result<Obj<'a>, ServiceError> {
+        Obj::new(self.params, "").map_err(|why| self.invalid(why))
+    }
+
+    /// The params as an object that, in the OpenClaw style, has no key but
+    /// `allowed` (goclaw params are lenient).
+    pub fn closed(&self, allowed: &[&str]) -> Result<Obj<'a>, ServiceError> {
+        let obj = self.obj()?;
+        if self.style == Style::Camel {
+            obj.closed(allowed).map_err(|why| self.invalid(why))?;
+        }
+        Ok(obj)
+    }
+}
+
+/// What a call answers, and what to publish once the answer is queued.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<Value, ServiceError>,
+    pub notices: Vec<Notice>,
+}
+
+impl From<Result<Value, ServiceError>> for Outcome {
+    fn from(result: Result<Value, ServiceError>) -> Self {
+        Self {
+            result,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// The future a [`Job`] runs as.
+pub type JobFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// A validated call, ready to run on its own task.
+pub trait Job: Send + 'static {
+    /// Runs the call for a connection of `style`.
+    fn run(self: Box<Self>, state: Arc<EdgeState>, principal: Principal, style: Style)
+    -> JobFuture;
+}
+
+/// A family's validated call as a [`Job`].
+pub fn job(call: impl Job) -> Box<dyn Job> {
+    Box::new(call)
+}
+
+/// Calls `parse` with a request of `method` as a connection of `style` and
+/// `principal` would send it, on the default configuration (for tests).
+#[cfg(test)]
+pub(crate) fn parse_with<T>(
+    method: &'static str,
+    params: &Value,
+    style: Style,
+    principal: &Principal,
+    parse: impl FnOnce(&Request<'_>) -> T,
+) -> T {
+    let config = EdgeConfig::default();
+    parse(&Request {
+        method,
+        params,
+        style,
+        principal,
+        config: &config,
+    })
+}

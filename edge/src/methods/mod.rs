@@ -1,0 +1,86 @@
+//! Every method the edge serves, declared once: its name, the OpenClaw scope it
+//! needs, the lowest goclaw role that may call it, its params parser (both
+//! param styles), and what it runs. A family of methods (chat, sessions,
+//! pairing, API keys, tenants, secrets, …) is one module of this directory with
+//! a `METHODS` table; [`FAMILIES`] lists the tables.
+//!
+//! Everything per method is derived from these declarations: what OpenClaw
+//! `hello-ok.features.methods` advertises ([`openclaw_methods`]), the OpenClaw
+//! scope table ([`openclaw_scope`]), the goclaw role table (each [`Method`]'s
+//! `goclaw`, read by the goclaw dialect's authorization),
+//! and dispatch ([`find`], then each method's [`Handler`]). A method offered in a
+//! dialect therefore always has a scope or role and a parser; one that is not
+//! declared is unknown in both.
+//!
+//! Dialects keep only what is truly theirs: framing, handshake, how each
+//! answer is sent and its error codes, the projection of events, and the
+//! connection-level behaviour of `chat.send` (OpenClaw acknowledges at once,
+//! goclaw answers when the run ends) and `health` (answered from the
+//! connection itself).
+//!
+//! Invariants: a method name is declared once (checked by a test); params
+//! errors read `invalid <method> params: …`; a parser runs on the socket's
+//! task and does no I/O; no call runs for a method the caller's dialect does
+//! not offer (dispatch goes through [`find`] and the dialect's offer first).
+
+pub mod api_keys;
+pub mod chat;
+pub mod decl;
+pub mod pairing;
+pub mod replay;
+pub mod secrets;
+pub mod sessions;
+pub mod system;
+pub mod tenants;
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+pub use decl::{Handler, Job, Method, Request, Role, Scope};
+
+/// Every family's table, in the order OpenClaw advertises them.
+pub const FAMILIES: [&[Method]; 8] = [
+    system::METHODS,
+    chat::METHODS,
+    sessions::METHODS,
+    replay::METHODS,
+    pairing::METHODS,
+    api_keys::METHODS,
+    tenants::METHODS,
+    secrets::METHODS,
+];
+
+/// Every declared method, in declaration order.
+pub fn all() -> impl Iterator<Item = &'static Method> {
+    FAMILIES.iter().flat_map(|family| family.iter())
+}
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static Method>> =
+    LazyLock::new(|| all().map(|method| (method.name, method)).collect());
+
+/// The method named `name`, in whichever dialect offers it.
+pub fn find(name: &str) -> Option<&'static Method> {
+    BY_NAME.get(name).copied()
+}
+
+/// The methods OpenClaw connections may call after the handshake, as
+/// `hello-ok.features.methods` lists them.
+pub fn openclaw_methods() -> &'static [&'static str] {
+    static METHODS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        all()
+            .filter(|m| m.openclaw.is_some() && !matches!(m.handler, Handler::Connect))
+            .map(|m| m.name)
+            .collect()
+    });
+    &METHODS
+}
+
+/// The scope an OpenClaw connection needs for `name`; `None` when OpenClaw
+/// does not offer it.
+pub fn openclaw_scope(name: &str) -> Option<Scope> {
+    find(name).and_then(|m| m.openclaw)
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

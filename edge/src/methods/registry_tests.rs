@@ -1,0 +1,129 @@
+//! The method declarations against the protocols' own tables (vendored in
+//! `tests/reference/`), and the tables derived from them.
+
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+use crate::openclaw::authz;
+
+const OPENCLAW_TABLE: &str = include_str!("../../../tests/reference/openclaw-methods.tsv");
+const GOCLAW_TABLE: &str = include_str!("../../../tests/reference/goclaw-method-roles.tsv");
+
+/// Methods clawgate adds to OpenClaw (not in the reference table).
+const OPENCLAW_EXTENSIONS: [&str; 14] = [
+    "chat.replay",
+    "api_keys.create",
+    "api_keys.list",
+    "api_keys.revoke",
+    "tenants.list",
+    "tenants.get",
+    "tenants.create",
+    "tenants.update",
+    "tenants.users.list",
+    "tenants.users.add",
+    "tenants.users.remove",
+    "secrets.set",
+    "secrets.list",
+    "secrets.delete",
+];
+
+/// Methods clawgate adds to goclaw (not in the reference table).
+const GOCLAW_EXTENSIONS: [&str; 3] = ["secrets.set", "secrets.list", "secrets.delete"];
+
+/// `method → second column` of a reference table (comments skipped).
+fn table(text: &str) -> HashMap<&str, &str> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            Some((fields.next()?, fields.next()?))
+        })
+        .collect()
+}
+
+#[test]
+fn every_method_is_declared_once_and_offered_somewhere() {
+    let mut seen = HashSet::new();
+    for method in all() {
+        assert!(seen.insert(method.name), "{} declared twice", method.name);
+        assert!(
+            method.openclaw.is_some() || method.goclaw.is_some(),
+            "{} is offered in no dialect",
+            method.name
+        );
+        assert!(std::ptr::eq(find(method.name).expect("found"), method));
+    }
+    assert!(find("no.such.method").is_none());
+}
+
+#[test]
+fn openclaw_scopes_are_the_reference_ones() {
+    let reference = table(OPENCLAW_TABLE);
+    assert!(reference.len() > 100, "the reference table was read");
+    let advertised = openclaw_methods();
+    assert!(!advertised.is_empty());
+    for method in all().filter(|m| m.openclaw.is_some()) {
+        let name = method.name;
+        assert!(advertised.contains(&name), "{name} is not advertised");
+        let scope = openclaw_scope(name).expect("offered");
+        // The table the connection enforces says the same.
+        assert_eq!(authz::required_scope(name), scope.name(), "{name}");
+        match reference.get(name) {
+            Some(expected) => {
+                let expected = match *expected {
+                    "none (any authenticated role)" => None,
+                    other => Some(other),
+                };
+                assert_eq!(scope.name(), expected, "scope of {name}");
+            }
+            None => assert!(
+                OPENCLAW_EXTENSIONS.contains(&name),
+                "{name} is neither in the reference table nor a known extension"
+            ),
+        }
+    }
+    // Nothing is advertised that is not offered, and the handshake is never.
+    for name in advertised {
+        assert!(openclaw_scope(name).is_some(), "{name}");
+    }
+    assert!(!advertised.contains(&"connect"));
+    // A method OpenClaw is not offered needs admin (default deny).
+    for method in all().filter(|m| m.openclaw.is_none()) {
+        assert_eq!(
+            authz::required_scope(method.name),
+            Some(SCOPE_ADMIN_NAME),
+            "{}",
+            method.name
+        );
+    }
+}
+
+const SCOPE_ADMIN_NAME: &str = clawgate_proto::principal::SCOPE_ADMIN;
+
+#[test]
+fn goclaw_roles_are_the_reference_ones() {
+    let reference = table(GOCLAW_TABLE);
+    for method in all().filter(|m| m.goclaw.is_some()) {
+        let name = method.name;
+        let role = find(name).and_then(|m| m.goclaw).expect("offered");
+        match reference.get(name) {
+            // goclaw's public methods still need a connected socket: any role.
+            Some(&"public") => assert_eq!(role, Role::Viewer, "{name}"),
+            Some(expected) => assert_eq!(role.name(), *expected, "role of {name}"),
+            None => assert!(
+                GOCLAW_EXTENSIONS.contains(&name),
+                "{name} is neither in the reference table nor a known extension"
+            ),
+        }
+    }
+}
+
+#[test]
+fn roles_rank() {
+    assert!(Role::Admin.allows("owner"));
+    assert!(Role::Admin.allows("admin"));
+    assert!(!Role::Admin.allows("operator"));
+    assert!(Role::Viewer.allows("viewer"));
+    assert!(!Role::Viewer.allows(""));
+    assert!(!Role::Viewer.allows("node"));
+}
