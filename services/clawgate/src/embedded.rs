@@ -15,8 +15,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine as _;
 use clawgate_auth::GatewayToken;
+use clawgate_auth::keyring::Keyring;
 use clawgate_runtime::bus::memory::MemoryBus;
-use clawgate_runtime::secrets::Keyring;
 use tokio::net::TcpListener;
 
 use crate::cli::{SecretArg, UpArgs};

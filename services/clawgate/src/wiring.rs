@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clawgate_auth::keyring::Keyring;
 use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
 use clawgate_edge::registry::{DeviceRegistry, RedisDeviceRegistry};
 use clawgate_edge::{Edge, EdgeConfig, EdgeServices};
@@ -40,7 +41,6 @@ use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
 use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, SocketBudgetConfig};
-use clawgate_runtime::secrets::Keyring;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 

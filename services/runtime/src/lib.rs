@@ -14,7 +14,6 @@ pub mod limits;
 mod redis_connect;
 mod redis_keys;
 pub mod replay;
-pub mod secrets;
 pub mod telemetry;
 
 pub use clawgate_proto::{ErrorCode, Principal, ServiceError};
