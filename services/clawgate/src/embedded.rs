@@ -142,9 +142,8 @@ pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
         migrate: true,
         // Every service is in this process: no gRPC hop, a throwaway key will do.
         signing_keys: None,
-        // One process: the rate limits live in it.
+        // One process: the rate limits, runs and devices live in it.
         redis: None,
-        redis_bus: None,
         runner_cluster: clawgate_runner::ClusterOptions::default(),
         runner_shutdown_grace,
     };

@@ -27,20 +27,22 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clawgate_auth::keyring::Keyring;
 use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
-use clawgate_edge::registry::{DeviceRegistry, RedisDeviceRegistry};
 use clawgate_edge::{Edge, EdgeConfig, EdgeServices};
 use clawgate_proto::auth::{AuthClient, AuthGrpc};
 use clawgate_proto::runner::{RunnerClient, RunnerGrpc};
 use clawgate_proto::session::{SessionClient, SessionGrpc};
 use clawgate_runner::{ClusterOptions, ProviderConfig, RunnerConfig, RunnerService};
+use clawgate_runtime::bus::BusError;
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_runtime::device_registry::{DeviceRegistry, RedisDeviceRegistry};
 use clawgate_runtime::internal_token::KeySet;
 use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::{MemoryAuthLimiter, MemorySocketBudget};
 use clawgate_runtime::limits::redis::{RedisAuthLimiter, RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, SocketBudget, SocketBudgetConfig};
+use clawgate_runtime::redis::Redis;
 use clawgate_session::SessionService;
 use tokio::net::TcpListener;
 
@@ -68,33 +70,19 @@ pub struct Plan {
     /// Keys of the signed call tokens every gRPC hop carries. `None` gives a
     /// throwaway key, which only suits a process without gRPC hops (`up`).
     pub signing_keys: Option<KeySet>,
-    /// Redis holding the rate limits shared by every process; `None` keeps them
-    /// in this process.
-    pub redis: Option<RedisSettings>,
-    /// The Redis bus itself: a runner given it joins the cluster of runners.
-    pub redis_bus: Option<RedisBus>,
+    /// The process's Redis (the bus is on it too): shared rate limits, the
+    /// cluster of runners, the device registry. `None` keeps them in this
+    /// process.
+    pub redis: Option<Redis>,
     /// How a runner takes part in that cluster.
     pub runner_cluster: ClusterOptions,
     /// How long a stopping runner lets in-flight runs finish.
     pub runner_shutdown_grace: Duration,
 }
 
-/// Where the shared rate limits live.
-#[derive(Clone, Debug)]
-pub struct RedisSettings {
-    pub url: String,
-    pub prefix: String,
-}
-
-/// Connects the rate-limit store of `plan`, if it has one.
-async fn redis_limits(plan: &Plan) -> anyhow::Result<Option<RedisLimits>> {
-    let Some(redis) = &plan.redis else {
-        return Ok(None);
-    };
-    let limits = RedisLimits::connect(&redis.url, &redis.prefix)
-        .await
-        .context("cannot connect to Redis for rate limits")?;
-    Ok(Some(limits))
+/// The rate-limit store of `plan`, if it has Redis.
+fn redis_limits(plan: &Plan) -> Option<RedisLimits> {
+    plan.redis.as_ref().map(RedisLimits::new)
 }
 
 /// The failed-auth lockout from the flags.
@@ -184,7 +172,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
     let keys = plan.signing_keys.clone().unwrap_or_else(KeySet::generate);
     let (signer, verifier) = (keys.signer(), keys.verifier());
     let redis = if plan.runs("auth") || plan.runs("edge") {
-        redis_limits(plan).await?
+        redis_limits(plan)
     } else {
         None
     };
@@ -285,9 +273,9 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
         let builder =
             RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone());
         let mut dependencies = Vec::new();
-        let built = match &plan.redis_bus {
+        let built = match &plan.redis {
             Some(redis) => {
-                dependencies.push(Dependency::Bus(Arc::new(redis.clone())));
+                dependencies.push(Dependency::Bus(Arc::new(RedisBus::new(redis))));
                 tracing::info!(runner_id = %plan.runner_cluster.runner_id, "runner joins the cluster");
                 builder
                     .cluster(redis.clone(), plan.runner_cluster.clone())
@@ -318,9 +306,9 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wired> {
             bus: plan.bus.clone(),
             socket_budget: socket_budget(plan, redis.as_ref())?,
             devices: match &plan.redis {
-                Some(redis) => Some(Arc::new(
-                    RedisDeviceRegistry::connect(&redis.url, &redis.prefix).await?,
-                ) as Arc<dyn DeviceRegistry>),
+                Some(redis) => {
+                    Some(Arc::new(RedisDeviceRegistry::new(redis)) as Arc<dyn DeviceRegistry>)
+                }
                 None => None,
             },
         };
@@ -467,12 +455,17 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let redis_bus = match &args.redis_url {
-        Some(url) => Some(RedisBus::connect(url, &args.redis_prefix).await?),
+    // The process's one Redis handle; it fails as the bus on it would.
+    let redis = match &args.redis_url {
+        Some(url) => Some(
+            Redis::connect(url, &args.redis_prefix)
+                .await
+                .map_err(BusError::from)?,
+        ),
         None => None,
     };
-    let bus: Arc<dyn EventBus> = match &redis_bus {
-        Some(redis) => Arc::new(redis.clone()),
+    let bus: Arc<dyn EventBus> = match &redis {
+        Some(redis) => Arc::new(RedisBus::new(redis)),
         None => Arc::new(MemoryBus::new()),
     };
     let plan = Plan {
@@ -486,11 +479,7 @@ pub async fn serve(
         session_url: args.session_url.clone(),
         migrate: args.migrate,
         signing_keys: Some(signing_keys(args.signing_key.as_deref())?),
-        redis: args.redis_url.clone().map(|url| RedisSettings {
-            url,
-            prefix: args.redis_prefix.clone(),
-        }),
-        redis_bus,
+        redis,
         runner_cluster: cluster_options(&args.cluster),
         runner_shutdown_grace: Duration::from_millis(args.cluster.runner_shutdown_grace_ms),
     };
