@@ -1,13 +1,15 @@
 //! The contracts between clawgate's services.
 //!
-//! This crate owns three things and nothing else:
+//! This crate owns these things and nothing else:
 //! - the protobuf messages and gRPC stubs compiled from `proto/clawgate/**` ([`pb`]);
 //! - one async trait per service plus a client that is either local (the implementation
 //!   in this process, called directly) or gRPC, so callers never know which
 //!   ([`auth`], [`runner`], [`session`], [`cron`], [`channel`]);
 //! - the error model shared by every service and its single mapping to gRPC status
 //!   codes and wire error codes ([`error`]);
-//! - how a gRPC hop proves its principal: a signed call token ([`call_auth`]).
+//! - how a gRPC hop proves its principal: a signed call token ([`call_auth`]);
+//! - what a run event means beyond its fields: its bus payload and the text its
+//!   deltas add up to ([`run_events`]).
 //!
 //! Invariant: the local and gRPC paths behave the same. Both validate the principal,
 //! both pass the same request messages, and both return the same [`ServiceError`]s.
@@ -18,6 +20,7 @@ pub mod grpc;
 mod macros;
 pub mod principal;
 mod redact;
+pub mod run_events;
 
 pub mod auth;
 pub mod channel;

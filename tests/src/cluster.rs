@@ -20,10 +20,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clawgate_auth::keyring::Keyring;
 use clawgate_runtime::db::testing::{
     TEST_APP_ROLE, TestDatabase, app_role_url, fresh_postgres_url,
 };
-use clawgate_runtime::secrets::Keyring;
 use tokio::process::{Child, Command};
 
 /// What to start.

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_proto::runner::RunInfo;
 use clawgate_runtime::lease::{LeaseOptions, RedisRunLeases};
+use clawgate_runtime::redis::Redis;
 use clawgate_runtime::replay::RunRef;
 use clawgate_tests::cluster::{Cluster, Scale, test_redis_url};
 use clawgate_tests::mock_model::{MockModel, Script};
@@ -114,8 +115,8 @@ async fn runner_killed_mid_run_ends_the_run_with_an_error() -> anyhow::Result<()
         .await?;
 
     // Kill the runner that owns the run (its record names it).
-    let bus = RedisBus::connect(&test_redis_url(), &cluster.redis_prefix).await?;
-    let leases = RedisRunLeases::on_bus(&bus, LeaseOptions::default());
+    let redis = Redis::connect(&test_redis_url(), &cluster.redis_prefix).await?;
+    let leases: RedisRunLeases<RunInfo> = RedisRunLeases::new(&redis, LeaseOptions::default());
     let record = leases
         .get(&RunRef::new("default", "owner", "lost-1"))
         .await?

@@ -180,7 +180,7 @@ impl Projector {
     /// replay history) without producing frames. Text is taken only when the
     /// history is complete from the start of the run.
     pub fn absorb(&mut self, key: &RunKey, events: &[RunEvent]) {
-        let Some(text) = clawgate_runtime::replay::assistant_text(events) else {
+        let Some(text) = clawgate_proto::run_events::assistant_text(events) else {
             return;
         };
         let seq = events

@@ -41,6 +41,7 @@ mod convert;
 pub mod device_proof;
 mod device_tokens;
 mod goclaw;
+pub mod keyring;
 mod openclaw;
 mod pairing;
 mod scopes;
@@ -108,7 +109,7 @@ pub struct AuthConfig {
     pub auto_approve_local: bool,
     /// Keys sealing tenant secrets (`CLAWGATE_ENCRYPTION_KEY`); without one,
     /// secrets can be listed and deleted but not set or revealed.
-    pub keyring: Option<clawgate_runtime::secrets::Keyring>,
+    pub keyring: Option<crate::keyring::Keyring>,
 }
 
 /// Source of the current time, epoch milliseconds.

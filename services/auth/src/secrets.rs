@@ -10,11 +10,11 @@
 //! [`MAX_SECRET_VALUE_BYTES`]; without a keyring, setting and revealing fail
 //! with FAILED_PRECONDITION naming `CLAWGATE_ENCRYPTION_KEY`.
 
+use crate::keyring::{Keyring, Sealed};
 use clawgate_proto::auth::{
     DeleteSecretRequest, DeleteSecretResponse, ListSecretsResponse, SecretInfo, SetSecretRequest,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
-use clawgate_runtime::secrets::{Keyring, Sealed};
 
 use crate::access::require_admin;
 use crate::{AuthService, convert};

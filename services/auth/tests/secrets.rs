@@ -7,10 +7,10 @@
 mod support;
 
 use base64::Engine as _;
+use clawgate_auth::keyring::Keyring;
 use clawgate_auth::{AuthConfig, MAX_SECRET_VALUE_BYTES};
 use clawgate_proto::ErrorCode;
 use clawgate_proto::auth::{AuthApi, DeleteSecretRequest, SetSecretRequest};
-use clawgate_runtime::secrets::Keyring;
 use sqlx::Row as _;
 use support::{Harness, admin, assert_code, config, keyring, member, owner};
 

@@ -229,8 +229,43 @@ pub struct UpArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// The services a process can run.
-pub const SERVICES: [&str; 4] = ["edge", "auth", "runner", "session"];
+/// The services a process can run (`--services edge,auth`). Each has one
+/// wiring function in [`crate::wiring`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Service {
+    Edge,
+    Auth,
+    Runner,
+    Session,
+}
+
+impl Service {
+    /// Its name on the command line (`edge`, `auth`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Edge => "edge",
+            Self::Auth => "auth",
+            Self::Runner => "runner",
+            Self::Session => "session",
+        }
+    }
+
+    /// The services it calls: a process running it reaches each of them, here
+    /// or over gRPC.
+    pub fn calls(self) -> &'static [Service] {
+        match self {
+            Self::Edge => &[Self::Auth, Self::Runner, Self::Session],
+            Self::Runner => &[Self::Session],
+            Self::Auth | Self::Session => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -238,9 +273,14 @@ pub struct ServeArgs {
     pub common: CommonArgs,
 
     /// Services to run in this process: any of edge, auth, runner, session.
-    #[arg(long, env = "CLAWGATE_SERVICES", value_delimiter = ',', required = true,
-          value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
-    pub services: Vec<String>,
+    #[arg(
+        long,
+        env = "CLAWGATE_SERVICES",
+        value_delimiter = ',',
+        required = true,
+        value_enum
+    )]
+    pub services: Vec<Service>,
 
     /// Database of the services that store data: postgres://… or sqlite://…
     #[arg(long, env = "CLAWGATE_DATABASE_URL", hide_env_values = true)]

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use base64::Engine as _;
 use clawgate_auth::GatewayToken;
+use clawgate_auth::keyring::Keyring;
 use clawgate_runtime::bus::memory::MemoryBus;
-use clawgate_runtime::secrets::Keyring;
 use tokio::net::TcpListener;
 
-use crate::cli::{SecretArg, UpArgs};
+use crate::cli::{SecretArg, Service, UpArgs};
 use crate::wiring::{Plan, run_wired, wire};
 
 const TOKEN_FILE: &str = "gateway-token";
@@ -130,9 +130,12 @@ pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
     let runner_shutdown_grace = std::time::Duration::from_millis(args.common.edge.drain_timeout_ms);
     let plan = Plan {
         common: args.common,
-        services: ["session", "auth", "runner", "edge"]
-            .map(str::to_owned)
-            .to_vec(),
+        services: vec![
+            Service::Session,
+            Service::Auth,
+            Service::Runner,
+            Service::Edge,
+        ],
         database_url: Some(database_url),
         bus: Arc::new(MemoryBus::new()),
         auth_url: None,
@@ -142,9 +145,8 @@ pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
         migrate: true,
         // Every service is in this process: no gRPC hop, a throwaway key will do.
         signing_keys: None,
-        // One process: the rate limits live in it.
+        // One process: the rate limits, runs and devices live in it.
         redis: None,
-        redis_bus: None,
         runner_cluster: clawgate_runner::ClusterOptions::default(),
         runner_shutdown_grace,
     };

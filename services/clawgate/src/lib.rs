@@ -21,7 +21,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let service_name = match &cli.command {
         Command::Up(_) => "clawgate".to_owned(),
-        Command::Serve(args) => format!("clawgate-{}", args.services.join("-")),
+        Command::Serve(args) => {
+            let names: Vec<&str> = args.services.iter().map(|s| s.name()).collect();
+            format!("clawgate-{}", names.join("-"))
+        }
         Command::Migrate(_) | Command::Keygen => "clawgate-migrate".to_owned(),
     };
     let _telemetry = clawgate_runtime::telemetry::init(&service_name)?;

@@ -2,6 +2,9 @@
 //! (memory registry, memory replay log on the given bus), or as one runner of a
 //! cluster sharing Redis (Redis leases and records, Redis stream replay, control
 //! topic, renewal and reaper loops; see [`crate::cluster`]).
+//!
+//! Invariant: a cluster runner uses the one [`Redis`] handle it is given for
+//! everything it shares (leases, histories, run events, control messages).
 
 use std::sync::Arc;
 
@@ -10,25 +13,26 @@ use clawgate_proto::session::SessionClient;
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::lease::{LeaseOptions, RedisRunLeases};
+use clawgate_runtime::redis::Redis;
 use clawgate_runtime::replay::memory::MemoryReplayLog;
 use clawgate_runtime::replay::redis::RedisReplayLog;
 use clawgate_runtime::replay::{ReplayLog, ReplayOptions};
 
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::cluster::{Cluster, ClusterOptions, background};
 use crate::config::RunnerConfig;
-use crate::provider::{ModelProvider, OpenAiProvider};
+use crate::provider::{ModelProvider, ProviderSlot};
 use crate::registry::RedisRegistry;
-use crate::service::{ProviderSlot, RunnerService};
+use crate::service::RunnerService;
 
 /// Builds a [`RunnerService`]: in-process (embedded mode, the default) or as one
 /// runner of a cluster sharing Redis ([`RunnerBuilder::cluster`]).
 pub struct RunnerBuilder {
-    pub(crate) config: RunnerConfig,
-    pub(crate) session: SessionClient,
-    pub(crate) bus: Arc<dyn EventBus>,
-    pub(crate) provider: Option<Arc<dyn ModelProvider>>,
-    pub(crate) cluster: Option<(RedisBus, ClusterOptions)>,
-    pub(crate) replay: Option<Arc<dyn ReplayLog>>,
+    config: RunnerConfig,
+    session: SessionClient,
+    bus: Arc<dyn EventBus>,
+    provider: Option<Arc<dyn ModelProvider>>,
+    cluster: Option<(Redis, ClusterOptions)>,
+    replay: Option<Arc<dyn ReplayLog>>,
 }
 
 impl std::fmt::Debug for RunnerBuilder {
@@ -43,6 +47,24 @@ impl std::fmt::Debug for RunnerBuilder {
     }
 }
 
+impl RunnerService {
+    /// A builder; see [`RunnerBuilder`].
+    pub fn builder(
+        config: RunnerConfig,
+        session: SessionClient,
+        bus: Arc<dyn EventBus>,
+    ) -> RunnerBuilder {
+        RunnerBuilder {
+            config,
+            session,
+            bus,
+            provider: None,
+            cluster: None,
+            replay: None,
+        }
+    }
+}
+
 impl RunnerBuilder {
     /// Calls `provider` instead of the provider of the config.
     pub fn provider(mut self, provider: Arc<dyn ModelProvider>) -> Self {
@@ -53,7 +75,7 @@ impl RunnerBuilder {
     /// Joins the runners sharing `redis`: run leases and records, replay
     /// histories and run events all go through it (the bus given to
     /// [`RunnerService::builder`] is then not used).
-    pub fn cluster(mut self, redis: RedisBus, options: ClusterOptions) -> Self {
+    pub fn cluster(mut self, redis: Redis, options: ClusterOptions) -> Self {
         self.cluster = Some((redis, options));
         self
     }
@@ -71,7 +93,7 @@ impl RunnerBuilder {
     pub async fn build(self) -> Result<RunnerService, ServiceError> {
         let provider = match self.provider {
             Some(provider) => ProviderSlot::Ready(provider),
-            None => provider_slot(&self.config),
+            None => ProviderSlot::from_config(&self.config),
         };
         let Some((redis, options)) = self.cluster else {
             let replay = self.replay.unwrap_or_else(|| {
@@ -88,7 +110,7 @@ impl RunnerBuilder {
                 None,
             ));
         };
-        let leases = RedisRunLeases::on_bus(
+        let leases = RedisRunLeases::new(
             &redis,
             LeaseOptions {
                 lease: options.lease,
@@ -101,37 +123,13 @@ impl RunnerBuilder {
             self.config.max_active_runs,
         ));
         let replay: Arc<dyn ReplayLog> =
-            Arc::new(RedisReplayLog::on_bus(&redis, options.replay.clone()));
-        let cluster = Cluster::new(options, registry, Arc::new(redis));
+            Arc::new(RedisReplayLog::new(&redis, options.replay.clone()));
+        let cluster = Cluster::new(options, registry, Arc::new(RedisBus::new(&redis)));
         let service =
             RunnerService::assemble(self.config, provider, self.session, replay, Some(cluster));
         if let Some(cluster) = &service.inner.cluster {
-            crate::cluster::start(&service.inner, cluster, service.inner.background.clone())
-                .await?;
+            background::start(&service.inner, cluster, service.inner.background.clone()).await?;
         }
         Ok(service)
-    }
-}
-
-pub(crate) fn provider_slot(config: &RunnerConfig) -> ProviderSlot {
-    match &config.provider {
-        None => ProviderSlot::Missing,
-        Some(provider_config) => {
-            match OpenAiProvider::new(provider_config.clone(), config.provider_timeouts) {
-                Ok(provider) => ProviderSlot::Ready(Arc::new(provider)),
-                Err(err) => {
-                    tracing::error!(error = %err, "model provider unusable");
-                    ProviderSlot::Broken
-                }
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for RunnerService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerService")
-            .field("config", &self.inner.config)
-            .finish_non_exhaustive()
     }
 }

@@ -1,5 +1,5 @@
 //! Publishing a run's events: appended to the run's replay history and
-//! published on the bus ([`ReplayLog::append_and_publish`], one round trip on
+//! published on the bus ([`RunHistory::append_and_publish`], one round trip on
 //! Redis), on two topics:
 //!
 //! - [`Topic::user`] of the run's tenant and user, which the sockets of that
@@ -19,15 +19,15 @@
 //! failed or stalled publish is logged and given up after a timeout; it never
 //! stops the run.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::pb::common::v1::{RunEvent, run_event};
 use clawgate_runtime::bus::Topic;
 use clawgate_runtime::clock::now_ms;
-use clawgate_runtime::replay::ReplayLog;
 use clawgate_runtime::telemetry::current_trace_context;
 use tracing::Instrument as _;
+
+use crate::history::RunHistory;
 
 /// The identity stamped on every event of one run.
 #[derive(Clone, Debug, Default)]
@@ -49,7 +49,7 @@ pub(crate) fn run_topics(tenant_id: &str, user_id: &str) -> [Topic; 2] {
 }
 
 pub(crate) struct EventPublisher {
-    log: Arc<dyn ReplayLog>,
+    log: RunHistory,
     topics: [Topic; 2],
     identity: RunIdentity,
     seq: u64,
@@ -57,14 +57,14 @@ pub(crate) struct EventPublisher {
 }
 
 impl EventPublisher {
-    pub fn new(log: Arc<dyn ReplayLog>, identity: RunIdentity, timeout: Duration) -> Self {
+    pub fn new(log: RunHistory, identity: RunIdentity, timeout: Duration) -> Self {
         Self::resume(log, identity, timeout, 0)
     }
 
     /// A publisher whose next event gets `last_seq + 1` (a reaper ending
     /// another runner's run).
     pub fn resume(
-        log: Arc<dyn ReplayLog>,
+        log: RunHistory,
         identity: RunIdentity,
         timeout: Duration,
         last_seq: u64,
@@ -114,15 +114,21 @@ mod tests {
     use clawgate_proto::pb::common::v1::LifecycleStart;
     use clawgate_runtime::bus::EventBus;
     use clawgate_runtime::bus::memory::MemoryBus;
+    use std::sync::Arc;
+
+    use clawgate_proto::run_events::decode_event;
     use clawgate_runtime::replay::memory::MemoryReplayLog;
-    use clawgate_runtime::replay::{ReplayOptions, RunRef, decode_event};
+    use clawgate_runtime::replay::{ReplayOptions, RunRef};
 
     use super::*;
 
     #[tokio::test]
     async fn events_go_to_the_user_and_the_tenant_run_topics() {
         let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new());
-        let log = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
+        let log = RunHistory::new(Arc::new(MemoryReplayLog::new(
+            bus.clone(),
+            ReplayOptions::default(),
+        )));
         let mut subscriber = bus.subscriber(8).await.expect("subscriber");
         for topic in run_topics("t", "alice") {
             subscriber

@@ -9,7 +9,7 @@
 //! - a run id is the caller's idempotency key, and one key yields at most one run
 //!   while it is remembered (running, or finished within the dedupe TTL);
 //! - at most one active run per session — across every runner sharing one Redis
-//!   when built with [`RunnerBuilder::cluster`] (see [`crate::cluster`]);
+//!   when built with [`crate::RunnerBuilder::cluster`] (see [`crate::cluster`]);
 //! - an abort reaches the run wherever it runs: a run of another runner is
 //!   aborted through that runner's control topic.
 //!
@@ -44,11 +44,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::builder::{RunnerBuilder, provider_slot};
 use crate::cluster::Cluster;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
-use crate::provider::ModelProvider;
+use crate::history::RunHistory;
+use crate::provider::{ModelProvider, ProviderSlot};
 use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
 use crate::run::RunTask;
 use crate::stopwords::is_stop_command;
@@ -60,23 +60,13 @@ const MAX_STOP_REASON_CHARS: usize = 64;
 /// Most events one `ReadRunEvents` call returns.
 const MAX_REPLAY_EVENTS: usize = 5_000;
 
-/// Shown when no model provider is configured.
-pub const NO_PROVIDER_MESSAGE: &str = "no model provider configured: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)";
-
-pub(crate) enum ProviderSlot {
-    Missing,
-    /// Configured, but the client could not be built (logged at startup).
-    Broken,
-    Ready(Arc<dyn ModelProvider>),
-}
-
 pub(crate) struct Inner {
     pub config: Arc<RunnerConfig>,
     provider: ProviderSlot,
     pub session: SessionClient,
     pub registry: Arc<dyn RunRegistry>,
     /// Where run events are recorded and published.
-    pub replay: Arc<dyn ReplayLog>,
+    pub replay: RunHistory,
     /// Set when this runner shares Redis with other runners.
     pub cluster: Option<Cluster>,
     tasks: TaskTracker,
@@ -98,27 +88,19 @@ pub struct RunnerService {
     pub(crate) inner: Arc<Inner>,
 }
 
-impl RunnerService {
-    /// A builder; see [`RunnerBuilder`].
-    pub fn builder(
-        config: RunnerConfig,
-        session: SessionClient,
-        bus: Arc<dyn EventBus>,
-    ) -> RunnerBuilder {
-        RunnerBuilder {
-            config,
-            session,
-            bus,
-            provider: None,
-            cluster: None,
-            replay: None,
-        }
+impl std::fmt::Debug for RunnerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerService")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
+}
 
+impl RunnerService {
     /// An in-process runner that calls the OpenAI-compatible provider of
     /// `config` (if any) and publishes on `bus`.
     pub fn new(config: RunnerConfig, session: SessionClient, bus: Arc<dyn EventBus>) -> Self {
-        let provider = provider_slot(&config);
+        let provider = ProviderSlot::from_config(&config);
         let replay = Arc::new(MemoryReplayLog::new(bus, ReplayOptions::default()));
         Self::assemble(config, provider, session, replay, None)
     }
@@ -155,7 +137,7 @@ impl RunnerService {
                 provider,
                 session,
                 registry,
-                replay,
+                replay: RunHistory::new(replay),
                 cluster,
                 tasks: TaskTracker::new(),
                 draining: AtomicBool::new(false),
@@ -164,11 +146,11 @@ impl RunnerService {
         }
     }
 
-    /// Where this runner records run events; the edge of an in-process
-    /// deployment may read histories from it directly (see
-    /// [`clawgate_runtime::replay`]), otherwise it calls `ReadRunEvents`.
+    /// Where this runner records run events (their bus payloads, see
+    /// [`clawgate_proto::run_events`]); the edge of an in-process deployment
+    /// may read histories from it directly, otherwise it calls `ReadRunEvents`.
     pub fn replay_log(&self) -> Arc<dyn ReplayLog> {
-        self.inner.replay.clone()
+        self.inner.replay.log().clone()
     }
 
     /// This runner's id in a cluster (`None` in-process).
@@ -211,13 +193,7 @@ impl RunnerService {
     }
 
     fn provider(&self) -> Result<Arc<dyn ModelProvider>, ServiceError> {
-        match &self.inner.provider {
-            ProviderSlot::Ready(provider) => Ok(provider.clone()),
-            ProviderSlot::Missing => Err(ServiceError::failed_precondition(NO_PROVIDER_MESSAGE)),
-            ProviderSlot::Broken => Err(ServiceError::failed_precondition(
-                "the model provider could not be initialised; see the runner's log",
-            )),
-        }
+        self.inner.provider.get()
     }
 
     /// Aborts `entry` — here, or through the runner that owns it — and waits
@@ -232,7 +208,8 @@ impl RunnerService {
         let Some(control) = &entry.control else {
             return match (&self.inner.cluster, &entry.owner) {
                 (Some(cluster), Some(owner)) if entry.running => {
-                    self.forward_abort(cluster, entry, owner, reason).await
+                    let wait = self.inner.config.abort_wait;
+                    cluster.forward_abort(entry, owner, reason, wait).await
                 }
                 _ => false,
             };

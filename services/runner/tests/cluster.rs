@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clawgate_proto::pb::common::v1::{RunEvent, RunOutcome, run_event};
+use clawgate_proto::run_events::decode_event;
 use clawgate_proto::runner::{
     AbortRunRequest, GetRunRequest, ReadRunEventsRequest, RunState, RunnerApi, StartRunResponse,
     StartStatus,
@@ -21,7 +22,7 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runner::{ClusterOptions, ProviderConfig, RUNNER_LOST, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::bus::{Delivery, EventBus, SubscriptionControl, Topic};
-use clawgate_runtime::replay::decode_event;
+use clawgate_runtime::redis::Redis;
 use clawgate_session::SessionService;
 use common::{MockModel, Script, TENANT, is_terminal, principal, reassemble, start};
 use tokio::sync::mpsc;
@@ -54,9 +55,10 @@ impl Deployment {
         let sessions = SessionService::connect(&url).await.unwrap();
         sessions.migrate().await.unwrap();
         let prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
-        let bus = RedisBus::connect(&redis_url(), &prefix)
+        let redis = Redis::connect(&redis_url(), &prefix)
             .await
             .expect("cluster tests need Redis (CLAWGATE_TEST_REDIS_URL)");
+        let bus = RedisBus::new(&redis);
         let subscriber = bus.subscriber(4096).await.unwrap();
         subscriber
             .control
@@ -151,7 +153,8 @@ async fn runner(
     prefix: String,
     id: String,
 ) -> RunnerService {
-    let bus = RedisBus::connect(&redis_url(), &prefix).await.unwrap();
+    let redis = Redis::connect(&redis_url(), &prefix).await.unwrap();
+    let bus = RedisBus::new(&redis);
     let options = ClusterOptions {
         runner_id: id,
         lease: LEASE,
@@ -159,7 +162,7 @@ async fn runner(
         ..ClusterOptions::default()
     };
     RunnerService::builder(config, session, Arc::new(bus.clone()))
-        .cluster(bus, options)
+        .cluster(redis, options)
         .build()
         .await
         .unwrap()

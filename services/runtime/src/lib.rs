@@ -1,20 +1,22 @@
-//! Shared runtime of every clawgate process: the event bus, database pools and
-//! migrations, shared rate limits, cluster-wide run leases, run event replay,
-//! balanced gRPC channels, telemetry, and small helpers (clock, ids).
+//! Shared runtime of every clawgate process: mechanisms, no service's logic.
+//! The one Redis handle of a process ([`redis`]), the event bus, database pools
+//! and migrations, shared rate limits, cluster-wide leases, replay histories,
+//! the device registry (which pods hold a device's sockets), balanced gRPC
+//! channels, call tokens, telemetry, and small helpers (clock, ids).
 //!
-//! Nothing here knows about a protocol dialect or a particular service's logic.
+//! Nothing here knows about a protocol dialect or what a service stores: leases
+//! and histories carry payloads their users define.
 
 pub mod balance;
 pub mod bus;
 pub mod clock;
 pub mod db;
+pub mod device_registry;
 pub mod internal_token;
 pub mod lease;
 pub mod limits;
-mod redis_connect;
-mod redis_keys;
+pub mod redis;
 pub mod replay;
-pub mod secrets;
 pub mod telemetry;
 
 pub use clawgate_proto::{ErrorCode, Principal, ServiceError};

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clawgate_runtime::bus::memory::MemoryBus;
-use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, Topic};
 use tokio::sync::mpsc;
 
 mod support;
 
-use support::{RedisServer, fast_options, free_port};
+use clawgate_runtime::redis::RedisOptions;
+use support::{RedisServer, connect_bus, fast_options, free_port};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,7 +38,7 @@ fn random_prefix() -> String {
 }
 
 async fn redis_bus() -> Arc<dyn EventBus> {
-    match RedisBus::connect(&redis_url(), &random_prefix()).await {
+    match connect_bus(&redis_url(), &random_prefix(), RedisOptions::default()).await {
         Ok(bus) => Arc::new(bus),
         Err(err) => panic!(
             "Redis bus tests need a Redis server (set CLAWGATE_TEST_REDIS_URL to point \
@@ -296,7 +296,7 @@ behaviour_suite!(redis, super::redis_bus);
 async fn redis_dead_broker_gives_unavailable_quickly() {
     let url = format!("redis://127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let result = RedisBus::connect_with(&url, &random_prefix(), fast_options()).await;
+    let result = connect_bus(&url, &random_prefix(), fast_options()).await;
     let elapsed = started.elapsed();
     assert!(
         matches!(result, Err(BusError::Unavailable(_))),
@@ -305,7 +305,7 @@ async fn redis_dead_broker_gives_unavailable_quickly() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     // The error names the failure but never the URL (it may carry a password).
     let secret = "redis://:hunter2@127.0.0.1:1";
-    let error = RedisBus::connect_with(secret, "p", fast_options())
+    let error = connect_bus(secret, "p", fast_options())
         .await
         .expect_err("port 1 is closed");
     assert!(!error.to_string().contains("hunter2"), "{error}");
@@ -316,7 +316,7 @@ async fn redis_dead_broker_gives_unavailable_quickly() {
 async fn redis_subscriber_survives_a_broker_restart() {
     let port = free_port();
     let mut server = RedisServer::start(port, &[]).await;
-    let bus = RedisBus::connect_with(&server.url(), &random_prefix(), fast_options())
+    let bus = connect_bus(&server.url(), &random_prefix(), fast_options())
         .await
         .expect("connect");
     let (a, b) = (topic("a"), topic("b"));
@@ -409,7 +409,7 @@ async fn redis_slow_subscriber_pushes_back_into_redis() {
     let _server =
         RedisServer::start(port, &["--client-output-buffer-limit", "pubsub 2mb 1mb 1"]).await;
     let url = format!("redis://127.0.0.1:{port}");
-    let bus = RedisBus::connect_with(&url, &random_prefix(), fast_options())
+    let bus = connect_bus(&url, &random_prefix(), fast_options())
         .await
         .expect("connect");
     let a = topic("a");

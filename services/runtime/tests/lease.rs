@@ -7,21 +7,26 @@
 use std::time::Duration;
 
 use clawgate_proto::runner::{RunInfo, RunState};
-use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::lease::{HeldLease, LeaseAdmission, LeaseOptions, LostRun, RedisRunLeases};
+use clawgate_runtime::lease::{
+    HeldLease, LeaseAdmission, LeaseError, LeaseOptions, LostRun, RedisRunLeases,
+};
+use clawgate_runtime::redis::Redis;
 use clawgate_runtime::replay::RunRef;
 
 fn redis_url() -> String {
     std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-async fn leases(lease: Duration) -> RedisRunLeases {
+/// Leases whose records carry a `RunInfo` (any protobuf message would do).
+type Leases = RedisRunLeases<RunInfo>;
+
+async fn leases(lease: Duration) -> Leases {
     let prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
-    let bus = RedisBus::connect(&redis_url(), &prefix)
+    let redis = Redis::connect(&redis_url(), &prefix)
         .await
         .expect("lease tests need Redis (CLAWGATE_TEST_REDIS_URL)");
-    RedisRunLeases::on_bus(
-        &bus,
+    RedisRunLeases::new(
+        &redis,
         LeaseOptions {
             lease,
             record_ttl: Duration::from_secs(60),
@@ -45,8 +50,29 @@ fn run(id: &str) -> RunRef {
     RunRef::new("t:1", "u{x}", id)
 }
 
-async fn granted(leases: &RedisRunLeases, info: &RunInfo, owner: &str) -> String {
-    match leases.admit(info, owner).await.unwrap() {
+/// Admits the run of `info` in its session, recording `info`.
+async fn admit(
+    leases: &Leases,
+    info: &RunInfo,
+    owner: &str,
+) -> Result<LeaseAdmission<RunInfo>, LeaseError> {
+    leases
+        .admit(&run(&info.run_id), &info.session_key, info, owner)
+        .await
+}
+
+/// Records the end of the run of `info` (its final state) with `token`.
+async fn finish(leases: &Leases, info: &RunInfo, token: &str) -> Result<(), LeaseError> {
+    let lease = HeldLease {
+        run: run(&info.run_id),
+        session_key: info.session_key.clone(),
+        token: token.to_owned(),
+    };
+    leases.finish(&lease, info).await
+}
+
+async fn granted(leases: &Leases, info: &RunInfo, owner: &str) -> String {
+    match admit(leases, info, owner).await.unwrap() {
         LeaseAdmission::Granted { token } => token,
         other => panic!("expected granted, got {other:?}"),
     }
@@ -64,7 +90,7 @@ async fn raw() -> redis::aio::MultiplexedConnection {
 async fn admission_is_exclusive_per_session_and_idempotent_per_run() {
     let leases = leases(Duration::from_secs(10)).await;
     let token = granted(&leases, &info("s", "r1"), "runner-a").await;
-    match leases.admit(&info("s", "r1"), "runner-b").await.unwrap() {
+    match admit(&leases, &info("s", "r1"), "runner-b").await.unwrap() {
         LeaseAdmission::Existing(record) => {
             assert!(record.running);
             assert_eq!(record.owner, "runner-a");
@@ -73,7 +99,7 @@ async fn admission_is_exclusive_per_session_and_idempotent_per_run() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        leases.admit(&info("s", "r2"), "runner-b").await.unwrap(),
+        admit(&leases, &info("s", "r2"), "runner-b").await.unwrap(),
         LeaseAdmission::Busy {
             active_run_id: "r1".into()
         }
@@ -95,7 +121,7 @@ async fn admission_is_exclusive_per_session_and_idempotent_per_run() {
     let mut done = info("s", "r1");
     done.state = RunState::Completed as i32;
     done.text = "hi".into();
-    leases.finish(&done, &token).await.unwrap();
+    finish(&leases, &done, &token).await.unwrap();
     assert!(leases.active("t:1", "u{x}", "s").await.unwrap().is_none());
     let record = leases.get(&run("r1")).await.unwrap().unwrap();
     assert!(!record.running);
@@ -156,7 +182,7 @@ async fn a_run_whose_lease_expired_is_claimed_once() {
     assert!(!leases.claim_end(&run("r1"), "dead-runner").await.unwrap());
     let mut failed = info("s", "r1");
     failed.state = RunState::Failed as i32;
-    leases.finish(&failed, &token).await.unwrap();
+    finish(&leases, &failed, &token).await.unwrap();
     assert_eq!(
         leases.claim_lost(&run("r1"), "reaper-2").await.unwrap(),
         LostRun::Gone

@@ -24,7 +24,8 @@ use clawgate_runtime::limits::{
 
 mod support;
 
-use support::{RedisServer, fast_options, free_port};
+use clawgate_runtime::redis::RedisOptions;
+use support::{RedisServer, connect_limits, fast_options, free_port};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ALLOWED: LimitDecision = LimitDecision::Allowed;
@@ -48,7 +49,7 @@ fn random_prefix() -> String {
 }
 
 async fn connect(url: &str, prefix: &str) -> RedisLimits {
-    match RedisLimits::connect(url, prefix).await {
+    match connect_limits(url, prefix, RedisOptions::default()).await {
         Ok(limits) => limits,
         Err(err) => panic!(
             "Redis limit tests need a Redis server (set CLAWGATE_TEST_REDIS_URL to point \
@@ -491,16 +492,16 @@ fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, LimitError>, started
 async fn redis_unreachable_at_connect_gives_unavailable_quickly() {
     let url = format!("redis://127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let result = RedisLimits::connect_with(&url, &random_prefix(), fast_options()).await;
+    let result = connect_limits(&url, &random_prefix(), fast_options()).await;
     assert_unavailable(result, started);
     // The error names the failure but never the URL (it may carry a password).
     let secret = "redis://:hunter2@127.0.0.1:1";
-    let error = RedisLimits::connect_with(secret, "p", fast_options())
+    let error = connect_limits(secret, "p", fast_options())
         .await
         .expect_err("port 1 is closed");
     assert!(!error.to_string().contains("hunter2"), "{error}");
     // A prefix that would break the hash tags is refused.
-    let result = RedisLimits::connect_with(&redis_url(), "bad{prefix}", fast_options()).await;
+    let result = connect_limits(&redis_url(), "bad{prefix}", fast_options()).await;
     assert!(
         matches!(result, Err(LimitError::InvalidConfig(_))),
         "{result:?}"
@@ -510,7 +511,7 @@ async fn redis_unreachable_at_connect_gives_unavailable_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_down_gives_unavailable_quickly_and_the_budget_fails_open() {
     let mut server = RedisServer::start(free_port(), &[]).await;
-    let limits = RedisLimits::connect_with(&server.url(), &random_prefix(), fast_options())
+    let limits = connect_limits(&server.url(), &random_prefix(), fast_options())
         .await
         .expect("connect");
     let auth = RedisAuthLimiter::new(limits.clone(), auth_config(3, 60_000, 60_000));

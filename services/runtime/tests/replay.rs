@@ -8,20 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::pb::common::v1::{AssistantDelta, RunEvent, run_event};
+use clawgate_proto::run_events::{bus_payload, decode_event};
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::bus::{EventBus, Topic};
+use clawgate_runtime::redis::Redis;
 use clawgate_runtime::replay::memory::MemoryReplayLog;
 use clawgate_runtime::replay::redis::RedisReplayLog;
-use clawgate_runtime::replay::{ReplayLog, ReplayOptions, RunRef, decode_event};
+use clawgate_runtime::replay::{ReplayError, ReplayEvent, ReplayLog, ReplayOptions, RunRef};
 
 fn redis_url() -> String {
     std::env::var("CLAWGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-async fn redis_bus() -> RedisBus {
+async fn redis() -> Redis {
     let prefix = format!("cgtest-{}", uuid::Uuid::new_v4().simple());
-    RedisBus::connect(&redis_url(), &prefix)
+    Redis::connect(&redis_url(), &prefix)
         .await
         .expect("replay tests need Redis (CLAWGATE_TEST_REDIS_URL)")
 }
@@ -32,11 +34,47 @@ async fn memory_log(options: ReplayOptions) -> (Arc<dyn ReplayLog>, Arc<dyn Even
 }
 
 async fn redis_log(options: ReplayOptions) -> (Arc<dyn ReplayLog>, Arc<dyn EventBus>) {
-    let bus = redis_bus().await;
+    let redis = redis().await;
     (
-        Arc::new(RedisReplayLog::on_bus(&bus, options)),
-        Arc::new(bus),
+        Arc::new(RedisReplayLog::new(&redis, options)),
+        Arc::new(RedisBus::new(&redis)),
     )
+}
+
+/// The log stores opaque payloads; these tests store run events' bus payloads.
+trait RunEvents {
+    async fn append(&self, topics: &[Topic], event: &RunEvent) -> Result<(), ReplayError>;
+    async fn events(
+        &self,
+        run: &RunRef,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, ReplayError>;
+}
+
+impl<L: ReplayLog + ?Sized> RunEvents for L {
+    async fn append(&self, topics: &[Topic], event: &RunEvent) -> Result<(), ReplayError> {
+        let entry = ReplayEvent {
+            run: run_of(event),
+            seq: event.seq,
+            payload: bus_payload(event),
+        };
+        self.append_and_publish(topics, &entry).await
+    }
+
+    async fn events(
+        &self,
+        run: &RunRef,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, ReplayError> {
+        let payloads = self.read_from(run, after_seq, limit).await?;
+        Ok(payloads.iter().filter_map(|p| decode_event(p)).collect())
+    }
+}
+
+fn run_of(event: &RunEvent) -> RunRef {
+    RunRef::new(&event.tenant_id, &event.user_id, &event.run_id)
 }
 
 fn event(user: &str, run: &str, seq: u64) -> RunEvent {
@@ -63,7 +101,7 @@ async fn reads_back_in_order_from_a_seq(log: Arc<dyn ReplayLog>, bus: Arc<dyn Ev
     let mut subscriber = bus.subscriber(64).await.unwrap();
     subscriber.control.subscribe(&topic).await.unwrap();
     for seq in 1..=5 {
-        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "r1", seq))
+        log.append(std::slice::from_ref(&topic), &event("alice", "r1", seq))
             .await
             .unwrap();
         // Appended before published: whoever receives it can replay it.
@@ -73,37 +111,37 @@ async fn reads_back_in_order_from_a_seq(log: Arc<dyn ReplayLog>, bus: Arc<dyn Ev
             .unwrap();
         let live = decode_event(&delivery.payload).unwrap();
         assert_eq!(live.seq, seq);
-        let replayed = log.read_from(&RunRef::of(&live), seq - 1, 0).await.unwrap();
+        let replayed = log.events(&run_of(&live), seq - 1, 0).await.unwrap();
         assert_eq!(replayed, vec![live]);
     }
     let run = RunRef::new("t", "alice", "r1");
-    let all = log.read_from(&run, 0, 0).await.unwrap();
+    let all = log.events(&run, 0, 0).await.unwrap();
     assert_eq!(seqs(&all), [1, 2, 3, 4, 5]);
     assert_eq!(all[0], event("alice", "r1", 1));
-    assert_eq!(seqs(&log.read_from(&run, 2, 0).await.unwrap()), [3, 4, 5]);
-    assert_eq!(seqs(&log.read_from(&run, 2, 2).await.unwrap()), [3, 4]);
-    assert!(log.read_from(&run, 5, 0).await.unwrap().is_empty());
+    assert_eq!(seqs(&log.events(&run, 2, 0).await.unwrap()), [3, 4, 5]);
+    assert_eq!(seqs(&log.events(&run, 2, 2).await.unwrap()), [3, 4]);
+    assert!(log.events(&run, 5, 0).await.unwrap().is_empty());
 }
 
 async fn runs_are_scoped_by_tenant_and_user(log: Arc<dyn ReplayLog>, _bus: Arc<dyn EventBus>) {
     let topic = Topic::user("t", "alice");
-    log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "r1", 1))
+    log.append(std::slice::from_ref(&topic), &event("alice", "r1", 1))
         .await
         .unwrap();
     assert!(
-        log.read_from(&RunRef::new("t", "bob", "r1"), 0, 0)
+        log.events(&RunRef::new("t", "bob", "r1"), 0, 0)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        log.read_from(&RunRef::new("other", "alice", "r1"), 0, 0)
+        log.events(&RunRef::new("other", "alice", "r1"), 0, 0)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        log.read_from(&RunRef::new("t", "alice", "unknown"), 0, 0)
+        log.events(&RunRef::new("t", "alice", "unknown"), 0, 0)
             .await
             .unwrap()
             .is_empty()
@@ -113,12 +151,12 @@ async fn runs_are_scoped_by_tenant_and_user(log: Arc<dyn ReplayLog>, _bus: Arc<d
 async fn history_is_bounded_keeping_the_newest(log: Arc<dyn ReplayLog>, _bus: Arc<dyn EventBus>) {
     let topic = Topic::user("t", "alice");
     for seq in 1..=500 {
-        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", "big", seq))
+        log.append(std::slice::from_ref(&topic), &event("alice", "big", seq))
             .await
             .unwrap();
     }
     let kept = log
-        .read_from(&RunRef::new("t", "alice", "big"), 0, 0)
+        .events(&RunRef::new("t", "alice", "big"), 0, 0)
         .await
         .unwrap();
     // Redis trims approximately (whole stream nodes), memory exactly.
@@ -141,7 +179,7 @@ async fn publishes_on_every_topic_once(log: Arc<dyn ReplayLog>, bus: Arc<dyn Eve
     let mut tenant = bus.subscriber(64).await.unwrap();
     tenant.control.subscribe(&topics[1]).await.unwrap();
     for seq in 1..=3 {
-        log.append_and_publish(&topics, &event("alice", "r1", seq))
+        log.append(&topics, &event("alice", "r1", seq))
             .await
             .unwrap();
     }
@@ -158,7 +196,7 @@ async fn publishes_on_every_topic_once(log: Arc<dyn ReplayLog>, bus: Arc<dyn Eve
     }
     // One history entry per event, however many topics it went to.
     let all = log
-        .read_from(&RunRef::new("t", "alice", "r1"), 0, 0)
+        .events(&RunRef::new("t", "alice", "r1"), 0, 0)
         .await
         .unwrap();
     assert_eq!(seqs(&all), vec![1, 2, 3]);
@@ -194,14 +232,14 @@ async fn memory_histories_expire_and_the_number_of_runs_is_bounded() {
     .await;
     let topic = Topic::user("t", "alice");
     for run in ["a", "b", "c"] {
-        log.append_and_publish(std::slice::from_ref(&topic), &event("alice", run, 1))
+        log.append(std::slice::from_ref(&topic), &event("alice", run, 1))
             .await
             .unwrap();
     }
     let read = |run: &'static str| {
         let log = log.clone();
         async move {
-            log.read_from(&RunRef::new("t", "alice", run), 0, 0)
+            log.events(&RunRef::new("t", "alice", run), 0, 0)
                 .await
                 .unwrap()
                 .len()
@@ -215,15 +253,15 @@ async fn memory_histories_expire_and_the_number_of_runs_is_bounded() {
 
 #[tokio::test]
 async fn redis_histories_carry_a_ttl() {
-    let bus = redis_bus().await;
-    let log = RedisReplayLog::on_bus(
-        &bus,
+    let redis = redis().await;
+    let log = RedisReplayLog::new(
+        &redis,
         ReplayOptions {
             retention: Duration::from_secs(42),
             ..ReplayOptions::default()
         },
     );
-    log.append_and_publish(&[Topic::user("t", "alice")], &event("alice", "r1", 1))
+    log.append(&[Topic::user("t", "alice")], &event("alice", "r1", 1))
         .await
         .unwrap();
     let key = log.stream_key(&RunRef::new("t", "alice", "r1"));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use base64::Engine as _;
+use clawgate_auth::keyring::Keyring;
 use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
 use clawgate_proto::auth::{
     ApprovePairingRequest, AuthApi, AuthenticateConnectRequest, AuthenticateConnectResponse,
@@ -21,7 +22,6 @@ use clawgate_runtime::db::Database;
 use clawgate_runtime::db::testing::{
     TEST_APP_ROLE, TestDatabase, app_role_url, fresh_postgres_url, fresh_sqlite_url,
 };
-use clawgate_runtime::secrets::Keyring;
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;

@@ -4,8 +4,10 @@
 //! stream is lazy and owns its connection: dropping it cancels the model call.
 //! Every stream that ends without an error ends with exactly one
 //! [`ModelEvent::Done`]; a stream that yields an `Err` yields nothing after it.
+//! Which provider a runner uses is decided once, when it is built (`slot`).
 
 pub mod openai;
+mod slot;
 mod wire;
 
 use std::pin::Pin;
@@ -14,6 +16,8 @@ use async_trait::async_trait;
 use futures_util::Stream;
 
 pub use openai::OpenAiProvider;
+pub use slot::NO_PROVIDER_MESSAGE;
+pub(crate) use slot::ProviderSlot;
 
 /// One message of the context sent to the model.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The cluster registry: run leases and records in Redis
-//! ([`clawgate_runtime::lease`]), plus the runs this process executes.
+//! ([`clawgate_runtime::lease`], each record carrying the run's [`RunInfo`]),
+//! plus the runs this process executes.
 //!
 //! What it owns: the local table of runs this runner executes (their
 //! [`RunControl`] and lease token). Everything other runners must see — which
@@ -22,10 +23,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clawgate_proto::ServiceError;
 use clawgate_proto::runner::RunInfo;
-use clawgate_runtime::lease::{HeldLease, LeaseAdmission, RedisRunLeases, RunRecord};
+use clawgate_runtime::lease::{HeldLease, LeaseAdmission, LeaseRecord, RedisRunLeases};
 use clawgate_runtime::replay::RunRef;
 
 use super::{Admission, RunControl, RunEntry, RunRegistry};
+
+/// Run leases whose records hold the run's [`RunInfo`].
+pub(crate) type RunLeases = RedisRunLeases<RunInfo>;
 
 /// Attempts at recording a run's end (or its end claim) before giving up.
 const WRITE_ATTEMPTS: u32 = 3;
@@ -57,7 +61,7 @@ impl Owned {
 
 /// Run leases in Redis plus this runner's own runs.
 pub(crate) struct RedisRegistry {
-    leases: RedisRunLeases,
+    leases: RunLeases,
     runner_id: String,
     max_active: usize,
     local: Mutex<HashMap<RunRef, Owned>>,
@@ -68,7 +72,7 @@ fn run_ref(info: &RunInfo) -> RunRef {
 }
 
 impl RedisRegistry {
-    pub fn new(leases: RedisRunLeases, runner_id: String, max_active: usize) -> Self {
+    pub fn new(leases: RunLeases, runner_id: String, max_active: usize) -> Self {
         Self {
             leases,
             runner_id,
@@ -77,7 +81,7 @@ impl RedisRegistry {
         }
     }
 
-    pub fn leases(&self) -> &RedisRunLeases {
+    pub fn leases(&self) -> &RunLeases {
         &self.leases
     }
 
@@ -88,7 +92,7 @@ impl RedisRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn remote(&self, record: RunRecord) -> RunEntry {
+    fn remote(&self, record: LeaseRecord<RunInfo>) -> RunEntry {
         RunEntry {
             info: record.info,
             control: None,
@@ -141,7 +145,11 @@ impl RunRegistry for RedisRegistry {
                 return Ok(Admission::Full);
             }
         }
-        match self.leases.admit(&info, &self.runner_id).await? {
+        let admission = self
+            .leases
+            .admit(&run, &info.session_key, &info, &self.runner_id)
+            .await?;
+        match admission {
             LeaseAdmission::Granted { token } => {
                 self.lock().insert(
                     run,
@@ -203,7 +211,7 @@ impl RunRegistry for RedisRegistry {
         };
         let mut backoff = Duration::from_millis(50);
         for attempt in 1..=WRITE_ATTEMPTS {
-            match self.leases.finish(&info, &owned.token).await {
+            match self.leases.finish(&owned.held(&run), &info).await {
                 Ok(()) => return,
                 Err(err) if attempt < WRITE_ATTEMPTS => {
                     tracing::warn!(error = %err, attempt, "run end record failed; retrying");

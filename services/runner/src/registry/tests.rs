@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::runner::{RunInfo, RunState};
-use clawgate_runtime::bus::redis::RedisBus;
-use clawgate_runtime::lease::{LeaseOptions, RedisRunLeases};
+use clawgate_runtime::lease::{HeldLease, LeaseOptions, RedisRunLeases};
+use clawgate_runtime::redis::Redis;
 
+use super::redis::RunLeases;
 use super::*;
 
 fn info(user: &str, session: &str, run: &str) -> RunInfo {
@@ -32,13 +33,13 @@ fn memory(max_active: usize) -> Arc<dyn RunRegistry> {
     Arc::new(MemoryRegistry::new(Duration::from_secs(60), max_active, 10))
 }
 
-async fn redis_leases(prefix: &str) -> RedisRunLeases {
+async fn redis_leases(prefix: &str) -> RunLeases {
     let url = std::env::var("CLAWGATE_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let bus = RedisBus::connect(&url, prefix)
+    let redis = Redis::connect(&url, prefix)
         .await
         .expect("registry tests need Redis (CLAWGATE_TEST_REDIS_URL)");
-    RedisRunLeases::on_bus(&bus, LeaseOptions::default())
+    RedisRunLeases::new(&redis, LeaseOptions::default())
 }
 
 fn prefix() -> String {
@@ -230,7 +231,12 @@ async fn a_lost_lease_aborts_the_local_run_and_its_end_claim_fails() {
     let record = leases.get(&run_ref).await.unwrap().unwrap();
     let mut ended = record.info.clone();
     ended.state = RunState::Failed as i32;
-    leases.finish(&ended, "not-the-token").await.unwrap();
+    let stranger = HeldLease {
+        run: run_ref.clone(),
+        session_key: ended.session_key.clone(),
+        token: "not-the-token".into(),
+    };
+    leases.finish(&stranger, &ended).await.unwrap();
     // The lease is still held (wrong token), so renewal keeps it ...
     a.renew().await;
     assert!(!run.cancelled().is_cancelled());

@@ -90,6 +90,17 @@ pub enum BusError {
     Closed,
 }
 
+/// Opening the handle fails like the bus: a bad URL or prefix is `Unavailable`
+/// too (the bus has no configuration error).
+impl From<crate::redis::ConnectError> for BusError {
+    fn from(err: crate::redis::ConnectError) -> Self {
+        match err {
+            crate::redis::ConnectError::InvalidConfig(reason) => Self::Unavailable(reason.into()),
+            crate::redis::ConnectError::Unavailable(reason) => Self::Unavailable(reason),
+        }
+    }
+}
+
 impl From<BusError> for clawgate_proto::ServiceError {
     fn from(err: BusError) -> Self {
         tracing::warn!(error = %err, "event bus error");

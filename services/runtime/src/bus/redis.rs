@@ -8,13 +8,13 @@
 //! owning the slot carries a message. This implementation talks to a standalone
 //! server and uses plain `PUBLISH`/`SUBSCRIBE`.
 //!
-//! **Publishing** goes through one multiplexed, auto-pipelined connection
-//! ([`ConnectionManager`], which reconnects by itself); `publish_many` sends all its
+//! **Publishing** goes through the process's one multiplexed, auto-pipelined
+//! connection ([`Redis`], which reconnects by itself); `publish_many` sends all its
 //! messages in one pipeline. Calls from one task are written in call order, so one
 //! publisher's messages on one topic arrive in publish order.
 //!
 //! **Subscribing.** Each [`EventBus::subscriber`] call opens one dedicated pub/sub
-//! connection owned by a background task. The task forwards messages into the bounded
+//! connection ([`Redis`] dials it) owned by a background task. The task forwards messages into the bounded
 //! deliveries queue; when the connection drops it reconnects with jittered exponential
 //! backoff and re-subscribes every current topic, without the owner doing anything.
 //!
@@ -22,7 +22,7 @@
 //! - every Redis round trip is bounded by a timeout; while Redis is unreachable,
 //!   `publish`, `subscribe` and `subscriber` fail with [`BusError::Unavailable`];
 //! - a subscriber's memory is bounded: the task reads from the socket only while the
-//!   deliveries queue has room (see [`ReadGate`]), so a consumer that does not drain
+//!   deliveries queue has room (see `ReadGate`), so a consumer that does not drain
 //!   pushes back into Redis, which drops the connection once its pub/sub output
 //!   buffer limit is hit; the task then reconnects and re-subscribes (messages in
 //!   between are lost, as pub/sub is at most once);
@@ -42,120 +42,52 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, PubSub, PubSubSink, PubSubStream};
-use redis::{ConnectionAddr, ConnectionInfo, RedisError};
+use redis::RedisError;
+use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use tokio_util::either::Either;
 use tracing::Instrument;
 
 use super::{BusError, Delivery, EventBus, Subscriber, SubscriptionControl, Topic};
-use crate::redis_connect::{self, SetupError, check_prefix, connection_manager};
-
-/// Timeouts and backoff of a [`RedisBus`].
-#[derive(Clone, Debug)]
-pub struct RedisBusOptions {
-    /// Bound on establishing one connection.
-    pub connect_timeout: Duration,
-    /// Bound on one command round trip (publish, subscribe, heartbeat).
-    pub command_timeout: Duration,
-    /// First reconnect delay of a subscriber; doubles up to `reconnect_max_delay`.
-    pub reconnect_min_delay: Duration,
-    pub reconnect_max_delay: Duration,
-    /// How often an idle subscriber connection is checked with `PING`.
-    pub heartbeat_interval: Duration,
-}
-
-impl Default for RedisBusOptions {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(2),
-            command_timeout: Duration::from_secs(2),
-            reconnect_min_delay: Duration::from_millis(50),
-            reconnect_max_delay: Duration::from_secs(2),
-            heartbeat_interval: Duration::from_secs(15),
-        }
-    }
-}
+use crate::redis::{Redis, RedisOptions};
 
 /// The Redis-backed bus. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBus {
-    inner: Arc<BusInner>,
-}
-
-struct BusInner {
-    publisher: ConnectionManager,
-    /// Where subscriber connections go. Holds credentials: never log it.
-    connection_info: ConnectionInfo,
-    key_prefix: String,
-    options: RedisBusOptions,
+    redis: Redis,
 }
 
 impl fmt::Debug for RedisBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBus")
-            .field("key_prefix", &self.inner.key_prefix)
+            .field("key_prefix", &self.redis.key_prefix())
             .finish_non_exhaustive()
     }
 }
 
 impl RedisBus {
-    /// Connects the publisher to `url` (`redis://[user:password@]host:port[/db]` or
-    /// `redis+unix://`) with default options. Fails with `Unavailable` when the URL is
-    /// invalid or Redis cannot be reached within the connect timeout.
-    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, BusError> {
-        Self::connect_with(url, key_prefix, RedisBusOptions::default()).await
-    }
-
-    pub async fn connect_with(
-        url: &str,
-        key_prefix: &str,
-        options: RedisBusOptions,
-    ) -> Result<Self, BusError> {
-        let setup = |err| match err {
-            SetupError::Config(reason) => BusError::Unavailable(reason.into()),
-            SetupError::Unavailable(reason) => BusError::Unavailable(reason),
-        };
-        check_prefix(key_prefix).map_err(setup)?;
-        let connection_info = redis_connect::connection_info(url).map_err(setup)?;
-        let publisher = connection_manager(connection_info.clone(), &options)
-            .await
-            .map_err(setup)?;
-        Ok(Self {
-            inner: Arc::new(BusInner {
-                publisher,
-                connection_info,
-                key_prefix: key_prefix.to_owned(),
-                options,
-            }),
-        })
+    /// Publishes on `redis`'s shared connection and opens subscriber
+    /// connections to the same server.
+    pub fn new(redis: &Redis) -> Self {
+        Self {
+            redis: redis.clone(),
+        }
     }
 
     /// The Redis channel that carries `topic`: `{prefix}:ev:{topic}`.
     pub fn channel_name(&self, topic: &Topic) -> String {
-        channel_name(&self.inner.key_prefix, topic)
+        channel_name(self.redis.key_prefix(), topic)
     }
 
     /// The prefix of every channel and key of this bus.
     pub fn key_prefix(&self) -> &str {
-        &self.inner.key_prefix
-    }
-
-    /// The multiplexed publisher connection and the command timeout, so other
-    /// Redis users in this crate (run leases, the replay log) share the connection
-    /// and can pipeline their commands with a `PUBLISH`.
-    pub(crate) fn shared_connection(&self) -> (ConnectionManager, Duration) {
-        (
-            self.inner.publisher.clone(),
-            self.inner.options.command_timeout,
-        )
+        self.redis.key_prefix()
     }
 
     async fn run_publish(&self, pipeline: redis::Pipeline) -> Result<(), BusError> {
-        let mut connection = self.inner.publisher.clone();
+        let mut connection = self.redis.connection();
         tokio::time::timeout(
-            self.inner.options.command_timeout,
+            self.redis.command_timeout(),
             pipeline.exec_async(&mut connection),
         )
         .await
@@ -199,8 +131,8 @@ impl EventBus for RedisBus {
 
     async fn subscriber(&self, capacity: usize) -> Result<Subscriber, BusError> {
         let shared = Arc::new(SubscriberShared {
-            connection_info: self.inner.connection_info.clone(),
-            options: self.inner.options.clone(),
+            redis: self.redis.clone(),
+            options: self.redis.options().clone(),
             gate: Arc::new(ReadGate::default()),
             routes: Mutex::new(HashMap::new()),
             control: tokio::sync::Mutex::new(ControlState::Connecting),
@@ -211,7 +143,7 @@ impl EventBus for RedisBus {
         tokio::spawn(run_subscriber(shared.clone(), sink, stream, queue));
         let control = RedisControl {
             shared,
-            key_prefix: self.inner.key_prefix.clone(),
+            key_prefix: self.redis.key_prefix().to_owned(),
         };
         Ok(Subscriber {
             control: Arc::new(control),
@@ -222,8 +154,9 @@ impl EventBus for RedisBus {
 
 /// State shared by a subscriber's control handle and its background task.
 struct SubscriberShared {
-    connection_info: ConnectionInfo,
-    options: RedisBusOptions,
+    /// Dials the subscriber's dedicated connections.
+    redis: Redis,
+    options: RedisOptions,
     gate: Arc<ReadGate>,
     /// Channel → topic of every subscription that is wanted now. The task forwards
     /// only messages of these channels and re-subscribes them after a reconnect.
@@ -453,40 +386,21 @@ fn jittered(delay: Duration) -> Duration {
 /// Opens one pub/sub connection whose reads go through the subscriber's gate.
 async fn open_pubsub(shared: &SubscriberShared) -> Result<PubSub, BusError> {
     let timeout = shared.options.connect_timeout;
-    let io = match shared.connection_info.addr() {
-        ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::time::timeout(
-                timeout,
-                tokio::net::TcpStream::connect((host.as_str(), *port)),
-            )
-            .await
-            .map_err(|_| unavailable("connect", "timed out"))?
-            .map_err(|err| unavailable("connect", &err.to_string()))?;
-            let _ = stream.set_nodelay(true);
-            Either::Left(stream)
-        }
-        ConnectionAddr::Unix(path) => {
-            let stream = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
-                .await
-                .map_err(|_| unavailable("connect", "timed out"))?
-                .map_err(|err| unavailable("connect", &err.to_string()))?;
-            Either::Right(stream)
-        }
-        _ => return Err(unavailable("connect", "unsupported redis address")),
-    };
+    let io = shared
+        .redis
+        .dial()
+        .await
+        .map_err(|reason| unavailable("connect", &reason))?;
     let io = GatedIo {
         io,
         gate: shared.gate.clone(),
     };
     // The handshake (AUTH, SELECT, ...) must read its replies.
     let _reading = shared.gate.open();
-    tokio::time::timeout(
-        timeout,
-        PubSub::new(shared.connection_info.redis_settings(), io),
-    )
-    .await
-    .map_err(|_| unavailable("connect", "timed out"))?
-    .map_err(|err| redis_unavailable("connect", &err))
+    tokio::time::timeout(timeout, PubSub::new(shared.redis.settings(), io))
+        .await
+        .map_err(|_| unavailable("connect", "timed out"))?
+        .map_err(|err| redis_unavailable("connect", &err))
 }
 
 /// Lets a subscriber connection read from its socket only while someone waits for

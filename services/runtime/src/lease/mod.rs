@@ -1,17 +1,21 @@
 //! Cluster-wide run leases: at most one active run per session across every
-//! runner process, idempotency keys that hold across runners, and the data a
-//! reaper needs to end the runs of a runner that died.
+//! process sharing a Redis, run ids that hold across processes, and the data a
+//! reaper needs to end the runs of a process that died.
+//!
+//! The lease knows a run only by its [`RunRef`] and session key; what the
+//! holder records about it is a payload `P` (any protobuf message) the lease
+//! stores and returns untouched.
 //!
 //! **Keys** (`{prefix}` as for the bus; `{t:u}` is the user's hash tag, see
-//! `redis_keys`, so the keys one script touches share a Redis Cluster slot):
+//! `redis::keys`, so the keys one script touches share a Redis Cluster slot):
 //! - `{prefix}:run:{t:u}:session:<session key>` — the session's **lease**: a
 //!   string `<token>:<run id>`, set with `SET NX PX <lease>` on admission,
 //!   extended by the owning runner every ~lease/3 (only while it still holds
 //!   the token), deleted by compare-and-delete when the run ends;
 //! - `{prefix}:run:{t:u}:id:<run id>` — the **run record** (a hash: `state`
-//!   `running|ended`, `owner` runner id, `token`, `session`, `info` = protobuf
-//!   `RunInfo` with start/end times, text, error, stop reason). The run id is
-//!   the idempotency key, so a resend to any runner finds it. TTL: while running
+//!   `running|ended`, `owner` process id, `token`, `session`, `info` = the
+//!   holder's encoded payload). The run id is the idempotency key, so a resend
+//!   to any process finds it. TTL: while running
 //!   `lease + record_ttl` (renewed with the lease), after the end `record_ttl`
 //!   (the dedupe TTL);
 //! - `{prefix}:run:{t:u}:end:<run id>` — the **end claim** (`SET NX PX
@@ -25,22 +29,21 @@
 //!   [`RedisRunLeases::claim_lost`]. It is the only key outside a user's slot,
 //!   so it is updated by plain commands pipelined next to the scripts.
 //!
-//! Invariants: every Redis call is bounded by the bus's command timeout; every
+//! Invariants: every Redis call is bounded by the handle's command timeout; every
 //! key except the index has a TTL, and index members are removed when their run
 //! ends or is found ended; admission, renewal, release, finish and the lost-run
 //! claim are each one atomic script on one user's keys.
 
 mod scripts;
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use clawgate_proto::runner::RunInfo;
-use prost::Message as _;
 use redis::aio::ConnectionManager;
 
-use crate::bus::redis::RedisBus;
 use crate::clock::now_ms;
-use crate::redis_keys::{escape, user_tag};
+use crate::redis::Redis;
+use crate::redis::keys::{escape, user_tag};
 use crate::replay::RunRef;
 
 /// How long leases and records live.
@@ -77,20 +80,21 @@ impl From<LeaseError> for clawgate_proto::ServiceError {
 
 /// A run as its record describes it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunRecord {
-    pub info: RunInfo,
-    /// Id of the runner that started it.
+pub struct LeaseRecord<P> {
+    /// The payload last stored by the holder (at admission or at the end).
+    pub info: P,
+    /// Id of the process that started it.
     pub owner: String,
     pub running: bool,
 }
 
 /// The answer to an admission.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LeaseAdmission {
+pub enum LeaseAdmission<P> {
     /// The session's lease is now this run's; `token` proves it.
     Granted { token: String },
     /// The run id is known already (running or finished).
-    Existing(Box<RunRecord>),
+    Existing(Box<LeaseRecord<P>>),
     /// Another run holds the session's lease.
     Busy { active_run_id: String },
 }
@@ -105,7 +109,7 @@ pub struct HeldLease {
 
 /// What [`RedisRunLeases::claim_lost`] found.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LostRun {
+pub enum LostRun<P> {
     /// The run ended or was forgotten; its index entry was removed.
     Gone,
     /// Its lease is still held: the owner is alive.
@@ -114,21 +118,33 @@ pub enum LostRun {
     Taken,
     /// This caller must finalize it (then call [`RedisRunLeases::finish`] with `token`).
     Claimed {
-        record: Box<RunRecord>,
+        record: Box<LeaseRecord<P>>,
         token: String,
     },
 }
 
-/// Run leases on Redis. Cheap to clone.
-#[derive(Clone)]
-pub struct RedisRunLeases {
+/// Run leases on Redis whose records carry a payload `P`. Cheap to clone.
+pub struct RedisRunLeases<P> {
     connection: ConnectionManager,
     command_timeout: Duration,
     key_prefix: String,
     options: LeaseOptions,
+    payload: PhantomData<fn() -> P>,
 }
 
-impl std::fmt::Debug for RedisRunLeases {
+impl<P> Clone for RedisRunLeases<P> {
+    fn clone(&self) -> Self {
+        Self {
+            connection: self.connection.clone(),
+            command_timeout: self.command_timeout,
+            key_prefix: self.key_prefix.clone(),
+            options: self.options.clone(),
+            payload: PhantomData,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for RedisRunLeases<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisRunLeases")
             .field("key_prefix", &self.key_prefix)
@@ -147,24 +163,28 @@ fn bad_reply(what: &str) -> LeaseError {
     LeaseError::Unavailable(format!("unexpected redis reply to {what}"))
 }
 
-fn decode_record(state: &[u8], owner: &[u8], info: &[u8]) -> Result<RunRecord, LeaseError> {
-    let info = RunInfo::decode(info).map_err(|_| bad_reply("run record"))?;
-    Ok(RunRecord {
+fn decode_record<P: prost::Message + Default>(
+    state: &[u8],
+    owner: &[u8],
+    info: &[u8],
+) -> Result<LeaseRecord<P>, LeaseError> {
+    let info = P::decode(info).map_err(|_| bad_reply("run record"))?;
+    Ok(LeaseRecord {
         running: state == b"running",
         owner: String::from_utf8_lossy(owner).into_owned(),
         info,
     })
 }
 
-impl RedisRunLeases {
-    /// Shares `bus`'s multiplexed connection, key prefix and command timeout.
-    pub fn on_bus(bus: &RedisBus, options: LeaseOptions) -> Self {
-        let (connection, command_timeout) = bus.shared_connection();
+impl<P: prost::Message + Default> RedisRunLeases<P> {
+    /// Leases on `redis`'s shared connection, key prefix and command timeout.
+    pub fn new(redis: &Redis, options: LeaseOptions) -> Self {
         Self {
-            connection,
-            command_timeout,
-            key_prefix: bus.key_prefix().to_owned(),
+            connection: redis.connection(),
+            command_timeout: redis.command_timeout(),
+            key_prefix: redis.key_prefix().to_owned(),
             options,
+            payload: PhantomData,
         }
     }
 
@@ -236,31 +256,36 @@ impl RedisRunLeases {
             .map_err(|err| LeaseError::Unavailable(format!("redis {operation} failed: {err}")))
     }
 
-    /// Admits `info` (tenant, user, session key and run id set) for `owner`.
-    pub async fn admit(&self, info: &RunInfo, owner: &str) -> Result<LeaseAdmission, LeaseError> {
-        let run = RunRef::new(&info.tenant_id, &info.user_id, &info.run_id);
+    /// Admits `run` in `session_key` for `owner`, recording `info`.
+    pub async fn admit(
+        &self,
+        run: &RunRef,
+        session_key: &str,
+        info: &P,
+        owner: &str,
+    ) -> Result<LeaseAdmission<P>, LeaseError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let lease_key = self.session_key(&info.tenant_id, &info.user_id, &info.session_key);
-        let record_key = self.record_key(&run);
+        let lease_key = self.session_key(&run.tenant_id, &run.user_id, session_key);
+        let record_key = self.record_key(run);
         let reply: Vec<Vec<u8>> = self
             .run("admit", async |connection| {
                 scripts::ADMIT
                     .key(&lease_key)
                     .key(&record_key)
-                    .arg(&info.run_id)
+                    .arg(&run.run_id)
                     .arg(&token)
                     .arg(owner)
                     .arg(millis(self.options.lease))
                     .arg(self.running_ttl())
                     .arg(info.encode_to_vec())
-                    .arg(&info.session_key)
+                    .arg(session_key)
                     .invoke_async(connection)
                     .await
             })
             .await?;
         match reply.as_slice() {
             [tag] if tag == b"granted" => {
-                self.touch_index(std::slice::from_ref(&run)).await?;
+                self.touch_index(std::slice::from_ref(run)).await?;
                 Ok(LeaseAdmission::Granted { token })
             }
             [tag, active] if tag == b"busy" => Ok(LeaseAdmission::Busy {
@@ -368,12 +393,12 @@ impl RedisRunLeases {
     }
 
     /// Records the end of a run (`info` holds its final state), frees its
-    /// session if `token` still holds the lease and drops it from the index.
-    pub async fn finish(&self, info: &RunInfo, token: &str) -> Result<(), LeaseError> {
-        let run = RunRef::new(&info.tenant_id, &info.user_id, &info.run_id);
-        let lease_key = self.session_key(&info.tenant_id, &info.user_id, &info.session_key);
-        let record_key = self.record_key(&run);
-        let value = format!("{token}:{}", info.run_id);
+    /// session if `lease.token` still holds the lease and drops it from the index.
+    pub async fn finish(&self, lease: &HeldLease, info: &P) -> Result<(), LeaseError> {
+        let run = &lease.run;
+        let lease_key = self.session_key(&run.tenant_id, &run.user_id, &lease.session_key);
+        let record_key = self.record_key(run);
+        let value = format!("{}:{}", lease.token, run.run_id);
         let mut invocation = scripts::FINISH.key(&lease_key);
         invocation
             .key(&record_key)
@@ -388,7 +413,7 @@ impl RedisRunLeases {
             .ignore()
             .cmd("ZREM")
             .arg(self.index_key())
-            .arg(Self::index_member(&run))
+            .arg(Self::index_member(run))
             .ignore();
         self.run("finish", async |connection| {
             pipeline.exec_async(connection).await
@@ -421,7 +446,7 @@ impl RedisRunLeases {
     }
 
     /// The record of `run`, if remembered.
-    pub async fn get(&self, run: &RunRef) -> Result<Option<RunRecord>, LeaseError> {
+    pub async fn get(&self, run: &RunRef) -> Result<Option<LeaseRecord<P>>, LeaseError> {
         let key = self.record_key(run);
         let fields: Vec<Option<Vec<u8>>> = self
             .run("get", async |connection| {
@@ -451,7 +476,7 @@ impl RedisRunLeases {
         tenant_id: &str,
         user_id: &str,
         session_key: &str,
-    ) -> Result<Option<RunRecord>, LeaseError> {
+    ) -> Result<Option<LeaseRecord<P>>, LeaseError> {
         let key = self.session_key(tenant_id, user_id, session_key);
         let holder: Option<String> = self
             .run("active", async |connection| {
@@ -489,7 +514,7 @@ impl RedisRunLeases {
 
     /// Checks atomically whether `run` lost its lease while still running and,
     /// if so, claims its finalization for `claimer`.
-    pub async fn claim_lost(&self, run: &RunRef, claimer: &str) -> Result<LostRun, LeaseError> {
+    pub async fn claim_lost(&self, run: &RunRef, claimer: &str) -> Result<LostRun<P>, LeaseError> {
         let record_key = self.record_key(run);
         let session: Option<String> = self
             .run("claim", async |connection| {
@@ -570,7 +595,7 @@ mod tests {
     #[test]
     fn index_members_round_trip() {
         let run = RunRef::new("a:b%", "{u}", "run:1");
-        let member = RedisRunLeases::index_member(&run);
-        assert_eq!(RedisRunLeases::parse_member(&member), Some(run));
+        let member = RedisRunLeases::<Vec<u8>>::index_member(&run);
+        assert_eq!(RedisRunLeases::<Vec<u8>>::parse_member(&member), Some(run));
     }
 }

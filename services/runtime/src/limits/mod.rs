@@ -156,6 +156,15 @@ pub enum LimitError {
     InvalidConfig(String),
 }
 
+impl From<crate::redis::ConnectError> for LimitError {
+    fn from(err: crate::redis::ConnectError) -> Self {
+        match err {
+            crate::redis::ConnectError::InvalidConfig(reason) => Self::InvalidConfig(reason.into()),
+            crate::redis::ConnectError::Unavailable(reason) => Self::Unavailable(reason),
+        }
+    }
+}
+
 impl From<LimitError> for clawgate_proto::ServiceError {
     fn from(err: LimitError) -> Self {
         tracing::warn!(error = %err, "rate limit error");

@@ -1,10 +1,10 @@
 //! Redis-backed rate limits, shared by every process of a distributed deployment.
 //!
-//! **Connection.** [`RedisLimits`] is one multiplexed, auto-reconnecting connection
-//! ([`ConnectionManager`]) with the same setup and timeouts as the event bus
-//! ([`RedisBusOptions`]); both limiters of a process share it. Every call is one
-//! round trip (a Lua script, run by `EVALSHA`; only the first call after a Redis
-//! restart also loads the script) bounded by `command_timeout`.
+//! **Connection.** [`RedisLimits`] uses the process's [`Redis`] handle (its one
+//! multiplexed, auto-reconnecting connection); both limiters of a process share
+//! it. Every call is one round trip (a Lua script, run by `EVALSHA`; only the
+//! first call after a Redis restart also loads the script) bounded by the
+//! handle's command timeout.
 //!
 //! **Keys** (`{prefix}` as for the bus, e.g. `clawgate`; the part in braces is a Redis
 //! Cluster hash tag, so the keys one script touches live in one slot):
@@ -40,8 +40,7 @@ use super::{
     AuthLimitConfig, AuthLimiter, BudgetPermit, LimitDecision, LimitError, LimitKey, SlotRelease,
     SocketBudget, SocketBudgetConfig, canonical_ip, millis,
 };
-use crate::bus::redis::RedisBusOptions;
-use crate::redis_connect::{self, SetupError, check_prefix, connection_manager};
+use crate::redis::Redis;
 
 /// Counts one failure. KEYS: failures, lockout. ARGV: window ms, max failures,
 /// lockout ms, member id. Returns `{outcome, lockout left in ms}`: outcome 0 when
@@ -107,33 +106,15 @@ impl fmt::Debug for RedisLimits {
 }
 
 impl RedisLimits {
-    /// Connects to `url` with the bus's default timeouts. Fails with `Unavailable`
-    /// when Redis cannot be reached within the connect timeout.
-    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, LimitError> {
-        Self::connect_with(url, key_prefix, RedisBusOptions::default()).await
-    }
-
-    /// Connects with explicit timeouts (the subscriber-only `heartbeat_interval` is
-    /// not used).
-    pub async fn connect_with(
-        url: &str,
-        key_prefix: &str,
-        options: RedisBusOptions,
-    ) -> Result<Self, LimitError> {
-        let setup = |err| match err {
-            SetupError::Config(reason) => LimitError::InvalidConfig(reason.into()),
-            SetupError::Unavailable(reason) => LimitError::Unavailable(reason),
-        };
-        check_prefix(key_prefix).map_err(setup)?;
-        let info = redis_connect::connection_info(url).map_err(setup)?;
-        let connection = connection_manager(info, &options).await.map_err(setup)?;
-        Ok(Self {
+    /// Rate limits on `redis`'s shared connection and key prefix.
+    pub fn new(redis: &Redis) -> Self {
+        Self {
             inner: Arc::new(LimitsInner {
-                connection,
-                key_prefix: key_prefix.to_owned(),
-                command_timeout: options.command_timeout,
+                connection: redis.connection(),
+                key_prefix: redis.key_prefix().to_owned(),
+                command_timeout: redis.command_timeout(),
             }),
-        })
+        }
     }
 
     /// The keys of one (scope, IP): `(failures, lockout)`.

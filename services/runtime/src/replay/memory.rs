@@ -11,13 +11,12 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use clawgate_proto::pb::common::v1::RunEvent;
 
-use super::{ReplayError, ReplayLog, ReplayOptions, RunRef, bus_payload, decode_event};
+use super::{ReplayError, ReplayEvent, ReplayLog, ReplayOptions, RunRef};
 use crate::bus::{BusError, EventBus, Topic};
 
 struct History {
-    /// (seq, bus payload), oldest first.
+    /// (seq, payload), oldest first.
     events: VecDeque<(u64, Bytes)>,
     touched: Instant,
 }
@@ -72,9 +71,9 @@ impl MemoryReplayLog {
         }
     }
 
-    fn append(&self, event: &RunEvent, payload: Bytes) {
+    fn append(&self, event: &ReplayEvent) {
         let now = Instant::now();
-        let run = RunRef::of(event);
+        let run = event.run.clone();
         let max_events = self.options.max_events_per_run.max(1);
         let mut runs = self.lock();
         if !runs.contains_key(&run) {
@@ -86,7 +85,7 @@ impl MemoryReplayLog {
             touched: now,
         });
         history.touched = now;
-        history.events.push_back((event.seq, payload));
+        history.events.push_back((event.seq, event.payload.clone()));
         while history.events.len() > max_events {
             history.events.pop_front();
         }
@@ -98,13 +97,12 @@ impl ReplayLog for MemoryReplayLog {
     async fn append_and_publish(
         &self,
         topics: &[Topic],
-        event: &RunEvent,
+        event: &ReplayEvent,
     ) -> Result<(), ReplayError> {
-        let payload = bus_payload(event);
-        self.append(event, payload.clone());
+        self.append(event);
         let messages = topics
             .iter()
-            .map(|topic| (topic.clone(), payload.clone()))
+            .map(|topic| (topic.clone(), event.payload.clone()))
             .collect();
         self.bus
             .publish_many(messages)
@@ -120,30 +118,24 @@ impl ReplayLog for MemoryReplayLog {
         run: &RunRef,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<RunEvent>, ReplayError> {
+    ) -> Result<Vec<Bytes>, ReplayError> {
         let limit = match limit {
             0 => self.options.max_events_per_run,
             limit => limit.min(self.options.max_events_per_run),
         };
-        let payloads: Vec<Bytes> = {
-            let runs = self.lock();
-            let Some(history) = runs.get(run) else {
-                return Ok(Vec::new());
-            };
-            if history.touched.elapsed() >= self.options.retention {
-                return Ok(Vec::new());
-            }
-            history
-                .events
-                .iter()
-                .filter(|(seq, _)| *seq > after_seq)
-                .take(limit)
-                .map(|(_, payload)| payload.clone())
-                .collect()
+        let runs = self.lock();
+        let Some(history) = runs.get(run) else {
+            return Ok(Vec::new());
         };
-        Ok(payloads
+        if history.touched.elapsed() >= self.options.retention {
+            return Ok(Vec::new());
+        }
+        Ok(history
+            .events
             .iter()
-            .filter_map(|payload| decode_event(payload))
+            .filter(|(seq, _)| *seq > after_seq)
+            .take(limit)
+            .map(|(_, payload)| payload.clone())
             .collect())
     }
 }

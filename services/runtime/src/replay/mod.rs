@@ -7,29 +7,29 @@
 //! a chat view; clients that need every `agent` event can ask for the ones they
 //! missed.
 //!
-//! **What it owns.** A bounded history per run: every [`RunEvent`] the runner
-//! publishes is first appended to its run's history, then published on the bus,
-//! on every topic the caller names (the run's user topic and its tenant's run
-//! topic, see [`crate::bus::Topic::tenant_runs`]) ([`ReplayLog::append_and_publish`]).
-//! On Redis all of it happens in one pipeline on the bus's multiplexed
+//! **What it owns.** A bounded history per run: every event a run's publisher
+//! hands it ([`ReplayEvent`]: the run, the event's `seq`, its bus payload) is
+//! first appended to its run's history, then published on the bus, on every
+//! topic the caller names (e.g. the run's user topic and its tenant's run topic,
+//! see [`crate::bus::Topic::tenant_runs`]) ([`ReplayLog::append_and_publish`]).
+//! The payload is opaque here: what an event says is the publisher's business.
+//! On Redis all of it happens in one pipeline on the process's multiplexed
 //! connection (`XADD … MAXLEN ~ N`, `PEXPIRE`, one `PUBLISH` per topic), so
 //! history and the extra topic cost no extra round trip per event.
 //!
-//! **API for the edge** ([`ReplayLog::read_from`]):
+//! **Reading** ([`ReplayLog::read_from`]):
 //!
 //! ```text
-//! read_from(RunRef { tenant_id, user_id, run_id }, after_seq, limit) -> Vec<RunEvent>
+//! read_from(RunRef { tenant_id, user_id, run_id }, after_seq, limit) -> Vec<payload>
 //! ```
 //!
-//! returns the run's events with `seq > after_seq`, oldest first, at most `limit`
-//! (0 means the history bound). The caller takes tenant and user from the
-//! caller's principal, never from the request, so a user reads only their own
-//! runs. The runner also serves it as the `ReadRunEvents` RPC (principal-scoped),
-//! which is what an edge should call: e.g. a `chat.replay` / `agent.replay
-//! {runId, afterSeq}` method, or, on reconnect mid-run, replaying from the last
-//! `seq` the client saw to restore the full text. Recipe for a reconnect without
-//! a gap: subscribe to the user's topic first, then read from the last seen seq,
-//! then drop live events whose seq is not above the last replayed one.
+//! returns the payloads of the run's events with `seq > after_seq`, oldest
+//! first, at most `limit` (0 means the history bound). The caller takes tenant
+//! and user from the caller's principal, never from the request, so a user reads
+//! only their own runs (the runner serves it as the principal-scoped
+//! `ReadRunEvents` RPC). Recipe for a reconnect without a gap: subscribe to the
+//! user's topic first, then read from the last seen seq, then drop live events
+//! whose seq is not above the last replayed one.
 //!
 //! Guarantees and limits:
 //! - an event is in the history before any subscriber can receive it (append
@@ -49,8 +49,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use clawgate_proto::pb::common::v1::{BusMessage, RunEvent, bus_message, run_event};
-use prost::Message as _;
 
 use crate::bus::Topic;
 
@@ -70,11 +68,16 @@ impl RunRef {
             run_id: run_id.to_owned(),
         }
     }
+}
 
-    /// The run an event belongs to.
-    pub fn of(event: &RunEvent) -> Self {
-        Self::new(&event.tenant_id, &event.user_id, &event.run_id)
-    }
+/// One event of a run's history as the log sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayEvent {
+    pub run: RunRef,
+    /// Position in the run, from 1; reads are ordered and filtered by it.
+    pub seq: u64,
+    /// What is stored and published, untouched.
+    pub payload: Bytes,
 }
 
 /// Bounds of the history.
@@ -115,88 +118,22 @@ impl From<ReplayError> for clawgate_proto::ServiceError {
 /// Appends run events to their run's history and publishes them; reads them back.
 #[async_trait]
 pub trait ReplayLog: Send + Sync + 'static {
-    /// Appends `event` to its run's history, then publishes it (as a
-    /// [`BusMessage`]) on each of `topics`, in order, in one round trip where
-    /// the broker allows it. Either part failing is an error; the append (and
-    /// some of the publishes) may have happened even then.
+    /// Appends `event` to its run's history, then publishes its payload on each
+    /// of `topics`, in order, in one round trip where the broker allows it.
+    /// Either part failing is an error; the append (and some of the publishes)
+    /// may have happened even then.
     async fn append_and_publish(
         &self,
         topics: &[Topic],
-        event: &RunEvent,
+        event: &ReplayEvent,
     ) -> Result<(), ReplayError>;
 
-    /// The events of `run` with `seq > after_seq`, oldest first, at most `limit`
-    /// (0: the history bound).
+    /// The payloads of the events of `run` with `seq > after_seq`, oldest
+    /// first, at most `limit` (0: the history bound).
     async fn read_from(
         &self,
         run: &RunRef,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<RunEvent>, ReplayError>;
-}
-
-/// The bus payload of a run event.
-pub fn bus_payload(event: &RunEvent) -> Bytes {
-    BusMessage {
-        body: Some(bus_message::Body::RunEvent(event.clone())),
-    }
-    .encode_to_vec()
-    .into()
-}
-
-/// Decodes a bus payload holding a run event (anything else is `None`).
-pub fn decode_event(payload: &[u8]) -> Option<RunEvent> {
-    match BusMessage::decode(payload).ok()?.body? {
-        bus_message::Body::RunEvent(event) => Some(event),
-        _ => None,
-    }
-}
-
-/// The assistant text the deltas of `events` add up to, when they are complete
-/// from the start (the first delta at offset 0, no gap); `None` otherwise.
-pub fn assistant_text(events: &[RunEvent]) -> Option<String> {
-    let mut text = String::new();
-    for event in events {
-        if let Some(run_event::Kind::Assistant(delta)) = &event.kind {
-            if delta.offset != text.len() as u64 {
-                return None;
-            }
-            text.push_str(&delta.delta);
-        }
-    }
-    Some(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use clawgate_proto::pb::common::v1::AssistantDelta;
-
-    use super::*;
-
-    fn delta(seq: u64, offset: u64, text: &str) -> RunEvent {
-        RunEvent {
-            seq,
-            kind: Some(run_event::Kind::Assistant(AssistantDelta {
-                delta: text.into(),
-                offset,
-            })),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn text_is_known_only_without_gaps() {
-        assert_eq!(
-            assistant_text(&[delta(2, 0, "ab"), delta(3, 2, "c")]).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(assistant_text(&[delta(3, 2, "c")]), None);
-        assert_eq!(assistant_text(&[]).as_deref(), Some(""));
-    }
-
-    #[test]
-    fn payload_round_trips() {
-        let event = delta(1, 0, "x");
-        assert_eq!(decode_event(&bus_payload(&event)), Some(event));
-    }
+    ) -> Result<Vec<Bytes>, ReplayError>;
 }

@@ -2,30 +2,31 @@
 //! the event's `PUBLISH`.
 //!
 //! **Key.** `{prefix}:replay:{<tenant>:<user>}:<run id>` (the user's hash tag, see
-//! `redis_keys`), a Redis stream whose entry ids are `<seq>-0`, so reading "after
+//! `redis::keys`), a Redis stream whose entry ids are `<seq>-0`, so reading "after
 //! seq N" is one `XRANGE key (N+1)-0 + COUNT limit`. Each entry has one field,
-//! `e`, holding the event's bus payload (a `BusMessage`).
+//! `e`, holding the event's payload (what was published).
 //!
-//! **Per event, one round trip** on the bus's multiplexed publisher connection:
+//! **Per event, one round trip** on the process's multiplexed connection:
 //! `XADD key MAXLEN ~ N <seq>-0 e <payload>`, `PEXPIRE key retention`, then
 //! `PUBLISH channel payload` for each topic, in that order, in one pipeline. The TTL is renewed
 //! by every event, so a history disappears `retention` after its run's last event
 //! (also when its runner died and never published a terminal event).
 //!
-//! Invariants: every call is bounded by the bus's command timeout; every key has
+//! Invariants: every call is bounded by the handle's command timeout; every key has
 //! a TTL; the Redis URL is never logged (this type never sees it).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clawgate_proto::pb::common::v1::RunEvent;
+use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 
-use super::{ReplayError, ReplayLog, ReplayOptions, RunRef, bus_payload, decode_event};
+use super::{ReplayError, ReplayEvent, ReplayLog, ReplayOptions, RunRef};
 use crate::bus::Topic;
-use crate::bus::redis::{RedisBus, channel_name};
-use crate::redis_keys::user_tag;
+use crate::bus::redis::channel_name;
+use crate::redis::Redis;
+use crate::redis::keys::user_tag;
 
 /// The Redis [`ReplayLog`]. Cheap to clone.
 #[derive(Clone)]
@@ -46,13 +47,13 @@ impl std::fmt::Debug for RedisReplayLog {
 }
 
 impl RedisReplayLog {
-    /// Shares `bus`'s publisher connection, key prefix and timeouts.
-    pub fn on_bus(bus: &RedisBus, options: ReplayOptions) -> Self {
-        let (connection, command_timeout) = bus.shared_connection();
+    /// Histories on `redis`'s shared connection (the bus publishes on it too),
+    /// key prefix and command timeout.
+    pub fn new(redis: &Redis, options: ReplayOptions) -> Self {
         Self {
-            connection,
-            command_timeout,
-            key_prefix: bus.key_prefix().to_owned(),
+            connection: redis.connection(),
+            command_timeout: redis.command_timeout(),
+            key_prefix: redis.key_prefix().to_owned(),
             options,
         }
     }
@@ -84,10 +85,10 @@ impl ReplayLog for RedisReplayLog {
     async fn append_and_publish(
         &self,
         topics: &[Topic],
-        event: &RunEvent,
+        event: &ReplayEvent,
     ) -> Result<(), ReplayError> {
-        let payload = bus_payload(event);
-        let key = self.stream_key(&RunRef::of(event));
+        let payload = &event.payload;
+        let key = self.stream_key(&event.run);
         let retention_ms = u64::try_from(self.options.retention.as_millis()).unwrap_or(u64::MAX);
         let mut pipeline = redis::pipe();
         pipeline
@@ -122,7 +123,7 @@ impl ReplayLog for RedisReplayLog {
         run: &RunRef,
         after_seq: u64,
         limit: usize,
-    ) -> Result<Vec<RunEvent>, ReplayError> {
+    ) -> Result<Vec<Bytes>, ReplayError> {
         let bound = self.options.max_events_per_run.max(1);
         // `MAXLEN ~` may keep somewhat more than the bound; read those too.
         let limit = match limit {
@@ -147,7 +148,7 @@ impl ReplayLog for RedisReplayLog {
             .ids
             .iter()
             .filter_map(|entry| match entry.map.get("e") {
-                Some(redis::Value::BulkString(bytes)) => decode_event(bytes),
+                Some(redis::Value::BulkString(bytes)) => Some(Bytes::copy_from_slice(bytes)),
                 _ => None,
             })
             .collect())

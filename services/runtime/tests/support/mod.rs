@@ -1,5 +1,6 @@
 //! Helpers shared by the Redis tests of this crate: a free port, fast timeouts,
-//! and a private `redis-server` child process to kill and restart.
+//! a handle and the bus or limits on it, and a private `redis-server` child
+//! process to kill and restart.
 
 #![allow(dead_code)]
 
@@ -7,7 +8,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clawgate_runtime::bus::redis::RedisBusOptions;
+use clawgate_runtime::bus::BusError;
+use clawgate_runtime::bus::redis::RedisBus;
+use clawgate_runtime::limits::LimitError;
+use clawgate_runtime::limits::redis::RedisLimits;
+use clawgate_runtime::redis::{Redis, RedisOptions};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -16,14 +21,34 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-pub fn fast_options() -> RedisBusOptions {
-    RedisBusOptions {
+pub fn fast_options() -> RedisOptions {
+    RedisOptions {
         connect_timeout: Duration::from_millis(500),
         command_timeout: Duration::from_millis(500),
         reconnect_min_delay: Duration::from_millis(20),
         reconnect_max_delay: Duration::from_millis(200),
         heartbeat_interval: Duration::from_secs(1),
     }
+}
+
+/// Opens a handle on `url` and the bus on it; fails as the bus does.
+pub async fn connect_bus(
+    url: &str,
+    prefix: &str,
+    options: RedisOptions,
+) -> Result<RedisBus, BusError> {
+    let redis = Redis::connect_with(url, prefix, options).await?;
+    Ok(RedisBus::new(&redis))
+}
+
+/// Opens a handle on `url` and the rate limits on it; fails as the limits do.
+pub async fn connect_limits(
+    url: &str,
+    prefix: &str,
+    options: RedisOptions,
+) -> Result<RedisLimits, LimitError> {
+    let redis = Redis::connect_with(url, prefix, options).await?;
+    Ok(RedisLimits::new(&redis))
 }
 
 /// A `redis-server` child process, killed on drop.

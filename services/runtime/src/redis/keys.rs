@@ -1,4 +1,4 @@
-//! Names of the per-user Redis keys shared by run leases and the replay log.
+//! Names of the per-user Redis keys shared by leases and the replay log.
 //!
 //! Every key of one (tenant, user) carries the hash tag `{<tenant>:<user>}`, so
 //! on Redis Cluster all of a user's run keys live in one slot and a Lua script
