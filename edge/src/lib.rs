@@ -5,20 +5,29 @@
 //! calls of the runner and session services, and fans run events from the event
 //! bus out to every socket of the run's user, projected into each socket's dialect.
 //!
-//! Map of the crate:
+//! Map of the crate (dependencies point down this list's layers, never up:
+//! the dialects use the methods, the methods never a dialect's connection):
 //! - [`server`]: router, upgrade, serving and graceful shutdown;
 //! - `socket`: one socket's lifecycle (challenge, handshake, goodbye), one task
 //!   per socket; `conn`: the authenticated loop and the seam to the dialects;
+//! - `openclaw`, `goclaw`: per dialect only what is truly the dialect's:
+//!   handshake, authorization rules, how answers and errors are sent, the
+//!   projection of run and pairing events, and the connection side of
+//!   `chat.send` and `health`;
+//! - `methods`: every method, declared once per family (name, OpenClaw scope,
+//!   goclaw role, params parser for both styles, what it runs); the
+//!   advertised method list, the scope and role tables and dispatch derive
+//!   from it;
+//! - `state`: what the router and every socket share (services, config, hub,
+//!   live-socket count, a socket's facts); it knows no dialect;
 //! - `hub`: the process's one bus subscriber and per-socket inboxes;
 //! - `queue`, `out`, `writer`: byte-bounded queues, frame numbering and
 //!   backpressure, the socket's WebSocket (reads and batched writes);
-//! - `frames`, `params`, [`session_key`]: framing, params checks, session keys;
-//! - `openclaw`, `goclaw`: handshake, methods and event projection per dialect;
-//! - `notify`: pairing events and targeted disconnects for a tenant's sockets on
-//!   every edge; [`registry`]: which pod holds a device's sockets, so a message
-//!   for one device goes only to those pods' inboxes; `api_keys`, `tenants`,
-//!   `secrets`: the API key, tenant and membership, and tenant secret methods of
-//!   both dialects (clawgate extensions).
+//! - `frames`, `params`, [`session_key`], `time`: framing, params checks and
+//!   naming styles, session keys, wire times;
+//! - `notify`: typed pairing events and targeted disconnects for a tenant's
+//!   sockets on every edge; [`registry`]: which pod holds a device's sockets,
+//!   so a message for one device goes only to those pods' inboxes.
 //!
 //! Event routing: a socket that sees only its own user's runs (an operator or
 //! viewer) is on its user's topic; one that sees the whole tenant (an admin or

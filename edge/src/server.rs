@@ -1,6 +1,6 @@
 //! The HTTP side of the edge: the router (WebSocket upgrade on any path,
 //! `/healthz`, `/readyz`) and serving with graceful shutdown; the state it
-//! shares with every socket is in [`crate::state`].
+//! shares with every socket is in `state`.
 //!
 //! Invariants: an upgrade is accepted only with a slot of the client IP's pre-auth
 //! socket budget (else HTTP 503), held by the socket until its handshake ends;
