@@ -8,7 +8,7 @@
 //! - [`gateway`]: the whole gateway in this process (the embedded default);
 //! - [`cluster`]: the `clawgate` binary started as separate OS processes against
 //!   real PostgreSQL and Redis;
-//! - [`bench`]: the load harness behind the `clawgate-bench` binary.
+//! - [`bench`](mod@bench): the load harness behind the `clawgate-bench` binary.
 //!
 //! Nothing here fakes a part of clawgate.
 

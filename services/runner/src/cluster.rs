@@ -5,7 +5,7 @@
 //! [`ClusterOptions`] are given):
 //! - **renewal**: every `renew_interval` (lease / 3 by default) the leases of
 //!   every local run are extended in one round trip; a run whose lease is found
-//!   lost is aborted locally (see [`crate::registry::RedisRegistry`]);
+//!   lost is aborted locally (see `registry::RedisRegistry`);
 //! - **control topic**: the runner subscribes to `Topic::runner(<runner id>)`.
 //!   `AbortRun` for a run owned by another runner publishes a
 //!   `RunnerControl.command` (abort) on the owner's topic and waits (bounded by

@@ -22,7 +22,7 @@
 //! - every Redis round trip is bounded by a timeout; while Redis is unreachable,
 //!   `publish`, `subscribe` and `subscriber` fail with [`BusError::Unavailable`];
 //! - a subscriber's memory is bounded: the task reads from the socket only while the
-//!   deliveries queue has room (see [`ReadGate`]), so a consumer that does not drain
+//!   deliveries queue has room (see `ReadGate`), so a consumer that does not drain
 //!   pushes back into Redis, which drops the connection once its pub/sub output
 //!   buffer limit is hit; the task then reconnects and re-subscribes (messages in
 //!   between are lost, as pub/sub is at most once);
