@@ -315,7 +315,7 @@ impl Timers {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn timers_run_both_duties_on_their_own_periods() {
         let mut timers = Timers::new(Duration::from_millis(80), Duration::from_millis(50));
         let started = Instant::now();

@@ -14,8 +14,6 @@ crate::macros::service_bindings! {
     rpcs {
         /// Verifies a connect handshake; the one call made before a principal exists.
         public fn authenticate_connect(AuthenticateConnectRequest) -> AuthenticateConnectResponse;
-        authed fn issue_internal_token(IssueInternalTokenRequest) -> IssueInternalTokenResponse;
-        public fn check_token(CheckTokenRequest) -> CheckTokenResponse;
         authed fn request_pairing(RequestPairingRequest) -> PairingRequest;
         authed fn list_pairing(ListPairingRequest) -> ListPairingResponse;
         authed fn approve_pairing(ApprovePairingRequest) -> ApprovePairingResponse;

@@ -1,22 +1,7 @@
-//! Channel service contract: chat-platform accounts and outbound delivery.
+//! Channel messages: chat-platform accounts and outbound delivery.
+//!
+//! Only the messages exist so far. The service trait, client and gRPC adapter
+//! (`service_bindings!`) are generated once the channel service implements its
+//! RPCs, so nothing answers "unimplemented" meanwhile.
 
-use crate::pb::channel::v1::channel_service_client::ChannelServiceClient as GrpcClient;
-use crate::pb::channel::v1::channel_service_server::{
-    ChannelService as GrpcService, ChannelServiceServer as GrpcServer,
-};
 pub use crate::pb::channel::v1::*;
-
-crate::macros::service_bindings! {
-    name: "channel",
-    trait ChannelApi,
-    client ChannelClient,
-    adapter ChannelGrpc,
-    rpcs {
-        authed fn create_account(CreateAccountRequest) -> ChannelAccount;
-        authed fn update_account(UpdateAccountRequest) -> ChannelAccount;
-        authed fn delete_account(DeleteAccountRequest) -> DeleteAccountResponse;
-        authed fn get_account(GetAccountRequest) -> ChannelAccount;
-        authed fn list_accounts(ListAccountsRequest) -> ListAccountsResponse;
-        authed fn send(SendRequest) -> SendResponse;
-    }
-}

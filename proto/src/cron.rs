@@ -1,24 +1,7 @@
-//! Cron service contract: scheduled jobs that wake agents.
+//! Cron messages: scheduled jobs that wake agents.
+//!
+//! Only the messages exist so far. The service trait, client and gRPC adapter
+//! (`service_bindings!`) are generated once the cron service implements its
+//! RPCs, so nothing answers "unimplemented" meanwhile.
 
-use crate::pb::cron::v1::cron_service_client::CronServiceClient as GrpcClient;
-use crate::pb::cron::v1::cron_service_server::{
-    CronService as GrpcService, CronServiceServer as GrpcServer,
-};
 pub use crate::pb::cron::v1::*;
-
-crate::macros::service_bindings! {
-    name: "cron",
-    trait CronApi,
-    client CronClient,
-    adapter CronGrpc,
-    rpcs {
-        authed fn create_job(CreateJobRequest) -> CronJob;
-        authed fn update_job(UpdateJobRequest) -> CronJob;
-        authed fn delete_job(DeleteJobRequest) -> DeleteJobResponse;
-        authed fn get_job(GetJobRequest) -> CronJob;
-        authed fn list_jobs(ListJobsRequest) -> ListJobsResponse;
-        authed fn toggle_job(ToggleJobRequest) -> CronJob;
-        authed fn run_job(RunJobRequest) -> RunJobResponse;
-        authed fn list_runs(ListRunsRequest) -> ListRunsResponse;
-    }
-}

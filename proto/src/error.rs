@@ -197,13 +197,6 @@ impl ServiceError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
-    pub fn unimplemented(what: &str) -> Self {
-        Self::new(
-            ErrorCode::Unimplemented,
-            format!("{what} is not implemented"),
-        )
-    }
-
     /// An unexpected failure. `detail` is logged here and not returned to the caller.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");

@@ -4,7 +4,9 @@
 //! - the protobuf messages and gRPC stubs compiled from `proto/clawgate/**` ([`pb`]);
 //! - one async trait per service plus a client that is either local (the implementation
 //!   in this process, called directly) or gRPC, so callers never know which
-//!   ([`auth`], [`runner`], [`session`], [`cron`], [`channel`]);
+//!   ([`auth`], [`runner`], [`session`]; [`cron`] and [`channel`] have messages only
+//!   until their services land), and the one tower stack every call of a client or
+//!   server adapter runs through ([`call_layer`]);
 //! - the error model shared by every service and its single mapping to gRPC status
 //!   codes and wire error codes ([`error`]);
 //! - how a gRPC hop proves its principal: a signed call token ([`call_auth`]);
@@ -15,6 +17,7 @@
 //! both pass the same request messages, and both return the same [`ServiceError`]s.
 
 pub mod call_auth;
+pub mod call_layer;
 pub mod error;
 pub mod grpc;
 mod macros;

@@ -2,10 +2,16 @@
 //! needs, so they cannot drift apart:
 //!
 //! - the async service trait (`principal` first, then the request message);
-//! - a client enum, `Local` (the implementation in this process) or `Grpc`, that
-//!   itself implements the trait, so callers never know which they hold;
+//! - a client, local (the implementation in this process) or gRPC, that itself
+//!   implements the trait, so callers never know which they hold;
 //! - a gRPC server adapter that takes the principal from the call's verified token
 //!   (see [`crate::call_auth`]), reads the trace context and calls the trait.
+//!
+//! Every trait method is required: an RPC is implemented by its service or not
+//! declared at all, so nothing answers "unimplemented" at run time. Both the
+//! client (on either path) and the adapter run every call through their
+//! [`CallLayers`](crate::call_layer::CallLayers), the one tower stack that wraps
+//! every RPC (the per-call deadline today).
 //!
 //! The gRPC client signs a token for the principal of every call with the
 //! [`CallSigner`](crate::call_auth::CallSigner) it was built with; the adapter
@@ -41,28 +47,26 @@ macro_rules! service_bindings {
                     &self,
                     principal: &$crate::Principal,
                     request: $Req,
-                ) -> Result<$Resp, $crate::ServiceError> {
-                    let _ = (principal, request);
-                    Err($crate::ServiceError::unimplemented(concat!($name, ".", stringify!($method))))
-                }
+                ) -> Result<$Resp, $crate::ServiceError>;
             )*
         }
 
         #[doc = concat!("A handle on the ", $name, " service, in this process or over gRPC.")]
+        #[doc = ""]
+        #[doc = "Every call runs through the client's [`CallLayers`](crate::call_layer::CallLayers)."]
         #[derive(Clone)]
-        pub enum $Client {
-            Local(std::sync::Arc<dyn $Trait>),
-            /// A remote service; every call carries a token signed by the signer.
-            Grpc(
-                GrpcClient<tonic::transport::Channel>,
-                $crate::call_auth::SharedSigner,
-            ),
+        pub struct $Client {
+            route: $crate::macros::Route<dyn $Trait, GrpcClient<tonic::transport::Channel>>,
+            layers: $crate::call_layer::CallLayers,
         }
 
         impl $Client {
             /// Calls `service` directly, in this process.
             pub fn local(service: std::sync::Arc<dyn $Trait>) -> Self {
-                Self::Local(service)
+                Self {
+                    route: $crate::macros::Route::Local(service),
+                    layers: $crate::call_layer::CallLayers::default(),
+                }
             }
 
             /// Calls the service over gRPC on `channel`, signing each call's
@@ -71,7 +75,10 @@ macro_rules! service_bindings {
                 channel: tonic::transport::Channel,
                 signer: $crate::call_auth::SharedSigner,
             ) -> Self {
-                Self::Grpc(GrpcClient::new(channel), signer)
+                Self {
+                    route: $crate::macros::Route::Grpc(GrpcClient::new(channel), signer),
+                    layers: $crate::call_layer::CallLayers::default(),
+                }
             }
 
             /// Calls the service at `url` over gRPC, connecting on first use.
@@ -81,13 +88,23 @@ macro_rules! service_bindings {
             ) -> Result<Self, $crate::ServiceError> {
                 Ok(Self::grpc($crate::grpc::lazy_channel(url)?, signer))
             }
+
+            /// The same client with every call failing `UNAVAILABLE` after `timeout`.
+            pub fn with_call_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.layers = $crate::call_layer::CallLayers::with_timeout(timeout);
+                self
+            }
         }
 
         impl std::fmt::Debug for $Client {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                match self {
-                    Self::Local(_) => f.write_str(concat!(stringify!($Client), "::Local")),
-                    Self::Grpc(..) => f.write_str(concat!(stringify!($Client), "::Grpc")),
+                match self.route {
+                    $crate::macros::Route::Local(_) => {
+                        f.write_str(concat!(stringify!($Client), "::Local"))
+                    }
+                    $crate::macros::Route::Grpc(..) => {
+                        f.write_str(concat!(stringify!($Client), "::Grpc"))
+                    }
                 }
             }
         }
@@ -100,19 +117,30 @@ macro_rules! service_bindings {
                     principal: &$crate::Principal,
                     request: $Req,
                 ) -> Result<$Resp, $crate::ServiceError> {
-                    $crate::macros::service_bindings!(@check $kind, principal);
-                    match self {
-                        Self::Local(service) => service.$method(principal, request).await,
-                        Self::Grpc(client, signer) => {
-                            let request = $crate::grpc::outgoing(&**signer, principal, request)?;
-                            let mut client = client.clone();
-                            client
-                                .$method(request)
-                                .await
-                                .map(tonic::Response::into_inner)
-                                .map_err($crate::ServiceError::from)
+                    let rpc = $crate::call_layer::Rpc {
+                        service: $name,
+                        method: stringify!($method),
+                    };
+                    let call = async {
+                        $crate::macros::service_bindings!(@check $kind, principal);
+                        match &self.route {
+                            $crate::macros::Route::Local(service) => {
+                                service.$method(principal, request).await
+                            }
+                            $crate::macros::Route::Grpc(client, signer) => {
+                                let request = $crate::grpc::outgoing(&**signer, principal, request)?;
+                                let mut client = client.clone();
+                                client
+                                    .$method(request)
+                                    .await
+                                    .map(tonic::Response::into_inner)
+                                    .map_err($crate::ServiceError::from)
+                            }
                         }
-                    }
+                    };
+                    self.layers
+                        .call(rpc, $crate::call_layer::Side::Client, call)
+                        .await
                 }
             )*
         }
@@ -122,6 +150,7 @@ macro_rules! service_bindings {
         pub struct $Adapter {
             service: std::sync::Arc<dyn $Trait>,
             verifier: $crate::call_auth::SharedVerifier,
+            layers: $crate::call_layer::CallLayers,
         }
 
         impl $Adapter {
@@ -130,7 +159,17 @@ macro_rules! service_bindings {
                 service: std::sync::Arc<dyn $Trait>,
                 verifier: $crate::call_auth::SharedVerifier,
             ) -> Self {
-                Self { service, verifier }
+                Self {
+                    service,
+                    verifier,
+                    layers: $crate::call_layer::CallLayers::default(),
+                }
+            }
+
+            /// The same adapter with every call failing `UNAVAILABLE` after `timeout`.
+            pub fn with_call_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.layers = $crate::call_layer::CallLayers::with_timeout(timeout);
+                self
             }
 
             /// The tonic service to add to a server.
@@ -148,12 +187,20 @@ macro_rules! service_bindings {
                 ) -> Result<tonic::Response<$Resp>, tonic::Status> {
                     use tracing::Instrument as _;
                     let span = $crate::grpc::server_span(&request, $name, stringify!($method));
+                    let rpc = $crate::call_layer::Rpc {
+                        service: $name,
+                        method: stringify!($method),
+                    };
                     let call = async {
                         let principal = $crate::grpc::principal_of(&*self.verifier, &request)?;
                         $crate::macros::service_bindings!(@check $kind, principal);
                         self.service.$method(&principal, request.into_inner()).await
                     };
-                    let response = call.instrument(span).await?;
+                    let response = self
+                        .layers
+                        .call(rpc, $crate::call_layer::Side::Server, call)
+                        .instrument(span)
+                        .await?;
                     Ok(tonic::Response::new(response))
                 }
             )*
@@ -162,3 +209,20 @@ macro_rules! service_bindings {
 }
 
 pub(crate) use service_bindings;
+
+/// Where a generated client sends its calls.
+pub(crate) enum Route<S: ?Sized, G> {
+    /// The implementation in this process.
+    Local(std::sync::Arc<S>),
+    /// A remote service; every call carries a token signed by the signer.
+    Grpc(G, crate::call_auth::SharedSigner),
+}
+
+impl<S: ?Sized, G: Clone> Clone for Route<S, G> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Local(service) => Self::Local(service.clone()),
+            Self::Grpc(client, signer) => Self::Grpc(client.clone(), signer.clone()),
+        }
+    }
+}

@@ -1,13 +1,13 @@
 //! `Debug` for the messages that carry secrets (gateway and device tokens,
-//! passwords, API keys, internal tokens, channel credentials). The generated code
+//! passwords, API keys, tenant secrets, channel credentials). The generated code
 //! skips `Debug` for them (see `build.rs`); here every secret prints as
 //! `<redacted>` (or `None`), everything else as usual.
 
 use std::fmt;
 
 use crate::pb::auth::v1::{
-    AuthenticateConnectResponse, CheckTokenRequest, CreateApiKeyResponse, DeviceTokenInfo,
-    GoclawConnect, IssueInternalTokenResponse, OpenClawConnect, SetSecretRequest,
+    AuthenticateConnectResponse, CreateApiKeyResponse, DeviceTokenInfo, GoclawConnect,
+    OpenClawConnect, SetSecretRequest,
 };
 use crate::pb::channel::v1::{CreateAccountRequest, UpdateAccountRequest};
 
@@ -112,28 +112,11 @@ impl fmt::Debug for CreateApiKeyResponse {
     }
 }
 
-impl fmt::Debug for IssueInternalTokenResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssueInternalTokenResponse")
-            .field("token", &secret(&self.token))
-            .field("expires_at_ms", &self.expires_at_ms)
-            .finish()
-    }
-}
-
 impl fmt::Debug for SetSecretRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SetSecretRequest")
             .field("name", &self.name)
             .field("value", &secret(&self.value))
-            .finish()
-    }
-}
-
-impl fmt::Debug for CheckTokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CheckTokenRequest")
-            .field("token", &secret(&self.token))
             .finish()
     }
 }

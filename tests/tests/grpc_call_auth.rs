@@ -17,7 +17,10 @@ use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::pb::session::v1::session_service_client::SessionServiceClient;
 use clawgate_proto::principal::Dialect;
 use clawgate_proto::session::{
-    EnsureSessionRequest, GetSessionRequest, Session, SessionApi, SessionClient, SessionGrpc,
+    AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
+    GetSessionRequest, ListMessagesRequest, ListMessagesResponse, ListSessionsRequest,
+    ListSessionsResponse, PatchSessionRequest, Session, SessionApi, SessionClient, SessionGrpc,
+    TranscriptMessage,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::testing::{TestDatabase, fresh_sqlite_url};
@@ -48,6 +51,51 @@ impl SessionApi for Recording {
     ) -> Result<Session, ServiceError> {
         self.seen.lock().unwrap().push(principal.clone());
         self.inner.get_session(principal, request).await
+    }
+
+    async fn list_sessions(
+        &self,
+        principal: &Principal,
+        request: ListSessionsRequest,
+    ) -> Result<ListSessionsResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.list_sessions(principal, request).await
+    }
+
+    async fn patch_session(
+        &self,
+        principal: &Principal,
+        request: PatchSessionRequest,
+    ) -> Result<Session, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.patch_session(principal, request).await
+    }
+
+    async fn delete_session(
+        &self,
+        principal: &Principal,
+        request: DeleteSessionRequest,
+    ) -> Result<DeleteSessionResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.delete_session(principal, request).await
+    }
+
+    async fn append_message(
+        &self,
+        principal: &Principal,
+        request: AppendMessageRequest,
+    ) -> Result<TranscriptMessage, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.append_message(principal, request).await
+    }
+
+    async fn list_messages(
+        &self,
+        principal: &Principal,
+        request: ListMessagesRequest,
+    ) -> Result<ListMessagesResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.list_messages(principal, request).await
     }
 }
 

@@ -12,7 +12,7 @@
 //!   `user_id` only with the gateway token, or as the user a browser asks to
 //!   be paired as, which the approving admin sees);
 //! - a connect succeeds only into an existing, active tenant and never as a user
-//!   whose membership there was removed (see [`access`]);
+//!   whose membership there was removed (see `access`);
 //! - every RPC is scoped to the caller's tenant (an owner's being the one it
 //!   connected to); admins and owners see the whole tenant, operators only
 //!   their own devices, requests, tokens, keys and senders, and a non-admin
@@ -29,9 +29,9 @@
 //!   ([`clawgate_runtime::limits`]); a locked-out client is refused before any
 //!   credential is checked, and a limiter that cannot answer fails closed.
 //!
-//! Layout: [`openclaw`] and [`goclaw`] run the connect chains, [`access`] the
-//! tenant and membership checks, [`pairing`], [`device_tokens`], [`api_keys`],
-//! [`tenants`], [`users`] and [`secrets`] the RPCs, `store` the SQL, `convert`
+//! Layout: `openclaw` and `goclaw` run the connect chains, `access` the
+//! tenant and membership checks, `pairing`, `device_tokens`, `api_keys`,
+//! `tenants`, `users` and `secrets` the RPCs, `store` the SQL, `convert`
 //! the mapping of stored records to protobuf messages.
 
 mod access;

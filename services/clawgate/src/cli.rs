@@ -49,6 +49,8 @@ pub struct CommonArgs {
 
     /// Base URL of an OpenAI-compatible Chat Completions API
     /// (e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1).
+    // The comment is also the `--help` text, where URLs stay bare.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long, env = "CLAWGATE_MODEL_BASE_URL")]
     pub model_base_url: Option<String>,
 

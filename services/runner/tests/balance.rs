@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    GetRunRequest, RunInfo, RunnerApi, RunnerClient, RunnerGrpc, StartRunRequest, StartRunResponse,
-    StartStatus,
+    AbortRunRequest, AbortRunResponse, GetRunRequest, ReadRunEventsRequest, ReadRunEventsResponse,
+    RunInfo, RunnerApi, RunnerClient, RunnerGrpc, StartRunRequest, StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::SessionClient;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -53,6 +53,24 @@ impl RunnerApi for Counting {
     ) -> Result<RunInfo, ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.runner.get_run(principal, request).await
+    }
+
+    async fn abort_run(
+        &self,
+        principal: &Principal,
+        request: AbortRunRequest,
+    ) -> Result<AbortRunResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.abort_run(principal, request).await
+    }
+
+    async fn read_run_events(
+        &self,
+        principal: &Principal,
+        request: ReadRunEventsRequest,
+    ) -> Result<ReadRunEventsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.read_run_events(principal, request).await
     }
 }
 

@@ -306,9 +306,11 @@ async fn a_budget_of_zero_refuses_everyone(backend: Backend) {
 
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
+        // In memory the windows and lockouts run on tokio's clock, paused here:
+        // waiting them out takes no real time.
         mod memory {
             $(
-                #[tokio::test]
+                #[tokio::test(start_paused = true)]
                 async fn $test() {
                     super::$test(super::Backend::Memory).await;
                 }
@@ -381,7 +383,7 @@ async fn memory_auth_limiter_caps_tracked_keys_and_keeps_lockouts() {
     assert!(limiter.check(&locked).await.expect("check").is_locked());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_auth_limiter_sweeps_stale_keys() {
     let limiter = MemoryAuthLimiter::new(auth_config(5, 100, 60_000));
     for n in 0..50u8 {

@@ -14,7 +14,7 @@ use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::{Delivery, EventBus, SubscriptionControl, Topic};
 use clawgate_session::SessionService;
-pub use clawgate_tests::mock_model::{MockModel, Script};
+pub use clawgate_testkit::mock_model::{MockModel, Script};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
