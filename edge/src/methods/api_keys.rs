@@ -15,29 +15,29 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Job, JobFuture, Method, Request, Role, Scope, declared};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 
 pub const METHODS: &[Method] = &[
-    Method {
-        name: "api_keys.create",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "api_keys.list",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "api_keys.revoke",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
+    Method::call(
+        "api_keys.create",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "api_keys.list",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "api_keys.revoke",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
 ];
 
 /// Longest accepted `expires_in`, in seconds (ten years).
@@ -130,9 +130,7 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
 
 /// The table's parser: [`parse`] for the declared method.
 fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
-    parse(request.method, request.params, request.style)?
-        .map(job)
-        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+    declared(parse(request.method, request.params, request.style)?)
 }
 
 fn key_json(key: &ApiKey, style: Style) -> Value {

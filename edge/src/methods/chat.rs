@@ -35,18 +35,15 @@ pub const METHODS: &[Method] = &[
         goclaw: Some(Role::Operator),
         handler: Handler::ChatSend(parse_send),
     },
-    Method {
-        name: "chat.history",
-        openclaw: Some(Scope::Read),
-        goclaw: Some(Role::Viewer),
-        handler: Handler::Call(|r| parse_history(r).map(job)),
-    },
-    Method {
-        name: "chat.abort",
-        openclaw: Some(Scope::Write),
-        goclaw: Some(Role::Operator),
-        handler: Handler::Call(|r| parse_abort(r).map(job)),
-    },
+    Method::call("chat.history", Some(Scope::Read), Some(Role::Viewer), |r| {
+        parse_history(r).map(job)
+    }),
+    Method::call(
+        "chat.abort",
+        Some(Scope::Write),
+        Some(Role::Operator),
+        |r| parse_abort(r).map(job),
+    ),
 ];
 
 /// Transcript rows larger than this are replaced by a placeholder in history.

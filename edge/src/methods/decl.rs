@@ -103,6 +103,23 @@ pub struct Method {
     pub handler: Handler,
 }
 
+impl Method {
+    /// A method whose handler is a [`Handler::Call`] of `parse`.
+    pub const fn call(
+        name: &'static str,
+        openclaw: Option<Scope>,
+        goclaw: Option<Role>,
+        parse: fn(&Request<'_>) -> Result<Box<dyn Job>, ServiceError>,
+    ) -> Self {
+        Self {
+            name,
+            openclaw,
+            goclaw,
+            handler: Handler::Call(parse),
+        }
+    }
+}
+
 impl std::fmt::Debug for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Method")
@@ -174,6 +191,14 @@ pub trait Job: Send + 'static {
 /// A family's validated call as a [`Job`].
 pub fn job(call: impl Job) -> Box<dyn Job> {
     Box::new(call)
+}
+
+/// What a family parser that matches method names made of a declared
+/// method: its call as a [`Job`]; `None` (a declared method the parser does not
+/// know) is an internal error, which the registry test rules out.
+pub fn declared(call: Option<impl Job>) -> Result<Box<dyn Job>, ServiceError> {
+    call.map(job)
+        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
 }
 
 /// Calls `parse` with a request of `method` as a connection of `style` and

@@ -29,7 +29,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Map, Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Outcome, Request, Role, Scope, job};
+use super::decl::{Job, JobFuture, Method, Outcome, Request, Role, Scope, declared};
 use crate::notify::{self, Decision, Notice};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
@@ -37,31 +37,48 @@ use crate::state::EdgeState;
 /// The channel of goclaw browser senders (the default of `device.pair.revoke`).
 pub const BROWSER_CHANNEL: &str = "browser";
 
-const fn method(name: &'static str, openclaw: Option<Scope>, goclaw: Option<Role>) -> Method {
-    Method {
-        name,
-        openclaw,
-        goclaw,
-        handler: Handler::Call(parse_call),
-    }
-}
-
 pub const METHODS: &[Method] = &[
-    method("device.pair.list", Some(Scope::Pairing), Some(Role::Admin)),
-    method(
+    Method::call(
+        "device.pair.list",
+        Some(Scope::Pairing),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
         "device.pair.approve",
         Some(Scope::Pairing),
         Some(Role::Admin),
+        parse_call,
     ),
-    method("device.pair.reject", Some(Scope::Pairing), None),
-    method("device.pair.remove", Some(Scope::Pairing), None),
-    method("device.token.rotate", Some(Scope::Pairing), None),
-    method("device.token.revoke", Some(Scope::Pairing), None),
-    method("device.pair.request", None, Some(Role::Operator)),
-    method("device.pair.deny", None, Some(Role::Admin)),
-    method("device.pair.revoke", None, Some(Role::Admin)),
+    Method::call("device.pair.reject", Some(Scope::Pairing), None, parse_call),
+    Method::call("device.pair.remove", Some(Scope::Pairing), None, parse_call),
+    Method::call(
+        "device.token.rotate",
+        Some(Scope::Pairing),
+        None,
+        parse_call,
+    ),
+    Method::call(
+        "device.token.revoke",
+        Some(Scope::Pairing),
+        None,
+        parse_call,
+    ),
+    Method::call(
+        "device.pair.request",
+        None,
+        Some(Role::Operator),
+        parse_call,
+    ),
+    Method::call("device.pair.deny", None, Some(Role::Admin), parse_call),
+    Method::call("device.pair.revoke", None, Some(Role::Admin), parse_call),
     // Public: a goclaw browser polls it while its pairing is pending.
-    method("browser.pairing.status", None, Some(Role::Viewer)),
+    Method::call(
+        "browser.pairing.status",
+        None,
+        Some(Role::Viewer),
+        parse_call,
+    ),
 ];
 
 /// A validated pairing call.
@@ -110,8 +127,7 @@ fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
         Style::Camel => parse_openclaw(request),
         Style::Snake => parse_goclaw(request),
     }?;
-    call.map(job)
-        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+    declared(call)
 }
 
 fn parse_openclaw(request: &Request<'_>) -> Result<Option<Call>, ServiceError> {

@@ -29,18 +29,13 @@ use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Scope, job};
+use super::decl::{Job, JobFuture, Method, Request, Scope, job};
 use crate::openclaw::projection::{Projector, RunKey};
 use crate::params::Style;
 use crate::state::EdgeState;
 
 /// `chat.replay` is OpenClaw's only: it answers OpenClaw `agent` payloads.
-pub const METHODS: &[Method] = &[Method {
-    name: "chat.replay",
-    openclaw: Some(Scope::Read),
-    goclaw: None,
-    handler: Handler::Call(parse),
-}];
+pub const METHODS: &[Method] = &[Method::call("chat.replay", Some(Scope::Read), None, parse)];
 
 /// Events read from a run's history at most per call.
 pub const MAX_EVENTS: u32 = 2_000;

@@ -22,7 +22,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Job, JobFuture, Method, Request, Role, Scope, declared};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 
@@ -33,24 +33,24 @@ const MAX_VALUE_CHARS: usize = 64 * 1024;
 
 /// Every method of this family is for admins.
 pub const METHODS: &[Method] = &[
-    Method {
-        name: "secrets.set",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "secrets.list",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "secrets.delete",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
+    Method::call(
+        "secrets.set",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "secrets.list",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "secrets.delete",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
 ];
 
 /// A validated call.
@@ -112,9 +112,7 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
 
 /// The table's parser: [`parse`] for the declared method.
 fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
-    parse(request.method, request.params, request.style)?
-        .map(job)
-        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+    declared(parse(request.method, request.params, request.style)?)
 }
 
 /// A secret as both dialects show it: never its value.

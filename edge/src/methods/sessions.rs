@@ -13,18 +13,18 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Job, JobFuture, Method, Request, Role, Scope, job};
 use crate::params::Style;
 use crate::session_key;
 use crate::state::EdgeState;
 use crate::time::rfc3339;
 
-pub const METHODS: &[Method] = &[Method {
-    name: "sessions.list",
-    openclaw: Some(Scope::Read),
-    goclaw: Some(Role::Viewer),
-    handler: Handler::Call(parse_list),
-}];
+pub const METHODS: &[Method] = &[Method::call(
+    "sessions.list",
+    Some(Scope::Read),
+    Some(Role::Viewer),
+    parse_list,
+)];
 
 /// A validated call of this family.
 #[derive(Debug, Clone, PartialEq)]

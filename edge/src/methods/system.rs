@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use clawgate_proto::session::{ListSessionsRequest, SessionApi};
+use clawgate_proto::session::{ListSessionsRequest, ListSessionsResponse, SessionApi};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
@@ -32,12 +32,12 @@ pub const METHODS: &[Method] = &[
         goclaw: Some(Role::Viewer),
         handler: Handler::Health,
     },
-    Method {
-        name: "status",
-        openclaw: Some(Scope::Read),
-        goclaw: Some(Role::Viewer),
-        handler: Handler::Call(parse_status),
-    },
+    Method::call(
+        "status",
+        Some(Scope::Read),
+        Some(Role::Viewer),
+        parse_status,
+    ),
 ];
 
 /// A validated call of this family.
@@ -122,17 +122,26 @@ pub async fn run(
     }
 }
 
-async fn openclaw_status(state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
+/// The caller's `limit` most recent sessions (of every agent) and their total.
+async fn recent_sessions(
+    state: &EdgeState,
+    principal: &Principal,
+    limit: u32,
+) -> Result<ListSessionsResponse, ServiceError> {
     let request = ListSessionsRequest {
-        limit: 10,
+        limit,
         offset: 0,
         agent_id: String::new(),
     };
-    let sessions = state
+    state
         .services
         .session
         .list_sessions(principal, request)
-        .await?;
+        .await
+}
+
+async fn openclaw_status(state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
+    let sessions = recent_sessions(state, principal, 10).await?;
     let recent: Vec<Value> = sessions
         .sessions
         .iter()
@@ -155,16 +164,7 @@ async fn openclaw_status(state: &EdgeState, principal: &Principal) -> Result<Val
 }
 
 async fn goclaw_status(state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
-    let request = ListSessionsRequest {
-        limit: 1,
-        offset: 0,
-        agent_id: String::new(),
-    };
-    let sessions = state
-        .services
-        .session
-        .list_sessions(principal, request)
-        .await?;
+    let sessions = recent_sessions(state, principal, 1).await?;
     let topic = crate::hub::run_topic(principal);
     Ok(json!({
         "agents": [{ "id": state.config.default_agent_id, "model": "", "isRunning": false }],

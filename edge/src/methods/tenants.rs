@@ -26,7 +26,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Outcome, Request, Role, Scope, job};
+use super::decl::{Job, JobFuture, Method, Outcome, Request, Role, Scope, declared};
 use crate::notify;
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
@@ -44,48 +44,48 @@ const ROLES: [&str; 3] = ["admin", "operator", "viewer"];
 /// member (read only), the others for admins; the auth service narrows what
 /// each caller sees and narrows tenant changes to owners.
 pub const METHODS: &[Method] = &[
-    Method {
-        name: "tenants.list",
-        openclaw: Some(Scope::Read),
-        goclaw: Some(Role::Viewer),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.get",
-        openclaw: Some(Scope::Read),
-        goclaw: Some(Role::Viewer),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.create",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.update",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.users.list",
-        openclaw: Some(Scope::Read),
-        goclaw: Some(Role::Viewer),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.users.add",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
-    Method {
-        name: "tenants.users.remove",
-        openclaw: Some(Scope::Admin),
-        goclaw: Some(Role::Admin),
-        handler: Handler::Call(parse_call),
-    },
+    Method::call(
+        "tenants.list",
+        Some(Scope::Read),
+        Some(Role::Viewer),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.get",
+        Some(Scope::Read),
+        Some(Role::Viewer),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.create",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.update",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.users.list",
+        Some(Scope::Read),
+        Some(Role::Viewer),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.users.add",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
+    Method::call(
+        "tenants.users.remove",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_call,
+    ),
 ];
 
 /// A validated call.
@@ -314,9 +314,7 @@ pub fn parse(method: &str, params: &Value, style: Style) -> Result<Option<Call>,
 
 /// The table's parser: [`parse`] for the declared method.
 fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
-    parse(request.method, request.params, request.style)?
-        .map(job)
-        .ok_or_else(|| ServiceError::internal("method declared without a parser"))
+    declared(parse(request.method, request.params, request.style)?)
 }
 
 /// A tenant as both dialects show it.
