@@ -16,10 +16,10 @@ use clawgate_auth::{AuthConfig, AuthService, GatewayToken};
 use clawgate_runtime::db::{Backend, Database};
 use clawgate_session::SessionService;
 
-use crate::cli::MigrateArgs;
+use crate::cli::{MigrateArgs, Service};
 
 /// The services that keep data, in migration order.
-pub const STORING_SERVICES: [&str; 2] = ["session", "auth"];
+pub const STORING_SERVICES: [Service; 2] = [Service::Session, Service::Auth];
 
 /// The database URL a storing service uses: PostgreSQL URLs are shared (each
 /// service has its own schema); a SQLite URL names one file per service
@@ -49,18 +49,19 @@ pub fn database_url_for(url: &str, service: &str) -> String {
 }
 
 /// The schema (PostgreSQL) of a storing service.
-fn schema_of(service: &str) -> anyhow::Result<&'static str> {
+fn schema_of(service: Service) -> anyhow::Result<&'static str> {
     match service {
-        "session" => Ok(clawgate_session::SCHEMA),
-        "auth" => Ok(clawgate_auth::SCHEMA),
-        other => anyhow::bail!("{other} keeps no data"),
+        Service::Session => Ok(clawgate_session::SCHEMA),
+        Service::Auth => Ok(clawgate_auth::SCHEMA),
+        Service::Edge | Service::Runner => anyhow::bail!("{service} keeps no data"),
     }
 }
 
 /// Connects `service`'s pool on `url` (the shared URL, made specific here) and
 /// warns when its role bypasses row-level security.
-pub async fn open(url: &str, service: &str) -> anyhow::Result<Database> {
-    let db = Database::connect(&database_url_for(url, service), schema_of(service)?)
+pub async fn open(url: &str, service: Service) -> anyhow::Result<Database> {
+    let url = database_url_for(url, service.name());
+    let db = Database::connect(&url, schema_of(service)?)
         .await
         .with_context(|| format!("cannot connect the {service} database"))?;
     db.warn_if_bypassing_rls().await;
@@ -68,10 +69,10 @@ pub async fn open(url: &str, service: &str) -> anyhow::Result<Database> {
 }
 
 /// Runs `service`'s migrations on `db`.
-async fn migrate_service(db: &Database, service: &str) -> anyhow::Result<()> {
+async fn migrate_service(db: &Database, service: Service) -> anyhow::Result<()> {
     match service {
-        "session" => SessionService::from_database(db.clone()).migrate().await?,
-        "auth" => {
+        Service::Session => SessionService::from_database(db.clone()).migrate().await?,
+        Service::Auth => {
             // Migrations need no settings: an empty configuration will do.
             let config = AuthConfig {
                 gateway_token: GatewayToken::new(""),
@@ -85,7 +86,7 @@ async fn migrate_service(db: &Database, service: &str) -> anyhow::Result<()> {
                 .migrate()
                 .await?;
         }
-        other => anyhow::bail!("{other} keeps no data"),
+        Service::Edge | Service::Runner => anyhow::bail!("{service} keeps no data"),
     }
     Ok(())
 }
@@ -95,19 +96,19 @@ async fn migrate_service(db: &Database, service: &str) -> anyhow::Result<()> {
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let app_role = args.app_role.as_deref().filter(|role| !role.is_empty());
     for service in STORING_SERVICES {
-        let url = database_url_for(&args.database_url, service);
+        let url = database_url_for(&args.database_url, service.name());
         let db = Database::connect(&url, schema_of(service)?)
             .await
             .with_context(|| format!("cannot connect the {service} database"))?;
         migrate_service(&db, service).await?;
-        tracing::info!(service, "migrations applied");
+        tracing::info!(service = service.name(), "migrations applied");
         if let Some(role) = app_role
             && db.backend() == Backend::Postgres
         {
             db.grant_to_app_role(role)
                 .await
                 .with_context(|| format!("cannot grant {role} its rights on {service}"))?;
-            tracing::info!(service, role, "application role granted");
+            tracing::info!(service = service.name(), role, "application role granted");
         }
         db.close().await;
     }

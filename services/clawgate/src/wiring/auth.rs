@@ -62,7 +62,7 @@ async fn here(cx: &Context<'_>) -> anyhow::Result<Wired<AuthClient>> {
         .database_url
         .as_deref()
         .context("the auth service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-    let db = database::open(url, "auth").await?;
+    let db = database::open(url, Service::Auth).await?;
     let dependencies = vec![Dependency::Database(db.clone())];
     let service = AuthService::from_database(db, config);
     if plan.migrate {

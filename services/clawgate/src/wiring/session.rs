@@ -37,7 +37,7 @@ async fn here(cx: &Context<'_>) -> anyhow::Result<Wired<SessionClient>> {
         .database_url
         .as_deref()
         .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
-    let db = database::open(url, "session").await?;
+    let db = database::open(url, Service::Session).await?;
     let retention_days = plan.common.session_retention_days;
     let mut service = SessionService::from_database(db.clone());
     if retention_days > 0 {
