@@ -99,3 +99,44 @@ async fn up_creates_a_token_prints_it_and_accepts_a_connect_quickly() -> anyhow:
     child.kill().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn up_keeps_serving_when_its_standard_output_is_closed() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let listen = free_addr()?;
+    let mut child = Command::new(clawgate_binary()?)
+        .args(["up", "--data-dir"])
+        .arg(data.path())
+        .args(["--listen", &listen.to_string()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    // Nobody reads the banner: the pipe is closed before the gateway writes it.
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut client = loop {
+        match WsClient::connect(&format!("ws://{listen}/")).await {
+            Ok(client) => break client,
+            Err(err) if Instant::now() < deadline => {
+                assert!(
+                    child.try_wait()?.is_none(),
+                    "clawgate up exited before serving: {err:#}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    let token = std::fs::read_to_string(data.path().join("gateway-token"))?;
+    let hello = client.openclaw_handshake(token.trim()).await?;
+    assert_eq!(hello["type"], "hello-ok");
+    assert!(
+        child.try_wait()?.is_none(),
+        "still running after the banner"
+    );
+    child.kill().await?;
+    Ok(())
+}

@@ -158,6 +158,20 @@ pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
     })
 }
 
+/// Prints the start-up banner to standard output. A closed or broken standard
+/// output (the reader went away) is no reason for the gateway to stop:
+/// write errors are ignored (`println!` would panic on them).
+fn print_banner(lines: &[String]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}
+
 /// `clawgate up`.
 pub async fn up(
     args: UpArgs,
@@ -166,20 +180,24 @@ pub async fn up(
     let embedded = prepare(args).await?;
     let wired = wire(&embedded.plan).await?;
     let addr = embedded.listener.local_addr()?;
-    println!("clawgate is listening on ws://{addr}");
+    let mut banner = vec![format!("clawgate is listening on ws://{addr}")];
     if embedded.token_created {
-        println!(
+        banner.push(format!(
             "gateway token (created now, kept in the data directory): {}",
             embedded.token.expose()
-        );
+        ));
     } else {
-        println!("gateway token: the one in the data directory (file {TOKEN_FILE})");
+        banner.push(format!(
+            "gateway token: the one in the data directory (file {TOKEN_FILE})"
+        ));
     }
     if embedded.plan.common.model_base_url.is_none() {
-        println!(
+        banner.push(
             "no model provider configured yet: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)"
+                .to_owned(),
         );
     }
+    print_banner(&banner);
     run_wired(wired, Some(embedded.listener), None, shutdown).await
 }
 

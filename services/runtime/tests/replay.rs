@@ -222,7 +222,7 @@ suite!(
     publishes_on_every_topic_once,
 );
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_histories_expire_and_the_number_of_runs_is_bounded() {
     let (log, _bus) = memory_log(ReplayOptions {
         max_events_per_run: 10,

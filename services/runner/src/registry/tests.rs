@@ -268,7 +268,7 @@ async fn redis_delete_lease(prefix: &str, tenant: &str, user: &str, session: &st
 // Memory only
 // ---------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn finished_runs_expire_and_are_bounded() {
     let registry = MemoryRegistry::new(Duration::from_millis(20), 10, 2);
     for run in ["a", "b", "c"] {

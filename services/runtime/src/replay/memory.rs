@@ -7,10 +7,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::{ReplayError, ReplayEvent, ReplayLog, ReplayOptions, RunRef};
 use crate::bus::{BusError, EventBus, Topic};
