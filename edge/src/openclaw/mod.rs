@@ -52,6 +52,11 @@ const MAX_UNAUTHORIZED_STREAK: u32 = 10;
 /// backfill is given up (the run's deltas then stop until its terminal event).
 const MAX_BACKFILL_HELD: usize = 256;
 
+/// The refusal of a `connect` after the handshake.
+fn second_connect() -> ServiceError {
+    ServiceError::invalid("connect is only valid as the first request")
+}
+
 /// What a validated request runs.
 enum Work {
     /// A run to start: its events wait until the ack is queued.
@@ -175,9 +180,10 @@ impl Conn {
             return;
         }
         self.unauthorized_streak = 0;
+        // The handshake is not offered after it (so it needs admin, as any
+        // method OpenClaw is not offered); an admin learns why.
         if request.method == "connect" {
-            let err = ServiceError::invalid("connect is only valid as the first request");
-            Self::respond(cx, &request.id, &Reply::err(&err));
+            Self::respond(cx, &request.id, &Reply::err(&second_connect()));
             return;
         }
         let Some(method) = methods::find(&request.method).filter(|m| m.openclaw.is_some()) else {
@@ -193,7 +199,11 @@ impl Conn {
             config: &cx.state.config,
         };
         let work = match method.handler {
-            Handler::Connect | Handler::Health => {
+            Handler::Connect => {
+                Self::respond(cx, &request.id, &Reply::err(&second_connect()));
+                return;
+            }
+            Handler::Health => {
                 let payload = system::openclaw_health(cx.state);
                 Self::respond(cx, &request.id, &Reply::ok(payload));
                 return;
