@@ -6,8 +6,6 @@
 //! key appears once, in the `create` answer, and nowhere else (not in `list`, not
 //! in logs); goclaw answers use snake_case, OpenClaw ones camelCase.
 
-use std::sync::Arc;
-
 use clawgate_proto::auth::{
     ApiKey, AuthApi, AuthClient, CreateApiKeyRequest, ListApiKeysRequest, RevokeApiKeyRequest,
 };
@@ -15,7 +13,7 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Job, JobFuture, Method, Request, Role, Scope, declared};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, declared};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 
@@ -153,18 +151,11 @@ fn key_json(key: &ApiKey, style: Style) -> Value {
     Value::Object(map)
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move {
-            run(*self, &state.services.auth, &principal, style)
-                .await
-                .into()
-        })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, &state.services.auth, principal, style)
+            .await
+            .into()
     }
 }
 

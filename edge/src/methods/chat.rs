@@ -13,15 +13,13 @@
 //! system-provenance fields need `operator.admin`; attachments and media are
 //! refused with a clear error.
 
-use std::sync::Arc;
-
 use clawgate_proto::principal::SCOPE_ADMIN;
 use clawgate_proto::runner::{AbortRunRequest, GetRunRequest, RunnerApi, StartRunRequest};
 use clawgate_proto::session::{ListMessagesRequest, MessageStatus, SessionApi};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Handler, Method, Outcome, Request, Role, Runs, Scope, job};
 use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
 use crate::params::Style;
 use crate::session_key;
@@ -251,14 +249,9 @@ fn parse_abort(request: &Request<'_>) -> Result<Call, ServiceError> {
     })
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move { run(*self, &state, &principal, style).await.into() })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, state, principal, style).await.into()
     }
 }
 

@@ -188,6 +188,28 @@ pub trait Job: Send + 'static {
     -> JobFuture;
 }
 
+/// A family's validated call: how it runs. Every such call is a [`Job`].
+pub trait Runs: Send + Sized + 'static {
+    /// Runs the call for a connection of `style`.
+    fn execute(
+        self,
+        state: &EdgeState,
+        principal: &Principal,
+        style: Style,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+impl<C: Runs> Job for C {
+    fn run(
+        self: Box<Self>,
+        state: Arc<EdgeState>,
+        principal: Principal,
+        style: Style,
+    ) -> JobFuture {
+        Box::pin(async move { self.execute(&state, &principal, style).await })
+    }
+}
+
 /// A family's validated call as a [`Job`].
 pub fn job(call: impl Job) -> Box<dyn Job> {
     Box::new(call)

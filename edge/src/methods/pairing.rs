@@ -19,8 +19,6 @@
 //! devices, goclaw ones codes and senders. Token secrets appear only in a
 //! rotate answer the auth service filled in for the device itself.
 
-use std::sync::Arc;
-
 use clawgate_proto::auth::{
     ApprovePairingRequest, AuthApi, DeviceTokenInfo, ListPairingRequest, PairedDevice,
     PairingRequest, PairingStatusRequest, RejectPairingRequest, RemoveDeviceRequest,
@@ -29,7 +27,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Map, Value, json};
 
-use super::decl::{Job, JobFuture, Method, Outcome, Request, Role, Scope, declared};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, declared};
 use crate::notify::{self, Decision, Notice};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
@@ -338,14 +336,9 @@ fn paired_sender(device: &PairedDevice) -> Value {
     })
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move { run(*self, &state, &principal, style).await })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, state, principal, style).await
     }
 }
 

@@ -20,7 +20,6 @@
 //! ([`READ_TIMEOUT`]); a failing read is `UNAVAILABLE` for `chat.replay` and only
 //! leaves the connection without the earlier text for a backfill.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::pb::common::v1::RunEvent;
@@ -29,7 +28,7 @@ use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::decl::{Job, JobFuture, Method, Request, Scope, job};
+use super::decl::{Job, Method, Outcome, Request, Runs, Scope, job};
 use crate::openclaw::projection::{Projector, RunKey};
 use crate::params::Style;
 use crate::state::EdgeState;
@@ -72,9 +71,9 @@ fn parse(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
     }))
 }
 
-impl Job for ReplayCall {
-    fn run(self: Box<Self>, state: Arc<EdgeState>, principal: Principal, _: Style) -> JobFuture {
-        Box::pin(async move { chat_replay(&state, &principal, *self).await.into() })
+impl Runs for ReplayCall {
+    async fn execute(self, state: &EdgeState, principal: &Principal, _: Style) -> Outcome {
+        chat_replay(state, principal, self).await.into()
     }
 }
 

@@ -12,8 +12,6 @@
 //! `Debug` prints it as `<redacted>`, and the edge never logs request params;
 //! OpenClaw params are closed objects, goclaw ones lenient.
 
-use std::sync::Arc;
-
 use std::fmt;
 
 use clawgate_proto::auth::{
@@ -22,7 +20,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Job, JobFuture, Method, Request, Role, Scope, declared};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, declared};
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 
@@ -126,18 +124,11 @@ pub fn secret_json(secret: &SecretInfo, style: Style) -> Value {
     Value::Object(style.object(fields))
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move {
-            run(*self, &state.services.auth, &principal, style)
-                .await
-                .into()
-        })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, &state.services.auth, principal, style)
+            .await
+            .into()
     }
 }
 

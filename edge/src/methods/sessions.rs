@@ -6,14 +6,12 @@
 //! sessions}`), goclaw's `{sessions, total, limit, offset}`. Admins list every
 //! user's sessions of their tenant, so each entry names its user.
 
-use std::sync::Arc;
-
 use clawgate_proto::session::{ListSessionsRequest, SessionApi};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, job};
 use crate::params::Style;
 use crate::session_key;
 use crate::state::EdgeState;
@@ -99,14 +97,9 @@ fn parse_list(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
     Ok(job(call))
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move { run(*self, &state, &principal, style).await.into() })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, state, principal, style).await.into()
     }
 }
 

@@ -7,14 +7,12 @@
 //! sessions (OpenClaw: the ten most recent; goclaw: their count and the
 //! sockets of its run topic on this edge).
 
-use std::sync::Arc;
-
 use clawgate_proto::session::{ListSessionsRequest, ListSessionsResponse, SessionApi};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, JobFuture, Method, Request, Role, Scope, job};
+use super::decl::{Handler, Job, Method, Outcome, Request, Role, Runs, Scope, job};
 use crate::params::Style;
 use crate::state::EdgeState;
 use crate::time::rfc3339;
@@ -96,14 +94,9 @@ pub fn goclaw_health(
     })
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move { run(*self, &state, &principal, style).await.into() })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, state, principal, style).await.into()
     }
 }
 

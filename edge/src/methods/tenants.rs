@@ -17,8 +17,6 @@
 //! [`crate::notify::disconnect_user`]), after the answer is queued; disabling a
 //! tenant closes every socket of that tenant the same way ("tenant disabled").
 
-use std::sync::Arc;
-
 use clawgate_proto::auth::{
     AuthApi, AuthClient, CreateTenantRequest, GetTenantRequest, ListTenantsRequest,
     ListUsersRequest, PutUserRequest, RemoveUserRequest, Tenant, UpdateTenantRequest, User,
@@ -26,7 +24,7 @@ use clawgate_proto::auth::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Job, JobFuture, Method, Outcome, Request, Role, Scope, declared};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, declared};
 use crate::notify;
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
@@ -341,14 +339,9 @@ pub fn user_json(user: &User, style: Style) -> Value {
     ]))
 }
 
-impl Job for Call {
-    fn run(
-        self: Box<Self>,
-        state: Arc<EdgeState>,
-        principal: Principal,
-        style: Style,
-    ) -> JobFuture {
-        Box::pin(async move { run(*self, &state.services.auth, &principal, style).await })
+impl Runs for Call {
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, &state.services.auth, principal, style).await
     }
 }
 
