@@ -32,14 +32,7 @@ pub struct Closed {
 
 impl WsClient {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
-        Ok(Self {
-            stream,
-            next_id: 0,
-            backlog: Default::default(),
-        })
+        Self::connect_with_headers(url, &[]).await
     }
 
     /// Connects with extra HTTP headers on the upgrade request (e.g. proxy headers).
