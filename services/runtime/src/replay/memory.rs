@@ -6,6 +6,7 @@
 //! recently appended first) when more than `max_runs` runs are remembered.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -19,6 +20,9 @@ struct History {
     /// (seq, payload), oldest first.
     events: VecDeque<(u64, Bytes)>,
     touched: Instant,
+    /// Order of the latest append among all runs: tells apart appends that
+    /// land at the same instant (a coarse or paused clock).
+    order: u64,
 }
 
 /// The in-process [`ReplayLog`]. Cheap to clone.
@@ -27,6 +31,7 @@ pub struct MemoryReplayLog {
     bus: Arc<dyn EventBus>,
     options: ReplayOptions,
     runs: Arc<Mutex<HashMap<RunRef, History>>>,
+    appends: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for MemoryReplayLog {
@@ -44,6 +49,7 @@ impl MemoryReplayLog {
             bus,
             options,
             runs: Arc::new(Mutex::new(HashMap::new())),
+            appends: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -62,7 +68,7 @@ impl MemoryReplayLog {
         while runs.len() > keep {
             let oldest = runs
                 .iter()
-                .min_by_key(|(_, history)| history.touched)
+                .min_by_key(|(_, history)| (history.touched, history.order))
                 .map(|(run, _)| run.clone());
             match oldest {
                 Some(run) => runs.remove(&run),
@@ -73,6 +79,7 @@ impl MemoryReplayLog {
 
     fn append(&self, event: &ReplayEvent) {
         let now = Instant::now();
+        let order = self.appends.fetch_add(1, Ordering::Relaxed);
         let run = event.run.clone();
         let max_events = self.options.max_events_per_run.max(1);
         let mut runs = self.lock();
@@ -83,8 +90,10 @@ impl MemoryReplayLog {
         let history = runs.entry(run).or_insert_with(|| History {
             events: VecDeque::new(),
             touched: now,
+            order,
         });
         history.touched = now;
+        history.order = order;
         history.events.push_back((event.seq, event.payload.clone()));
         while history.events.len() > max_events {
             history.events.pop_front();
