@@ -28,6 +28,7 @@ use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
 use crate::queue::{ByteQueue, Popped};
 use crate::state::EdgeState;
+use crate::version::Protocol;
 use crate::writer::{Io, Read, Wire, read_text};
 
 /// A handshake that succeeded: who connected and what to answer.
@@ -43,6 +44,11 @@ pub struct Accepted {
     /// goclaw: the (sender id, channel) the connection authenticated as, so a
     /// revocation of that sender can close it.
     pub paired_sender: Option<(String, String)>,
+    /// OpenClaw: the protocol version negotiated (goclaw: always v3).
+    pub protocol: Protocol,
+    /// OpenClaw: the client runs as a one-shot command (`cli`, `backend` or
+    /// `probe` mode), not a UI that stays.
+    pub ephemeral: bool,
 }
 
 impl Accepted {
@@ -52,7 +58,19 @@ impl Accepted {
             reply,
             pending_until_ms: None,
             paired_sender: None,
+            protocol: Protocol::V3,
+            ephemeral: false,
         }
+    }
+
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    pub fn with_ephemeral(mut self, ephemeral: bool) -> Self {
+        self.ephemeral = ephemeral;
+        self
     }
 }
 

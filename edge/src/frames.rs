@@ -7,6 +7,8 @@
 //! never fails: payloads are `serde_json::Value`s.
 
 use clawgate_proto::ServiceError;
+
+use crate::version::Protocol;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -163,6 +165,14 @@ impl ErrorShape {
     /// The error in OpenClaw's code set.
     pub fn openclaw(err: &ServiceError) -> Self {
         Self::from_service(err, err.code.openclaw_code())
+    }
+
+    /// The error in the OpenClaw code set of `protocol`.
+    pub fn openclaw_in(err: &ServiceError, protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::V3 => Self::openclaw(err),
+            Protocol::V4 => Self::from_service(err, err.code.openclaw_v4_code()),
+        }
     }
 
     /// The error in goclaw's code set. A refusal whose details name goclaw's

@@ -54,6 +54,7 @@ pub mod session_key;
 mod socket;
 mod state;
 mod time;
+mod version;
 mod writer;
 
 pub use config::EdgeConfig;

@@ -3,9 +3,10 @@
 //! [`crate::writer::Wire`] of the same task takes frames from it.
 //!
 //! Invariants:
-//! - frame `seq` counts broadcast events of this connection from 1; a droppable
-//!   event skipped for backpressure still takes its number, so the client sees
-//!   the gap (OpenClaw §8.2);
+//! - frame `seq` counts broadcast events of this connection from 1 (and, for an
+//!   OpenClaw v4 connection, targeted events too, in the same counter); a
+//!   droppable event skipped for backpressure still takes its number, so the
+//!   client sees the gap (OpenClaw §8.2);
 //! - the backlog is the bytes of frames queued and not yet taken by the writer;
 //!   an event is admitted while the backlog is within the bound
 //!   (`socket_queue_bytes`), so the backlog never exceeds the bound by more than
@@ -88,6 +89,8 @@ pub struct Out {
     closing: bool,
     /// Whether broadcast events carry a `seq` (OpenClaw yes, goclaw no).
     numbered: bool,
+    /// Whether targeted events carry one too (OpenClaw v4).
+    number_targeted: bool,
 }
 
 impl Out {
@@ -100,7 +103,13 @@ impl Out {
             seq: 0,
             closing: false,
             numbered: true,
+            number_targeted: false,
         }
+    }
+
+    /// Numbers targeted events too, in the same counter (OpenClaw v4).
+    pub fn set_number_targeted(&mut self, number_targeted: bool) {
+        self.number_targeted = number_targeted;
     }
 
     /// Stops numbering broadcast events (goclaw never sets `seq`).
@@ -130,6 +139,10 @@ impl Out {
             return;
         }
         let seq = match out.delivery {
+            Delivery::Targeted if self.numbered && self.number_targeted => {
+                self.seq += 1;
+                Some(self.seq)
+            }
             Delivery::Targeted => None,
             Delivery::Broadcast | Delivery::Droppable if self.numbered => {
                 self.seq += 1;
@@ -251,6 +264,40 @@ mod tests {
             .collect();
         assert_eq!(seqs, vec![None, Some(1), None, Some(2)]);
         assert_eq!(out.backlog(), 0);
+    }
+
+    fn seqs(out: &mut Out) -> Vec<Option<u64>> {
+        drain(out)
+            .iter()
+            .map(|frame| match frame {
+                Outbound::Text(text) => serde_json::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("seq").and_then(Value::as_u64)),
+                Outbound::Close(..) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn v4_numbers_targeted_events_in_the_same_counter() {
+        let mut out = Out::new(1 << 20);
+        out.set_number_targeted(true);
+        out.unnumbered("connect.challenge", &json!({}));
+        out.event(EventOut::broadcast("tick", json!({})));
+        out.event(EventOut::targeted("sessions.changed", json!({})));
+        out.event(EventOut::droppable("chat", json!({})));
+        out.event(EventOut::targeted("session.message", json!({})));
+        assert_eq!(
+            seqs(&mut out),
+            vec![None, Some(1), Some(2), Some(3), Some(4)]
+        );
+        // goclaw numbers nothing, whatever the targeted setting.
+        let mut quiet = Out::new(1 << 20);
+        quiet.set_numbered(false);
+        quiet.set_number_targeted(true);
+        quiet.event(EventOut::targeted("agent", json!({})));
+        quiet.event(EventOut::broadcast("tick", json!({})));
+        assert_eq!(seqs(&mut quiet), vec![None, None]);
     }
 
     #[test]

@@ -123,6 +123,18 @@ impl<'a> Obj<'a> {
         Ok(value)
     }
 
+    /// An optional string with at most `max` characters.
+    pub fn opt_str_len(&self, key: &str, max: usize) -> Result<Option<&'a str>, String> {
+        let value = self.opt_str(key)?;
+        if value.is_some_and(|v| v.chars().count() > max) {
+            return Err(format!(
+                "at {}: must NOT have more than {max} characters",
+                self.child(key)
+            ));
+        }
+        Ok(value)
+    }
+
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
         match self.get(key) {
             None => Ok(None),

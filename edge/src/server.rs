@@ -230,6 +230,7 @@ async fn upgrade(
         remote_addr: addr.map(|a| a.to_string()).unwrap_or_default(),
         is_local: addr.is_some_and(|a| a.ip().to_canonical().is_loopback())
             && !has_proxy_headers(&headers),
+        has_origin: headers.contains_key(axum::http::header::ORIGIN),
     };
     let permit = match addr {
         Some(addr) => match state.services.socket_budget.acquire(addr.ip()).await {

@@ -45,6 +45,7 @@ use crate::hub;
 use crate::out::Out;
 use crate::registry::DeviceEntry;
 use crate::state::{Peer, SocketGuard, SocketInfo};
+use crate::version::Protocol;
 use crate::writer::{Io, Read, Wire, read_text};
 use crate::{goclaw, openclaw};
 
@@ -226,6 +227,8 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         reply,
         pending_until_ms,
         paired_sender,
+        protocol,
+        ephemeral,
     } = accepted;
     principal.connection_id = info.conn_id.clone();
     if principal.dialect == Dialect::Unspecified as i32 {
@@ -294,7 +297,9 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
         Connected::Goclaw(Box::new(Session { conn, registration }))
     } else {
-        let conn = openclaw::Conn::new(principal, info, &request.params);
+        // v4 numbers every event, targeted ones too (v3 left those without).
+        out.set_number_targeted(protocol == Protocol::V4);
+        let conn = openclaw::Conn::new(principal, info, &request.params, protocol, ephemeral);
         Connected::OpenClaw(Box::new(Session { conn, registration }))
     })
 }

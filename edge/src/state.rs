@@ -29,6 +29,8 @@ pub struct Peer {
     pub remote_addr: String,
     /// Loopback without proxy headers.
     pub is_local: bool,
+    /// The upgrade request carried an `Origin` header (a browser).
+    pub has_origin: bool,
 }
 
 /// Facts about a socket that handshakes need.

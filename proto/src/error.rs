@@ -122,6 +122,15 @@ impl ErrorCode {
         }
     }
 
+    /// Wire code of OpenClaw protocol v4: v3's, except that a refusal for
+    /// want of permission is `FORBIDDEN` (v4 added the code).
+    pub fn openclaw_v4_code(self) -> &'static str {
+        match self {
+            Self::Forbidden => "FORBIDDEN",
+            other => other.openclaw_code(),
+        }
+    }
+
     /// Wire code of the goclaw dialect.
     pub fn goclaw_code(self) -> &'static str {
         match self {

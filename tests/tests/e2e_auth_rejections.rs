@@ -369,19 +369,40 @@ async fn reject_v1_payload() -> anyhow::Result<()> {
     .await
 }
 
-/// `maxProtocol < 3 || minProtocol > 3` ⇒ `protocol mismatch`, close 1002; a
-/// range that includes 3 connects at 3.
+/// A range that meets neither 3 nor 4 ⇒ `protocol mismatch` in the shape of
+/// the version asked for (v4: `details.code: "PROTOCOL_MISMATCH"` and the
+/// client's range; older: `expectedProtocol: 3` only), close 1002; a range
+/// that includes 3 or 4 connects at the highest of them.
 #[tokio::test]
 async fn reject_protocol_mismatch() -> anyhow::Result<()> {
     let gw = gateway().await?;
-    for (min, max) in [(4, 4), (1, 2)] {
+    for (min, max) in [(5, 6), (1, 2)] {
         let identity = DeviceIdentity::generate();
         let spec = operator(&["operator.read"], &gw.gateway_token).with_protocol(min, max);
         let (mut ws, res) = send_connect(&gw.ws_url, |nonce| spec.params(&identity, nonce)).await?;
         assert_eq!(res["ok"], false, "{min}..{max}: {res}");
         assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
         assert_eq!(res["error"]["message"], "protocol mismatch", "{res}");
-        assert_eq!(res["error"]["details"]["expectedProtocol"], 3, "{res}");
+        let details = &res["error"]["details"];
+        if max >= 4 {
+            assert_eq!(
+                details,
+                &serde_json::json!({
+                    "code": "PROTOCOL_MISMATCH",
+                    "clientMinProtocol": min,
+                    "clientMaxProtocol": max,
+                    "expectedProtocol": 4,
+                    "minimumProbeProtocol": 3,
+                }),
+                "{res}"
+            );
+        } else {
+            assert_eq!(
+                details,
+                &serde_json::json!({ "expectedProtocol": 3 }),
+                "{res}"
+            );
+        }
         let closed = ws.expect_close().await?;
         assert_eq!(
             (closed.code, closed.reason.as_str()),
@@ -395,8 +416,11 @@ async fn reject_protocol_mismatch() -> anyhow::Result<()> {
         .0
         .close()
         .await;
-    let (_ws, hello) = connect_ok(&gw.ws_url, &identity, &spec.with_protocol(3, 4)).await?;
-    assert_eq!(hello["protocol"], 3);
+    for ((min, max), expected) in [((3, 4), 4), ((4, 4), 4), ((3, 3), 3)] {
+        let (_ws, hello) =
+            connect_ok(&gw.ws_url, &identity, &spec.clone().with_protocol(min, max)).await?;
+        assert_eq!(hello["protocol"], expected, "{min}..{max}");
+    }
     Ok(())
 }
 

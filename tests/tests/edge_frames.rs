@@ -106,12 +106,13 @@ async fn edge_openclaw_connect_refusals() -> anyhow::Result<()> {
     // Protocol mismatch closes 1002 with the expected protocol.
     let mut c = open(&gw.ws_url).await?;
     let mut params = openclaw_params(&token, RW);
-    params["minProtocol"] = json!(4);
+    params["minProtocol"] = json!(5);
     params["maxProtocol"] = json!(5);
     let res = c.request("connect", params).await?;
     assert_eq!(res["error"]["code"], "INVALID_REQUEST");
     assert_eq!(res["error"]["message"], "protocol mismatch");
-    assert_eq!(res["error"]["details"]["expectedProtocol"], 3);
+    assert_eq!(res["error"]["details"]["expectedProtocol"], 4);
+    assert_eq!(res["error"]["details"]["code"], "PROTOCOL_MISMATCH");
     assert_eq!(c.expect_close().await?, closed(1002, "protocol mismatch"));
 
     // Wrong and missing token: unauthorized, with the detail code, close 1008.

@@ -19,7 +19,7 @@ use clawgate_proto::session::{ListMessagesRequest, MessageStatus, SessionApi};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Method, Outcome, Request, Role, Runs, Scope, job};
+use super::decl::{Handler, Method, Outcome, Request, Role, Runs, Scope, Versions, job};
 use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
 use crate::params::Style;
 use crate::session_key;
@@ -32,6 +32,7 @@ pub const METHODS: &[Method] = &[
         openclaw: Some(Scope::Write),
         goclaw: Some(Role::Operator),
         handler: Handler::ChatSend(parse_send),
+        versions: Versions::ALL,
     },
     Method::call("chat.history", Some(Scope::Read), Some(Role::Viewer), |r| {
         parse_history(r).map(job)

@@ -18,6 +18,7 @@ use crate::config::EdgeConfig;
 use crate::notify::Notice;
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
+use crate::version::Protocol;
 
 /// The OpenClaw scope a method needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +102,28 @@ pub struct Method {
     /// The lowest goclaw role that may call it; `None`: not offered to goclaw.
     pub goclaw: Option<Role>,
     pub handler: Handler,
+    /// The OpenClaw protocol versions that offer it (v4 dropped some v3
+    /// methods and added many).
+    pub versions: Versions,
+}
+
+/// A range of OpenClaw protocol versions, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Versions {
+    pub first: Protocol,
+    pub last: Protocol,
+}
+
+impl Versions {
+    /// Every version this edge speaks.
+    pub const ALL: Versions = Versions {
+        first: Protocol::OLDEST,
+        last: Protocol::NEWEST,
+    };
+
+    pub fn includes(self, protocol: Protocol) -> bool {
+        self.first <= protocol && protocol <= self.last
+    }
 }
 
 impl Method {
@@ -116,7 +139,25 @@ impl Method {
             openclaw,
             goclaw,
             handler: Handler::Call(parse),
+            versions: Versions::ALL,
         }
+    }
+
+    /// The same method, offered to OpenClaw from protocol v4 on.
+    pub const fn since_v4(mut self) -> Self {
+        self.versions.first = Protocol::V4;
+        self
+    }
+
+    /// The same method, offered to OpenClaw up to protocol v3 (v4 dropped it).
+    pub const fn until_v3(mut self) -> Self {
+        self.versions.last = Protocol::V3;
+        self
+    }
+
+    /// Whether an OpenClaw connection of `protocol` is offered it.
+    pub fn offered_to(&self, protocol: Protocol) -> bool {
+        self.openclaw.is_some() && self.versions.includes(protocol)
     }
 }
 

@@ -38,6 +38,8 @@ use std::sync::LazyLock;
 
 pub use decl::{Handler, Job, Method, Request, Role, Scope};
 
+use crate::version::Protocol;
+
 /// Every family's table, in the order OpenClaw advertises them.
 pub const FAMILIES: [&[Method]; 8] = [
     system::METHODS,
@@ -63,22 +65,32 @@ pub fn find(name: &str) -> Option<&'static Method> {
     BY_NAME.get(name).copied()
 }
 
-/// The methods OpenClaw connections may call after the handshake, as
-/// `hello-ok.features.methods` lists them.
-pub fn openclaw_methods() -> &'static [&'static str] {
-    static METHODS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+/// The methods OpenClaw connections of `protocol` may call after the
+/// handshake, as their `hello-ok.features.methods` lists them.
+pub fn openclaw_methods(protocol: Protocol) -> &'static [&'static str] {
+    fn offered(protocol: Protocol) -> Vec<&'static str> {
         all()
-            .filter(|m| m.openclaw.is_some() && !matches!(m.handler, Handler::Connect))
+            .filter(|m| m.offered_to(protocol) && !matches!(m.handler, Handler::Connect))
             .map(|m| m.name)
             .collect()
-    });
-    &METHODS
+    }
+    static V3: LazyLock<Vec<&'static str>> = LazyLock::new(|| offered(Protocol::V3));
+    static V4: LazyLock<Vec<&'static str>> = LazyLock::new(|| offered(Protocol::V4));
+    match protocol {
+        Protocol::V3 => &V3,
+        Protocol::V4 => &V4,
+    }
 }
 
-/// The scope an OpenClaw connection needs for `name`; `None` when OpenClaw
-/// does not offer it.
-pub fn openclaw_scope(name: &str) -> Option<Scope> {
-    find(name).and_then(|m| m.openclaw)
+/// The method `name` as an OpenClaw connection of `protocol` is offered it.
+pub fn find_openclaw(name: &str, protocol: Protocol) -> Option<&'static Method> {
+    find(name).filter(|m| m.offered_to(protocol))
+}
+
+/// The scope an OpenClaw connection of `protocol` needs for `name`; `None`
+/// when it is not offered.
+pub fn openclaw_scope(name: &str, protocol: Protocol) -> Option<Scope> {
+    find_openclaw(name, protocol).and_then(|m| m.openclaw)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::*;
 use crate::openclaw::authz;
+use crate::version::Protocol;
 
 const OPENCLAW_TABLE: &str = include_str!("../../../tests/reference/openclaw-methods.tsv");
 const GOCLAW_TABLE: &str = include_str!("../../../tests/reference/goclaw-method-roles.tsv");
@@ -56,45 +57,60 @@ fn every_method_is_declared_once_and_offered_somewhere() {
     assert!(find("no.such.method").is_none());
 }
 
+/// Methods of protocol v4 that v3 does not have (so not in the v3 reference
+/// table), with the scope the v4 reference gives them.
+const OPENCLAW_V4_ONLY: [(&str, Option<&str>); 0] = [];
+
 #[test]
 fn openclaw_scopes_are_the_reference_ones() {
     let reference = table(OPENCLAW_TABLE);
     assert!(reference.len() > 100, "the reference table was read");
-    let advertised = openclaw_methods();
-    assert!(!advertised.is_empty());
-    for method in all().filter(|m| m.openclaw.is_some()) {
-        let name = method.name;
-        assert!(advertised.contains(&name), "{name} is not advertised");
-        let scope = openclaw_scope(name).expect("offered");
-        // The table the connection enforces says the same.
-        assert_eq!(authz::required_scope(name), scope.name(), "{name}");
-        match reference.get(name) {
-            Some(expected) => {
-                let expected = match *expected {
-                    "none (any authenticated role)" => None,
-                    other => Some(other),
-                };
-                assert_eq!(scope.name(), expected, "scope of {name}");
+    for protocol in [Protocol::V3, Protocol::V4] {
+        let advertised = openclaw_methods(protocol);
+        assert!(!advertised.is_empty());
+        for method in all().filter(|m| m.offered_to(protocol)) {
+            let name = method.name;
+            assert!(advertised.contains(&name), "{name} is not advertised");
+            let scope = openclaw_scope(name, protocol).expect("offered");
+            // The table the connection enforces says the same.
+            assert_eq!(
+                authz::required_scope(name, protocol),
+                scope.name(),
+                "{name}"
+            );
+            let v4_only = OPENCLAW_V4_ONLY.iter().find(|(n, _)| *n == name);
+            match (reference.get(name), v4_only) {
+                (Some(expected), _) => {
+                    let expected = match *expected {
+                        "none (any authenticated role)" => None,
+                        other => Some(other),
+                    };
+                    assert_eq!(scope.name(), expected, "scope of {name}");
+                }
+                (None, Some((_, expected))) => {
+                    assert_eq!(scope.name(), *expected, "scope of {name}");
+                    assert!(!method.offered_to(Protocol::V3), "{name} is v4 only");
+                }
+                (None, None) => assert!(
+                    OPENCLAW_EXTENSIONS.contains(&name),
+                    "{name} is neither in the reference table nor a known extension"
+                ),
             }
-            None => assert!(
-                OPENCLAW_EXTENSIONS.contains(&name),
-                "{name} is neither in the reference table nor a known extension"
-            ),
         }
-    }
-    // Nothing is advertised that is not offered, and the handshake is never.
-    for name in advertised {
-        assert!(openclaw_scope(name).is_some(), "{name}");
-    }
-    assert!(!advertised.contains(&"connect"));
-    // A method OpenClaw is not offered needs admin (default deny).
-    for method in all().filter(|m| m.openclaw.is_none()) {
-        assert_eq!(
-            authz::required_scope(method.name),
-            Some(SCOPE_ADMIN_NAME),
-            "{}",
-            method.name
-        );
+        // Nothing is advertised that is not offered, and the handshake is never.
+        for name in advertised {
+            assert!(openclaw_scope(name, protocol).is_some(), "{name}");
+        }
+        assert!(!advertised.contains(&"connect"));
+        // A method not offered needs admin (default deny).
+        for method in all().filter(|m| !m.offered_to(protocol)) {
+            assert_eq!(
+                authz::required_scope(method.name, protocol),
+                Some(SCOPE_ADMIN_NAME),
+                "{}",
+                method.name
+            );
+        }
     }
 }
 

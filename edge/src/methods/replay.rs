@@ -32,6 +32,7 @@ use super::decl::{Job, Method, Outcome, Request, Runs, Scope, job};
 use crate::openclaw::projection::{Projector, RunKey};
 use crate::params::Style;
 use crate::state::EdgeState;
+use crate::version::Protocol;
 
 /// `chat.replay` is OpenClaw's only: it answers OpenClaw `agent` payloads.
 pub const METHODS: &[Method] = &[Method::call("chat.replay", Some(Scope::Read), None, parse)];
@@ -117,7 +118,7 @@ pub async fn chat_replay(
         && (call.after_seq == 0
             || events.iter().any(|e| e.seq <= call.after_seq + 1)
             || events.is_empty());
-    let mut projector = Projector::new(true).with_own_user(&principal.user_id);
+    let mut projector = Projector::new(true, Protocol::V3).with_own_user(&principal.user_id);
     let now = Instant::now();
     let mut agent = Vec::new();
     for event in &events {

@@ -12,7 +12,7 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
-use super::decl::{Handler, Job, Method, Outcome, Request, Role, Runs, Scope, job};
+use super::decl::{Handler, Job, Method, Outcome, Request, Role, Runs, Scope, Versions, job};
 use crate::params::Style;
 use crate::state::EdgeState;
 use crate::time::rfc3339;
@@ -23,12 +23,14 @@ pub const METHODS: &[Method] = &[
         openclaw: None,
         goclaw: Some(Role::Viewer),
         handler: Handler::Connect,
+        versions: Versions::ALL,
     },
     Method {
         name: "health",
         openclaw: Some(Scope::Open),
         goclaw: Some(Role::Viewer),
         handler: Handler::Health,
+        versions: Versions::ALL,
     },
     Method::call(
         "status",

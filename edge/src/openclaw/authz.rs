@@ -13,8 +13,11 @@
 use clawgate_proto::principal::SCOPE_ADMIN;
 use clawgate_proto::{Principal, ServiceError};
 
+use serde_json::json;
+
 use crate::methods::{self, Scope};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
+use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
 pub const EVENTS: [&str; 7] = [
@@ -41,13 +44,13 @@ pub const NODE_METHODS: [&str; 7] = [
 /// Prefixes of methods reserved to admins whatever the table says (§4.3 step 5).
 const ADMIN_PREFIXES: [&str; 4] = ["config.", "exec.approvals.", "wizard.", "update."];
 
-/// The scope an operator method needs; `None` for methods open to every
-/// connection.
-pub fn required_scope(method: &str) -> Option<&'static str> {
+/// The scope an operator method needs on a connection of `protocol`; `None`
+/// for methods open to every connection.
+pub fn required_scope(method: &str, protocol: Protocol) -> Option<&'static str> {
     if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) {
         return Some(SCOPE_ADMIN);
     }
-    match methods::openclaw_scope(method) {
+    match methods::openclaw_scope(method, protocol) {
         Some(scope) => scope.name(),
         None => Some(SCOPE_ADMIN),
     }
@@ -64,18 +67,33 @@ pub fn is_role_refusal(err: &ServiceError) -> bool {
     err.message.starts_with("unauthorized role")
 }
 
-/// Whether `principal` may call `method` (§4.3). The error is `Forbidden`; its
-/// message is the OpenClaw text.
-pub fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError> {
-    if methods::openclaw_scope(method) == Some(Scope::Open) {
+/// Whether `principal` may call `method` on a connection of `protocol` (§4.3).
+/// The error is `Forbidden`; its message is the OpenClaw text, and in v4 a
+/// missing scope carries `details {code: "MISSING_SCOPE", missingScope,
+/// requiredScopes}`.
+pub fn authorize(
+    principal: &Principal,
+    method: &str,
+    protocol: Protocol,
+) -> Result<(), ServiceError> {
+    if methods::openclaw_scope(method, protocol) == Some(Scope::Open) {
         return Ok(());
     }
     let node_method = NODE_METHODS.contains(&method);
     match principal.role.as_str() {
         "node" if node_method => Ok(()),
-        "operator" if !node_method => match required_scope(method) {
+        "operator" if !node_method => match required_scope(method, protocol) {
             None => Ok(()),
-            Some(scope) => principal.require_scope(scope),
+            Some(scope) => principal
+                .require_scope(scope)
+                .map_err(|err| match protocol {
+                    Protocol::V3 => err,
+                    Protocol::V4 => err.with_details(json!({
+                        "code": "MISSING_SCOPE",
+                        "missingScope": scope,
+                        "requiredScopes": [scope],
+                    })),
+                }),
         },
         role => Err(unauthorized_role(role)),
     }
@@ -93,6 +111,10 @@ mod tests {
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             ..Default::default()
         }
+    }
+
+    fn authorize(principal: &Principal, method: &str) -> Result<(), ServiceError> {
+        super::authorize(principal, method, Protocol::V3)
     }
 
     fn message(principal: &Principal, method: &str) -> String {
@@ -126,7 +148,7 @@ mod tests {
         let writer = principal("operator", &["operator.write"]);
         assert!(authorize(&writer, "chat.history").is_ok());
         let admin = principal("operator", &["operator.admin"]);
-        for method in methods::openclaw_methods() {
+        for method in methods::openclaw_methods(Protocol::V3) {
             assert!(authorize(&admin, method).is_ok(), "{method}");
         }
         for method in ["tenants.list", "tenants.get", "tenants.users.list"] {
@@ -174,5 +196,30 @@ mod tests {
             message(&principal("", &[]), "status"),
             "unauthorized role: none"
         );
+    }
+
+    #[test]
+    fn v4_names_the_missing_scope_in_details() {
+        let reader = principal("operator", &["operator.read"]);
+        let err = super::authorize(&reader, "chat.send", Protocol::V4).unwrap_err();
+        assert_eq!(err.message, "missing scope: operator.write");
+        let details = err.details.expect("details");
+        assert_eq!(details["code"], "MISSING_SCOPE");
+        assert_eq!(details["missingScope"], "operator.write");
+        assert_eq!(details["requiredScopes"], json!(["operator.write"]));
+        let v3 = authorize(&reader, "chat.send").unwrap_err();
+        assert!(v3.details.is_none(), "v3 refusals are as before");
+        let shape = crate::frames::ErrorShape::openclaw_in(
+            &super::authorize(&reader, "chat.send", Protocol::V4).unwrap_err(),
+            Protocol::V4,
+        );
+        assert_eq!(shape.code, "FORBIDDEN");
+        assert_eq!(
+            crate::frames::ErrorShape::openclaw_in(&v3, Protocol::V3).code,
+            "INVALID_REQUEST"
+        );
+        // An unknown method without admin is refused before it is looked up.
+        let err = super::authorize(&reader, "no.such.method", Protocol::V4).unwrap_err();
+        assert_eq!(err.message, "missing scope: operator.admin");
     }
 }

@@ -2,8 +2,13 @@
 //! call, and the `hello-ok` payload (§2.4).
 //!
 //! Invariants: params are a closed object with `client.id`/`client.mode` from the
-//! v3 enums and a `device` object whose five fields are all required; the
-//! protocol check runs before auth and closes 1002; every refusal is an error
+//! v4 enums (a superset of v3's; v3 clients send only v3 values) and a `device`
+//! object whose five fields are all required; the protocol check runs before
+//! auth, negotiates the connection's [`Protocol`] (the highest of `{3, 4}` in
+//! the client's range) and otherwise answers the mismatch in the shape of the
+//! version the client asked for (v4: `details.code: "PROTOCOL_MISMATCH"`) and
+//! closes 1002; the device-less scope and silent scope-upgrade policies are the
+//! version's, passed to the auth service as policy flags; every refusal is an error
 //! `res` followed by a close (an auth failure, `AUTH_*`, is `INVALID_REQUEST
 //! "unauthorized: …"` and 1008, lockouts included); pairing events a connect
 //! caused are published before it is answered; `hello-ok.auth.scopes` are the
@@ -20,21 +25,18 @@ use clawgate_proto::principal::normalize_scopes;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::authz::EVENTS;
+use super::hello;
 use crate::conn::{Accepted, Rejected};
 use crate::frames::{
     CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_PROTOCOL_ERROR, CLOSE_TRY_AGAIN_LATER, ErrorShape,
 };
-use crate::methods;
 use crate::notify::{self, Decision, Notice};
 use crate::params::Obj;
 use crate::state::{EdgeState, SocketInfo};
+use crate::version::Protocol;
 
-/// The protocol version this edge speaks.
-pub const PROTOCOL_VERSION: i64 = 3;
-
-/// `client.id` values of the v3 schema.
-pub const CLIENT_IDS: [&str; 13] = [
+/// `client.id` values of the v4 schema (v3's and four more).
+pub const CLIENT_IDS: [&str; 17] = [
     "webchat-ui",
     "openclaw-control-ui",
     "openclaw-tui",
@@ -48,12 +50,21 @@ pub const CLIENT_IDS: [&str; 13] = [
     "test",
     "fingerprint",
     "openclaw-probe",
+    "openclaw-browser-copilot",
+    "openclaw-linux",
+    "openclaw-watchos",
+    "openclaw-worker",
 ];
 
-/// `client.mode` values of the v3 schema.
-pub const CLIENT_MODES: [&str; 7] = ["webchat", "cli", "ui", "backend", "node", "probe", "test"];
+/// `client.mode` values of the v4 schema (v3's and `worker`).
+pub const CLIENT_MODES: [&str; 8] = [
+    "webchat", "cli", "ui", "backend", "node", "probe", "test", "worker",
+];
 
-const CONNECT_KEYS: [&str; 13] = [
+/// Client modes that run as a short-lived command, never a UI.
+const EPHEMERAL_MODES: [&str; 3] = ["cli", "backend", "probe"];
+
+const CONNECT_KEYS: [&str; 16] = [
     "minProtocol",
     "maxProtocol",
     "client",
@@ -67,8 +78,14 @@ const CONNECT_KEYS: [&str; 13] = [
     "auth",
     "locale",
     "userAgent",
+    // v4: what a worker or computer-use client offers; clawgate runs neither
+    // and uses no model catalog from clients, so they are checked for shape
+    // and not acted on.
+    "computerUse",
+    "workerRuns",
+    "modelCatalog",
 ];
-const CLIENT_KEYS: [&str; 8] = [
+const CLIENT_KEYS: [&str; 10] = [
     "id",
     "displayName",
     "version",
@@ -77,9 +94,20 @@ const CLIENT_KEYS: [&str; 8] = [
     "modelIdentifier",
     "mode",
     "instanceId",
+    "buildId",
+    "timeZone",
 ];
 const DEVICE_KEYS: [&str; 5] = ["id", "publicKey", "signature", "signedAt", "nonce"];
-const AUTH_KEYS: [&str; 4] = ["token", "bootstrapToken", "deviceToken", "password"];
+/// v4 adds two runtime tokens clawgate does not issue: a connect offering only
+/// them is a connect without credentials.
+const AUTH_KEYS: [&str; 6] = [
+    "token",
+    "bootstrapToken",
+    "deviceToken",
+    "password",
+    "approvalRuntimeToken",
+    "agentRuntimeIdentityToken",
+];
 
 /// Validated connect params.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +147,8 @@ pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
         mode: client_obj.req_enum("mode", &CLIENT_MODES)?.to_owned(),
         instance_id: owned(client_obj.opt_str("instanceId")?),
     };
+    client_obj.opt_str_len("buildId", 96)?;
+    client_obj.opt_str_len("timeZone", 64)?;
     let caps = obj.opt_str_array("caps")?.unwrap_or_default();
     obj.opt_str_array("commands")?;
     obj.opt_bool_map("permissions")?;
@@ -145,9 +175,14 @@ pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
         bootstrap_token = auth.opt_str("bootstrapToken")?.map(str::to_owned);
         device_token = auth.opt_str("deviceToken")?.map(str::to_owned);
         password = auth.opt_str("password")?.map(str::to_owned);
+        auth.opt_str("approvalRuntimeToken")?;
+        auth.opt_str("agentRuntimeIdentityToken")?;
     }
     obj.opt_str("locale")?;
     obj.opt_str("userAgent")?;
+    for key in ["computerUse", "workerRuns", "modelCatalog"] {
+        obj.opt_obj(key)?;
+    }
     Ok(ConnectParams {
         min_protocol,
         max_protocol,
@@ -161,6 +196,45 @@ pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
         device_token,
         password,
     })
+}
+
+/// The version `connect` asked for, or its refusal in that version's shape.
+fn negotiate(connect: &ConnectParams) -> Result<Protocol, Rejected> {
+    let (min, max) = (connect.min_protocol, connect.max_protocol);
+    if let Some(protocol) = Protocol::negotiate(min, max) {
+        return Ok(protocol);
+    }
+    let details = if max >= Protocol::V4.number() {
+        json!({
+            "code": "PROTOCOL_MISMATCH",
+            "clientMinProtocol": min,
+            "clientMaxProtocol": max,
+            "expectedProtocol": Protocol::NEWEST.number(),
+            "minimumProbeProtocol": Protocol::OLDEST.number(),
+        })
+    } else {
+        json!({ "expectedProtocol": Protocol::OLDEST.number() })
+    };
+    let err = ServiceError::invalid("protocol mismatch").with_details(details);
+    Err(refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"))
+}
+
+/// How the connection authenticated, as v4 `hello-ok.auth.method` names it
+/// (the auth service accepted it, so the credential presented first is the
+/// one that counted: a shared token is checked before device credentials).
+fn auth_method(connect: &ConnectParams) -> &'static str {
+    let present = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    if present(&connect.token) {
+        "token"
+    } else if present(&connect.password) {
+        "password"
+    } else if present(&connect.bootstrap_token) {
+        "bootstrap-token"
+    } else if present(&connect.device_token) {
+        "device-token"
+    } else {
+        "none"
+    }
 }
 
 fn refuse(err: &ServiceError, close_code: u16, close_reason: &str) -> Rejected {
@@ -216,11 +290,7 @@ pub async fn handshake(
         let err = ServiceError::invalid(format!("invalid connect params: {why}"));
         refuse(&err, CLOSE_POLICY, "invalid connect params")
     })?;
-    if connect.max_protocol < PROTOCOL_VERSION || connect.min_protocol > PROTOCOL_VERSION {
-        let err = ServiceError::invalid("protocol mismatch")
-            .with_details(json!({ "expectedProtocol": PROTOCOL_VERSION }));
-        return Err(refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"));
-    }
+    let protocol = negotiate(&connect)?;
     let role = connect
         .role
         .clone()
@@ -247,6 +317,10 @@ pub async fn handshake(
                 password: connect.password.clone(),
                 device: connect.device.clone(),
                 challenge_nonce: info.nonce.clone(),
+                // v4 keeps the scopes of a local `cli` without a browser
+                // Origin, and approves local scope upgrades silently.
+                keep_local_cli_scopes: protocol == Protocol::V4 && !info.peer.has_origin,
+                silent_local_scope_upgrade: protocol == Protocol::V4,
             },
         )),
     };
@@ -289,7 +363,7 @@ pub async fn handshake(
     } else {
         principal.role.clone()
     };
-    let auth = if response.device_token.is_empty() {
+    let mut auth = if response.device_token.is_empty() {
         json!({ "role": role, "scopes": normalize_scopes(&principal.scopes) })
     } else {
         let token_role = if response.device_token_role.is_empty() {
@@ -304,8 +378,14 @@ pub async fn handshake(
             "issuedAtMs": response.device_token_issued_at_ms,
         })
     };
-    let reply = hello_ok(state, &info.conn_id, auth);
-    Ok(Accepted::new(principal, reply))
+    if protocol == Protocol::V4 {
+        auth["method"] = json!(auth_method(&connect));
+    }
+    let ephemeral = EPHEMERAL_MODES.contains(&connect.client.mode.as_str());
+    let reply = hello::hello_ok(state, &info.conn_id, protocol, &principal, auth);
+    Ok(Accepted::new(principal, reply)
+        .with_protocol(protocol)
+        .with_ephemeral(ephemeral))
 }
 
 /// `NOT_PAIRED "pairing required: …"` with the auth service's details, closed
@@ -330,36 +410,6 @@ fn pairing_required(pending: &PairingPending) -> Rejected {
     let err = ServiceError::new(ErrorCode::NotPaired, message.clone()).with_details(details);
     let reason = format!("{message} (requestId: {})", pending.request_id);
     refuse(&err, CLOSE_POLICY, &reason)
-}
-
-/// The `hello-ok` payload.
-fn hello_ok(state: &EdgeState, conn_id: &str, auth: Value) -> Value {
-    let config = &state.config;
-    let agent = &config.default_agent_id;
-    json!({
-        "type": "hello-ok",
-        "protocol": PROTOCOL_VERSION,
-        "server": { "version": config.version, "connId": conn_id },
-        "features": { "methods": methods::openclaw_methods(), "events": EVENTS },
-        "snapshot": {
-            "presence": [],
-            "health": {},
-            "stateVersion": { "presence": 1, "health": 1 },
-            "uptimeMs": state.uptime_ms(),
-            "sessionDefaults": {
-                "defaultAgentId": agent,
-                "mainKey": config.main_key,
-                "mainSessionKey": format!("agent:{agent}:{}", config.main_key),
-                "scope": "per-sender",
-            },
-        },
-        "auth": auth,
-        "policy": {
-            "maxPayload": config.max_payload_bytes,
-            "maxBufferedBytes": config.socket_queue_bytes,
-            "tickIntervalMs": u64::try_from(config.tick_interval.as_millis()).unwrap_or(u64::MAX),
-        },
-    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
-//! The OpenClaw v3 dialect of an authenticated connection: request dispatch,
-//! event projection, keepalive `tick`, and `shutdown`.
+//! The OpenClaw dialect (protocol v3 or v4, fixed per connection at
+//! `connect`, see [`crate::version`]) of an authenticated connection: request
+//! dispatch, event projection, keepalive `tick`, and `shutdown`.
+//!
+//! What differs between the versions is decided here and in the modules below
+//! from the connection's [`Protocol`] only: which methods are offered
+//! (declared per method), error codes (v4 `FORBIDDEN` with `MISSING_SCOPE`
+//! details), `chat` event fields, numbering of targeted events.
 //!
 //! Invariants: a `chat.send` is acknowledged before any event of its run reaches
 //! the client (events of a run whose ack is pending are held, boundedly); `agent`
@@ -17,6 +23,7 @@
 
 pub mod authz;
 pub mod handshake;
+pub mod hello;
 pub mod pairing;
 pub mod projection;
 pub mod reply;
@@ -38,6 +45,7 @@ use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::params::Style;
 use crate::state::SocketInfo;
+use crate::version::Protocol;
 use projection::{Projector, RunKey};
 use reply::Reply;
 
@@ -81,6 +89,10 @@ pub enum Done {
 
 pub struct Conn {
     principal: Principal,
+    protocol: Protocol,
+    /// A one-shot command client (`cli`, `backend`, `probe` mode).
+    #[allow(dead_code)]
+    ephemeral: bool,
     sees_events: bool,
     sees_pairing: bool,
     projector: Projector,
@@ -93,7 +105,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(principal: Principal, info: &SocketInfo, connect_params: &Value) -> Self {
+    pub fn new(
+        principal: Principal,
+        info: &SocketInfo,
+        connect_params: &Value,
+        protocol: Protocol,
+        ephemeral: bool,
+    ) -> Self {
         let tool_events = connect_params
             .get("caps")
             .and_then(Value::as_array)
@@ -101,9 +119,11 @@ impl Conn {
         let sees_events = principal.role == "operator" && principal.has_scope(SCOPE_READ);
         let sees_pairing = principal.role == "operator" && principal.has_scope(SCOPE_PAIRING);
         tracing::debug!(conn_id = %info.conn_id, sees_events, tool_events, "openclaw connection");
-        let projector = Projector::new(tool_events).with_own_user(&principal.user_id);
+        let projector = Projector::new(tool_events, protocol).with_own_user(&principal.user_id);
         Self {
             principal,
+            protocol,
+            ephemeral,
             sees_events,
             sees_pairing,
             projector,
@@ -113,9 +133,9 @@ impl Conn {
         }
     }
 
-    fn respond(cx: &mut Cx<'_, Done>, id: &str, reply: &Reply) {
-        cx.out
-            .response(id, reply.payload.as_ref(), reply.error.as_ref());
+    fn respond(&self, cx: &mut Cx<'_, Done>, id: &str, reply: &Reply) {
+        let error = reply.error_shape(self.protocol);
+        cx.out.response(id, reply.payload.as_ref(), error.as_ref());
     }
 
     fn project(&mut self, event: &RunEvent, cx: &mut Cx<'_, Done>) {
@@ -169,8 +189,8 @@ impl Conn {
             tracing::info_span!("ws.request", method = %request.method, req_id = %request.id);
         let _enter = span.enter();
         tracing::debug!("request");
-        if let Err(err) = authz::authorize(&self.principal, &request.method) {
-            Self::respond(cx, &request.id, &Reply::err(&err));
+        if let Err(err) = authz::authorize(&self.principal, &request.method, self.protocol) {
+            self.respond(cx, &request.id, &Reply::err(&err));
             if authz::is_role_refusal(&err) {
                 self.unauthorized_streak += 1;
                 if self.unauthorized_streak > MAX_UNAUTHORIZED_STREAK {
@@ -183,12 +203,12 @@ impl Conn {
         // The handshake is not offered after it (so it needs admin, as any
         // method OpenClaw is not offered); an admin learns why.
         if request.method == "connect" {
-            Self::respond(cx, &request.id, &Reply::err(&second_connect()));
+            self.respond(cx, &request.id, &Reply::err(&second_connect()));
             return;
         }
-        let Some(method) = methods::find(&request.method).filter(|m| m.openclaw.is_some()) else {
+        let Some(method) = methods::find_openclaw(&request.method, self.protocol) else {
             let err = ServiceError::invalid(format!("unknown method: {}", request.method));
-            Self::respond(cx, &request.id, &Reply::err(&err));
+            self.respond(cx, &request.id, &Reply::err(&err));
             return;
         };
         let parsed = methods::Request {
@@ -200,12 +220,12 @@ impl Conn {
         };
         let work = match method.handler {
             Handler::Connect => {
-                Self::respond(cx, &request.id, &Reply::err(&second_connect()));
+                self.respond(cx, &request.id, &Reply::err(&second_connect()));
                 return;
             }
             Handler::Health => {
                 let payload = system::openclaw_health(cx.state);
-                Self::respond(cx, &request.id, &Reply::ok(payload));
+                self.respond(cx, &request.id, &Reply::ok(payload));
                 return;
             }
             Handler::ChatSend(parse) => parse(&parsed).map(Work::ChatSend),
@@ -214,7 +234,7 @@ impl Conn {
         let work = match work {
             Ok(work) => work,
             Err(err) => {
-                Self::respond(cx, &request.id, &Reply::err(&err));
+                self.respond(cx, &request.id, &Reply::err(&err));
                 return;
             }
         };
@@ -254,7 +274,7 @@ impl Conn {
                 self.held.remove(run_id);
             }
             let err = ServiceError::unavailable("too many requests in flight");
-            Self::respond(cx, &request.id, &Reply::err(&err));
+            self.respond(cx, &request.id, &Reply::err(&err));
         }
     }
 }
@@ -268,8 +288,8 @@ impl DialectConn for Conn {
             Inbound::Invalid { id, reason } => {
                 let err = ServiceError::invalid(format!("invalid request frame: {reason}"));
                 let id = id.unwrap_or_else(|| "invalid".to_owned());
-                cx.out
-                    .response(&id, None, Some(&ErrorShape::openclaw(&err)));
+                let shape = ErrorShape::openclaw_in(&err, self.protocol);
+                cx.out.response(&id, None, Some(&shape));
             }
             Inbound::Request(request) => self.request(request, cx),
         }
@@ -324,7 +344,7 @@ impl DialectConn for Conn {
                 release_run,
                 notices,
             } => {
-                Self::respond(cx, &id, &reply);
+                self.respond(cx, &id, &reply);
                 notify::publish_in_background(cx.state, notices);
                 if let Some(run_id) = release_run
                     && let Some(held) = self.held.remove(&run_id)

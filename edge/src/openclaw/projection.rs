@@ -22,6 +22,12 @@
 //!   run ids are the clients' idempotency keys, so two users of a tenant may use
 //!   the same one, and a connection that sees the whole tenant (an admin) gets
 //!   both runs;
+//! - protocol v4 (the connection's version): every `chat` delta also carries
+//!   `deltaText`, the text since the previous delta sent (or, with
+//!   `replace: true`, the whole text when the new text does not extend what was
+//!   sent), `chat` and `agent` payloads name the run's `agentId` (`agent`
+//!   ones say `isHeartbeat: false`: there are no heartbeat runs), and `final`
+//!   always carries the complete `message` when the run produced text;
 //! - an event of another user's run (only admins and owners receive those)
 //!   carries that user's id as `userId` in its `agent` and `chat` payloads (a
 //!   clawgate addition: OpenClaw session keys do not name a user); events of the
@@ -35,6 +41,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::out::EventOut;
+use crate::version::Protocol;
 
 /// Minimum spacing of `chat` deltas of one run.
 pub const DELTA_THROTTLE: Duration = Duration::from_millis(150);
@@ -68,6 +75,9 @@ struct RunState {
     text: String,
     /// Length of `text` when the last delta was sent.
     sent_len: usize,
+    /// Text already sent was taken back (a rewrite before `sent_len`) since
+    /// the last delta: the next one replaces the whole text.
+    replaced: bool,
     last_delta_at: Option<Instant>,
     /// Seq of the event that last changed `text`.
     text_seq: u64,
@@ -85,6 +95,7 @@ pub struct Projector {
     tool_events: bool,
     /// The connection's own user: events of other users' runs name theirs.
     own_user: String,
+    protocol: Protocol,
 }
 
 /// A JSON string field parsed as JSON when it is JSON, else kept as a string.
@@ -114,9 +125,10 @@ fn message(text: &str, ts: i64) -> Value {
 }
 
 impl Projector {
-    pub fn new(tool_events: bool) -> Self {
+    pub fn new(tool_events: bool, protocol: Protocol) -> Self {
         Self {
             tool_events,
+            protocol,
             ..Self::default()
         }
     }
@@ -206,6 +218,17 @@ impl Projector {
                 frame.payload["userId"] = json!(user);
             }
         }
+        if self.protocol == Protocol::V4 {
+            for frame in &mut out {
+                if !event.agent_id.is_empty() {
+                    frame.payload["agentId"] = json!(event.agent_id);
+                }
+                if frame.event == "agent" {
+                    // clawgate runs no heartbeat turns.
+                    frame.payload["isHeartbeat"] = json!(false);
+                }
+            }
+        }
         out
     }
 
@@ -237,6 +260,7 @@ impl Projector {
                 ));
             }
             run_event::Kind::Assistant(delta) => {
+                let protocol = self.protocol;
                 let run = self.run(&key);
                 if run.gapped || delta.delta.is_empty() {
                     return out;
@@ -248,7 +272,10 @@ impl Projector {
                     return out;
                 }
                 run.text.truncate(offset);
-                run.sent_len = run.sent_len.min(offset);
+                if offset < run.sent_len {
+                    run.replaced = true;
+                    run.sent_len = offset;
+                }
                 run.text.push_str(&delta.delta);
                 run.text_seq = event.seq;
                 out.push(agent(
@@ -259,9 +286,8 @@ impl Projector {
                     .last_delta_at
                     .is_none_or(|at| now.duration_since(at) >= DELTA_THROTTLE);
                 if due {
-                    out.push(chat_delta(event, run));
+                    out.push(chat_delta(event, run, protocol));
                     run.last_delta_at = Some(now);
-                    run.sent_len = run.text.len();
                 }
             }
             run_event::Kind::ToolStart(tool) => {
@@ -304,7 +330,7 @@ impl Projector {
                 if !aborted && let Some(flush) = self.flush(event) {
                     out.push(flush);
                 }
-                self.runs.remove(&key);
+                let streamed = self.runs.remove(&key).filter(|run| !run.gapped);
                 let mut chat = json!({
                     "runId": event.run_id,
                     "sessionKey": event.session_key,
@@ -316,6 +342,12 @@ impl Projector {
                 }
                 if !end.text.is_empty() {
                     chat["message"] = message(&end.text, event.ts_ms);
+                } else if let Some(run) = streamed
+                    .filter(|run| self.protocol == Protocol::V4 && !aborted && !run.text.is_empty())
+                {
+                    // v4 clients drop what they streamed when `final` has no
+                    // message: keep the text the deltas carried.
+                    chat["message"] = message(&run.text, event.ts_ms);
                 }
                 let lifecycle = if aborted {
                     json!({
@@ -371,29 +403,38 @@ impl Projector {
 
     /// The delta holding text the throttle kept back, if any.
     fn flush(&mut self, event: &RunEvent) -> Option<EventOut> {
+        let protocol = self.protocol;
         let run = self.runs.get_mut(&RunKey::of(event))?;
-        if run.gapped || run.sent_len == run.text.len() {
+        if run.gapped || (run.sent_len == run.text.len() && !run.replaced) {
             return None;
         }
-        run.sent_len = run.text.len();
         let seq = run.text_seq;
-        let mut delta = chat_delta(event, run);
+        let mut delta = chat_delta(event, run, protocol);
         delta.payload["seq"] = json!(seq);
         Some(delta)
     }
 }
 
-fn chat_delta(event: &RunEvent, run: &RunState) -> EventOut {
-    EventOut::droppable(
-        "chat",
-        json!({
-            "runId": event.run_id,
-            "sessionKey": event.session_key,
-            "seq": run.text_seq,
-            "state": "delta",
-            "message": message(&run.text, event.ts_ms),
-        }),
-    )
+/// The `chat` delta of `run`'s text; marks the text sent.
+fn chat_delta(event: &RunEvent, run: &mut RunState, protocol: Protocol) -> EventOut {
+    let mut payload = json!({
+        "runId": event.run_id,
+        "sessionKey": event.session_key,
+        "seq": run.text_seq,
+        "state": "delta",
+        "message": message(&run.text, event.ts_ms),
+    });
+    if protocol == Protocol::V4 {
+        if run.replaced {
+            payload["deltaText"] = json!(run.text);
+            payload["replace"] = json!(true);
+        } else {
+            payload["deltaText"] = json!(run.text.get(run.sent_len..).unwrap_or_default());
+        }
+    }
+    run.sent_len = run.text.len();
+    run.replaced = false;
+    EventOut::droppable("chat", payload)
 }
 
 #[cfg(test)]

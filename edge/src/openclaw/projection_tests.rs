@@ -74,7 +74,7 @@ fn s(event: &str, kind: &str, text: &str) -> (String, String, String) {
 
 #[test]
 fn deltas_are_throttled_full_text_and_flushed_before_final() {
-    let mut p = Projector::new(false);
+    let mut p = Projector::new(false, Protocol::V3);
     let t0 = Instant::now();
     let ms = |n: u64| t0 + Duration::from_millis(n);
     let mut frames = Vec::new();
@@ -125,7 +125,7 @@ fn deltas_are_throttled_full_text_and_flushed_before_final() {
 
 #[test]
 fn abort_carries_partial_text_without_a_flush() {
-    let mut p = Projector::new(false);
+    let mut p = Projector::new(false, Protocol::V3);
     let now = Instant::now();
     p.project(&assistant(1, 0, "par"), now);
     let held = p.project(&assistant(2, 3, "tial"), now);
@@ -145,7 +145,7 @@ fn abort_carries_partial_text_without_a_flush() {
 
 #[test]
 fn error_flushes_then_reports() {
-    let mut p = Projector::new(false);
+    let mut p = Projector::new(false, Protocol::V3);
     let now = Instant::now();
     p.project(&assistant(1, 0, "x"), now);
     p.project(&assistant(2, 1, "y"), now);
@@ -186,7 +186,7 @@ fn tool_start_flushes_and_tool_events_need_the_cap() {
         )
     };
     let now = Instant::now();
-    let mut plain = Projector::new(false);
+    let mut plain = Projector::new(false, Protocol::V3);
     plain.project(&assistant(1, 0, "a"), now);
     plain.project(&assistant(2, 1, "b"), now);
     assert_eq!(
@@ -194,7 +194,7 @@ fn tool_start_flushes_and_tool_events_need_the_cap() {
         vec![s("chat", "delta", "ab")]
     );
 
-    let mut with_cap = Projector::new(true);
+    let mut with_cap = Projector::new(true, Protocol::V3);
     let frames = with_cap.project(&tool(), now);
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].delivery, Delivery::Targeted);
@@ -203,7 +203,7 @@ fn tool_start_flushes_and_tool_events_need_the_cap() {
 
 #[test]
 fn a_gap_stops_deltas_but_not_the_final() {
-    let mut p = Projector::new(false);
+    let mut p = Projector::new(false, Protocol::V3);
     let now = Instant::now();
     assert!(p.project(&assistant(4, 10, "late"), now).is_empty());
     assert!(p.project(&assistant(5, 14, "r"), now).is_empty());
@@ -219,7 +219,7 @@ fn a_gap_stops_deltas_but_not_the_final() {
 
 #[test]
 fn run_state_is_bounded() {
-    let mut p = Projector::new(false);
+    let mut p = Projector::new(false, Protocol::V3);
     let now = Instant::now();
     for i in 0..(MAX_RUNS + 10) {
         let mut event = assistant(1, 0, "x");
@@ -232,7 +232,7 @@ fn run_state_is_bounded() {
 #[test]
 fn runs_of_two_users_with_one_run_id_stay_apart_and_foreign_ones_are_labelled() {
     // An admin ("u") receives its own run-1 and bob's run-1, interleaved.
-    let mut p = Projector::new(false).with_own_user("u");
+    let mut p = Projector::new(false, Protocol::V3).with_own_user("u");
     let now = Instant::now();
     let of_bob = |mut event: RunEvent| {
         event.user_id = "bob".into();
@@ -261,7 +261,78 @@ fn runs_of_two_users_with_one_run_id_stay_apart_and_foreign_ones_are_labelled() 
     );
     assert_eq!(p.live_runs(), 1, "bob's run is still tracked");
     // Without an own user (e.g. tests, replay of own runs) nothing is labelled.
-    let mut plain = Projector::new(false);
+    let mut plain = Projector::new(false, Protocol::V3);
     let frames = plain.project(&of_bob(assistant(1, 0, "x")), now);
     assert!(frames.iter().all(|f| f.payload.get("userId").is_none()));
+}
+
+#[test]
+fn v4_deltas_carry_the_text_since_the_last_delta_and_final_keeps_the_message() {
+    let mut p = Projector::new(false, Protocol::V4);
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let mut frames = Vec::new();
+    let mut agent_start = ev(
+        1,
+        run_event::Kind::Start(LifecycleStart { started_at_ms: 1 }),
+    );
+    agent_start.agent_id = "main".into();
+    frames.extend(p.project(&agent_start, ms(0)));
+    let main = |mut event: RunEvent| {
+        event.agent_id = "main".into();
+        event
+    };
+    frames.extend(p.project(&main(assistant(2, 0, "ab")), ms(0)));
+    frames.extend(p.project(&main(assistant(3, 2, "cd")), ms(40)));
+    frames.extend(p.project(&main(assistant(4, 4, "ef")), ms(200)));
+    // A rewrite of text already sent: the next delta replaces everything.
+    frames.extend(p.project(&main(assistant(5, 1, "X")), ms(400)));
+    // The runner's end carries no text: v4 `final` keeps the streamed one.
+    frames.extend(p.project(&main(end(6, RunOutcome::Completed, "")), ms(410)));
+    let chats: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f.event == "chat")
+        .map(|f| &f.payload)
+        .collect();
+    let deltas: Vec<(&str, bool)> = chats
+        .iter()
+        .filter(|c| c["state"] == "delta")
+        .map(|c| {
+            (
+                c["deltaText"].as_str().unwrap_or("<none>"),
+                c["replace"] == json!(true),
+            )
+        })
+        .collect();
+    assert_eq!(deltas, vec![("ab", false), ("cdef", false), ("aX", true)]);
+    let last = chats.last().expect("final");
+    assert_eq!(last["state"], "final");
+    assert_eq!(last["message"]["content"][0]["text"], "aX");
+    assert_eq!(
+        chats.iter().filter(|c| c["state"] == "final").count(),
+        1,
+        "exactly one terminal state"
+    );
+    assert!(
+        frames.iter().all(|f| f.payload["agentId"] == "main"),
+        "v4 payloads name the agent"
+    );
+    // v3 sends neither `deltaText` nor `agentId`, and no message on an empty end.
+    let mut v3 = Projector::new(false, Protocol::V3);
+    let mut frames = v3.project(&agent_start, ms(0));
+    frames.extend(v3.project(&main(assistant(2, 0, "ab")), ms(0)));
+    frames.extend(v3.project(&main(end(3, RunOutcome::Completed, "")), ms(10)));
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.payload.get("deltaText").is_none() && f.payload.get("agentId").is_none())
+    );
+    assert!(
+        frames
+            .last()
+            .expect("final")
+            .payload
+            .get("message")
+            .is_none()
+    );
 }

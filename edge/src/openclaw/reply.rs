@@ -1,8 +1,9 @@
 //! How an OpenClaw connection answers: [`Reply`] (a payload, an error, or
 //! both, as a failed `chat.send` has), and the `chat.send` acknowledgement.
 //!
-//! Invariant: service errors become wire codes only through
-//! `ErrorCode::openclaw_code` (via [`ErrorShape::openclaw`]).
+//! Invariant: a reply keeps the service error; it becomes a wire error only
+//! when sent, in the connection's protocol version, through
+//! `ErrorCode::openclaw_code`/`openclaw_v4_code` (via [`ErrorShape::openclaw_in`]).
 
 use clawgate_proto::runner::{RunState, RunnerApi, StartRunRequest, StartStatus};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -10,12 +11,13 @@ use serde_json::{Value, json};
 
 use crate::frames::ErrorShape;
 use crate::state::EdgeState;
+use crate::version::Protocol;
 
 /// An answer: payload, error, or both (`chat.send` of a failed run).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub payload: Option<Value>,
-    pub error: Option<ErrorShape>,
+    pub error: Option<ServiceError>,
 }
 
 impl Reply {
@@ -29,8 +31,15 @@ impl Reply {
     pub fn err(err: &ServiceError) -> Self {
         Self {
             payload: None,
-            error: Some(ErrorShape::openclaw(err)),
+            error: Some(err.clone()),
         }
+    }
+
+    /// The error as the wire of `protocol` carries it.
+    pub fn error_shape(&self, protocol: Protocol) -> Option<ErrorShape> {
+        self.error
+            .as_ref()
+            .map(|err| ErrorShape::openclaw_in(err, protocol))
     }
 
     pub fn from_result(result: Result<Value, ServiceError>) -> Self {
@@ -74,7 +83,7 @@ pub async fn chat_send(
                     payload: Some(
                         json!({ "runId": run_id, "status": "error", "summary": summary }),
                     ),
-                    error: Some(ErrorShape::openclaw(&err)),
+                    error: Some(err),
                 }
             } else {
                 Reply::ok(json!({ "runId": run_id, "status": "ok" }))

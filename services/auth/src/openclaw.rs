@@ -229,7 +229,7 @@ pub async fn connect(
                 user_bound: paired.is_some() || key.is_some(),
             };
             let (request, created) = svc.store.put_device_request(&new, now).await?;
-            if !auto_approves(svc, origin, &client, reason) {
+            if !auto_approves(svc, origin, &connect, &client, reason) {
                 tracing::info!(
                     device = %verified.device_id,
                     request = %request.request_id,
@@ -343,10 +343,17 @@ async fn deviceless(
         false,
     )
     .await?;
-    // Late v3: unbound scopes are cleared, except for the local backend client.
+    // Late v3: unbound scopes are cleared, except for the local backend client
+    // and, when the edge's policy says so (v4), the local `cli` client that
+    // presented the shared secret.
     let local_backend =
         origin.is_local && client.id == "gateway-client" && client.mode == "backend";
-    let scopes = if local_backend {
+    let local_cli = connect.keep_local_cli_scopes
+        && origin.is_local
+        && shared_ok
+        && client.id == "cli"
+        && client.mode == "cli";
+    let scopes = if local_backend || local_cli {
         connect.scopes.clone()
     } else {
         Vec::new()
@@ -394,11 +401,14 @@ async fn pairing_reason(
     Ok(None)
 }
 
-/// Silent local approval: configured, direct loopback, and never a scope upgrade;
-/// a metadata upgrade only for native app UIs.
+/// Silent local approval: configured, direct loopback; a metadata upgrade only
+/// for native app UIs; a scope upgrade only when the edge's policy allows it
+/// and the connection authenticated by shared token or nothing (never by a
+/// device or bootstrap token alone).
 fn auto_approves(
     svc: &AuthService,
     origin: &Origin,
+    connect: &OpenClawConnect,
     client: &ClientInfo,
     reason: PairingReason,
 ) -> bool {
@@ -410,7 +420,18 @@ fn auto_approves(
         PairingReason::MetadataUpgrade => {
             client.mode == "ui" && NATIVE_APP_CLIENTS.contains(&client.id.as_str())
         }
-        PairingReason::ScopeUpgrade => false,
+        PairingReason::ScopeUpgrade => {
+            let by_device_credential = connect.token.as_deref().is_none_or(str::is_empty)
+                && (connect
+                    .device_token
+                    .as_deref()
+                    .is_some_and(|t| !t.is_empty())
+                    || connect
+                        .bootstrap_token
+                        .as_deref()
+                        .is_some_and(|t| !t.is_empty()));
+            connect.silent_local_scope_upgrade && !by_device_credential
+        }
     }
 }
 
