@@ -34,6 +34,7 @@ async fn the_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
         latency_sockets: 6,
         latency_runs: 3,
         latency_tokens_per_second: 50.0,
+        handshakes: 20,
         redis_url: std::env::var("CLAWGATE_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         ..Config::default()
@@ -69,6 +70,8 @@ async fn the_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
         "edge_rss_per_idle_socket_bytes",
         "delivered_frames_per_s",
         "latency_p99_ms",
+        "handshake_token_p50_ms",
+        "handshake_device_signed_p50_ms",
     ] {
         assert!(
             report["budgets"][budget]["measured"].is_number(),
@@ -98,5 +101,28 @@ async fn the_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
     assert_eq!(latency["coalesce_ms"], 5);
     assert!(number(latency, "/delivered_frames_per_s") > 0.0);
     assert_eq!(latency["unmatched_tokens"], 0, "{latency:#}");
+    // Every variant of the handshake phase: both versions, token and signed.
+    let handshakes = report["phases"]["handshake"]
+        .as_array()
+        .expect("handshake phase");
+    let names: Vec<&str> = handshakes
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "v3_token",
+            "v4_token",
+            "v3_device_signed",
+            "v4_device_signed"
+        ],
+        "{report:#}"
+    );
+    for variant in handshakes {
+        assert_eq!(variant["failures"], 0, "{variant:#}");
+        assert_eq!(variant["latency_ms"]["samples"], 20, "{variant:#}");
+        assert!(number(variant, "/latency_ms/p50") > 0.0, "{variant:#}");
+    }
     Ok(())
 }

@@ -94,7 +94,7 @@ pub async fn connect(url: &str, token: &str, limit: Duration) -> anyhow::Result<
 /// Opens the WebSocket, retrying while the edge answers 503 (its budget of
 /// sockets per address still in the handshake is spent); the caller bounds the
 /// time.
-async fn open(url: &str) -> anyhow::Result<Ws> {
+pub(super) async fn open(url: &str) -> anyhow::Result<Ws> {
     let mut backoff = Duration::from_millis(5);
     loop {
         match tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await {
@@ -110,7 +110,7 @@ async fn open(url: &str) -> anyhow::Result<Ws> {
     }
 }
 
-async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+pub(super) async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     loop {
         match ws.next().await.context("connection ended")?? {
             Message::Text(text) => return Ok(serde_json::from_str(&text)?),

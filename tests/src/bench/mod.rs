@@ -15,12 +15,15 @@
 //! - **latency**: a lighter load (about 10,000 frames/s by default), once per
 //!   coalescing window; for each token, client receive instant − mock model emit
 //!   instant, as p50/p99/max. The runner's coalescing window is part of that
-//!   latency, so it is run with a small window (5 ms) as well as the default.
+//!   latency, so it is run with a small window (5 ms) as well as the default;
+//! - **handshake**: connect → `hello-ok` latency, one connection at a time, for
+//!   OpenClaw v3 and v4, token-only and device-signed ([`handshake`]).
 //!
 //! Everything is bounded: counts are capped by [`Config::validate`], every phase
 //! has a fixed window, every handshake and shutdown a time limit.
 
 pub mod client;
+pub mod handshake;
 pub mod phases;
 pub mod stats;
 pub mod target;
@@ -39,6 +42,9 @@ pub const BUDGET_RSS_PER_IDLE_SOCKET_BYTES: f64 = 8192.0;
 pub const BUDGET_DELIVERED_FRAMES_PER_S: f64 = 100_000.0;
 pub const BUDGET_LATENCY_P99_MS: f64 = 10.0;
 pub const BUDGET_LATENCY_AT_FRAMES_PER_S: f64 = 10_000.0;
+/// Connect → `hello-ok` p50, token-only and device-signed, in every version.
+pub const BUDGET_HANDSHAKE_TOKEN_P50_MS: f64 = 1.0;
+pub const BUDGET_HANDSHAKE_SIGNED_P50_MS: f64 = 2.0;
 
 /// Largest socket count accepted (per phase).
 pub const MAX_SOCKETS: usize = 60_000;
@@ -49,6 +55,7 @@ pub enum Mode {
     Idle,
     Throughput,
     Latency,
+    Handshake,
     All,
 }
 
@@ -58,6 +65,7 @@ impl Mode {
             Self::Idle => "idle",
             Self::Throughput => "throughput",
             Self::Latency => "latency",
+            Self::Handshake => "handshake",
             Self::All => "all",
         }
     }
@@ -114,6 +122,8 @@ pub struct Config {
     pub latency_runs: usize,
     pub latency_tokens_per_second: f64,
     pub connect_concurrency: usize,
+    /// Handshakes measured per variant (handshake phase).
+    pub handshakes: usize,
     /// Redis of a local cluster.
     pub redis_url: String,
     pub external: Option<External>,
@@ -139,6 +149,7 @@ impl Default for Config {
             latency_runs: 10,
             latency_tokens_per_second: 50.0,
             connect_concurrency: 24,
+            handshakes: 500,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             external: None,
         }
@@ -215,6 +226,10 @@ impl Config {
             (1..=4096).contains(&self.connect_concurrency),
             "--connect-concurrency must be 1..=4096"
         );
+        ensure!(
+            (1..=100_000).contains(&self.handshakes),
+            "--handshakes must be 1..=100000"
+        );
         if let Some(external) = &self.external {
             ensure!(
                 !external.urls.is_empty(),
@@ -231,6 +246,7 @@ impl Config {
             Mode::Idle => self.sockets,
             Mode::Throughput => self.stream_sockets,
             Mode::Latency => self.latency_sockets,
+            Mode::Handshake => 1,
             Mode::All => self
                 .sockets
                 .max(self.stream_sockets)
@@ -360,15 +376,47 @@ pub async fn run(config: &Config) -> anyhow::Result<Value> {
         }
     }
 
+    let mut handshakes: Option<Vec<handshake::VariantReport>> = None;
+    if config.mode.runs(Mode::Handshake) {
+        log(&format!(
+            "handshake: {} connects per variant",
+            config.handshakes
+        ));
+        let (target, _mock) = setup(config, config.coalesce_ms, config.tokens_per_second).await?;
+        let url = target.urls.first().context("no edge to connect to")?;
+        handshakes = Some(handshake::run(url, &target.token, config.handshakes).await);
+    }
+
     Ok(report(
         config,
         limit,
         load_before,
         started,
-        idle,
-        throughput,
-        latency,
+        Phases {
+            idle,
+            throughput,
+            latency,
+            handshakes,
+        },
     ))
+}
+
+/// What the phases measured.
+struct Phases {
+    idle: Option<IdleReport>,
+    throughput: Option<StreamReport>,
+    latency: Vec<StreamReport>,
+    handshakes: Option<Vec<handshake::VariantReport>>,
+}
+
+/// The worst p50 among the handshake variants that are (or are not) signed.
+fn handshake_p50(handshakes: Option<&Vec<handshake::VariantReport>>, signed: bool) -> Option<f64> {
+    let p50s: Vec<f64> = handshakes?
+        .iter()
+        .filter(|v| v.device_signed == signed)
+        .map(|v| v.latency_ms.map(|l| l.p50))
+        .collect::<Option<Vec<f64>>>()?;
+    p50s.into_iter().reduce(f64::max)
 }
 
 fn budget(limit: f64, measured: Option<f64>, at_most: bool) -> Value {
@@ -381,10 +429,16 @@ fn report(
     open_file_limit: Option<u64>,
     load_before: Option<[f64; 3]>,
     started: Instant,
-    idle: Option<IdleReport>,
-    throughput: Option<StreamReport>,
-    latency: Vec<StreamReport>,
+    phases: Phases,
 ) -> Value {
+    let Phases {
+        idle,
+        throughput,
+        latency,
+        handshakes,
+    } = phases;
+    let token_p50 = handshake_p50(handshakes.as_ref(), false);
+    let signed_p50 = handshake_p50(handshakes.as_ref(), true);
     // The headline latency is the one with the smallest coalescing window.
     let best_latency = latency
         .iter()
@@ -424,6 +478,7 @@ fn report(
             "latency_runs": config.latency_runs,
             "latency_tokens_per_second": config.latency_tokens_per_second,
             "connect_concurrency": config.connect_concurrency,
+            "handshakes": config.handshakes,
         },
         "sockets_held": idle.as_ref().map(|r| r.sockets_held),
         "edge_rss_per_idle_socket_bytes": idle.as_ref().and_then(|r| r.edge_rss_per_idle_socket_bytes),
@@ -445,11 +500,14 @@ fn report(
             ),
             "latency_p99_ms": budget(BUDGET_LATENCY_P99_MS, latency_p99, true),
             "latency_load_frames_per_s": budget(BUDGET_LATENCY_AT_FRAMES_PER_S, latency_fps, false),
+            "handshake_token_p50_ms": budget(BUDGET_HANDSHAKE_TOKEN_P50_MS, token_p50, true),
+            "handshake_device_signed_p50_ms": budget(BUDGET_HANDSHAKE_SIGNED_P50_MS, signed_p50, true),
         },
         "phases": {
             "idle": idle,
             "throughput": throughput,
             "latency": latency,
+            "handshake": handshakes,
         },
         "elapsed_s": stats::round3(started.elapsed().as_secs_f64()),
     })

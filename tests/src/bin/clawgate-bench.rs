@@ -26,6 +26,7 @@ enum ModeArg {
     Idle,
     Throughput,
     Latency,
+    Handshake,
     All,
 }
 
@@ -85,6 +86,9 @@ struct Args {
     /// sockets per address in the handshake, 32 by default; those are retried).
     #[arg(long, default_value_t = 24)]
     connect_concurrency: usize,
+    /// Handshakes measured per variant, one at a time (handshake phase).
+    #[arg(long, default_value_t = 500)]
+    handshakes: usize,
     /// Redis of the local cluster.
     #[arg(
         long,
@@ -135,6 +139,7 @@ impl Args {
                 ModeArg::Idle => Mode::Idle,
                 ModeArg::Throughput => Mode::Throughput,
                 ModeArg::Latency => Mode::Latency,
+                ModeArg::Handshake => Mode::Handshake,
                 ModeArg::All => Mode::All,
             },
             sockets: self.sockets,
@@ -153,6 +158,7 @@ impl Args {
             latency_runs: self.latency_runs,
             latency_tokens_per_second: self.latency_tokens_per_second,
             connect_concurrency: self.connect_concurrency,
+            handshakes: self.handshakes,
             redis_url: self.redis_url,
             external,
         })
