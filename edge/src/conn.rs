@@ -229,7 +229,7 @@ pub async fn authenticated<C: DialectConn>(
                         HubEvent::Pairing(event) => session.conn.on_pairing(&event, &mut cx),
                         HubEvent::Presence(event) => {
                             if let Some(seat) = &mut session.presence {
-                                seat.deliver(&event, cx.out);
+                                seat.deliver(&event, &state.presence, cx.out);
                             }
                         }
                         HubEvent::Disconnect(disconnect) => {

@@ -64,7 +64,13 @@ async fn a_client_on_one_edge_sees_the_clients_of_another() -> anyhow::Result<()
     // client keeps its scopes and is not listed itself).
     let (mut watcher, hello) = connect(
         edge_a,
-        params(&token, "gateway-client", "backend", "watcher", &["operator.admin"]),
+        params(
+            &token,
+            "gateway-client",
+            "backend",
+            "watcher",
+            &["operator.admin"],
+        ),
     )
     .await?;
     assert_eq!(hello["snapshot"]["presence"], json!([]), "{hello}");
@@ -77,7 +83,13 @@ async fn a_client_on_one_edge_sees_the_clients_of_another() -> anyhow::Result<()
         .await?;
     let (ui, hello_ui) = connect(
         edge_b,
-        params(&key, "openclaw-control-ui", "ui", "ui-on-b", &["operator.read"]),
+        params(
+            &key,
+            "openclaw-control-ui",
+            "ui",
+            "ui-on-b",
+            &["operator.read"],
+        ),
     )
     .await?;
     assert_eq!(instances(&hello_ui["snapshot"]["presence"]), ["ui-on-b"]);
@@ -98,7 +110,10 @@ async fn a_client_on_one_edge_sees_the_clients_of_another() -> anyhow::Result<()
         params(&key, "webchat-ui", "webchat", "ui-on-a", &["operator.read"]),
     )
     .await?;
-    assert_eq!(instances(&hello_ui_a["snapshot"]["presence"]), ["ui-on-a", "ui-on-b"]);
+    assert_eq!(
+        instances(&hello_ui_a["snapshot"]["presence"]),
+        ["ui-on-a", "ui-on-b"]
+    );
 
     // B's client leaves: the watcher is told, and the entry is gone.
     ui.close().await;
@@ -110,7 +125,10 @@ async fn a_client_on_one_edge_sees_the_clients_of_another() -> anyhow::Result<()
                     .is_some_and(|l| l.iter().any(|x| x["reason"] == "disconnect"))
         })
         .await?;
-    assert!(left["stateVersion"]["presence"].as_u64() > Some(version), "{left}");
+    assert!(
+        left["stateVersion"]["presence"].as_u64() > Some(version),
+        "{left}"
+    );
     let departed: Vec<&Value> = left["payload"]["presence"]
         .as_array()
         .map(|l| l.iter().filter(|x| x["reason"] == "disconnect").collect())

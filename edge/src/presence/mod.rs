@@ -25,6 +25,12 @@
 //!   version (the departed entry, with reason `disconnect`, rides along once);
 //!   every edge renders it per watcher. A watcher ignores a list older than
 //!   the last it got (versions order them).
+//! - **Snapshots**: a listed connection's snapshot is the list its
+//!   registration returned (the one round trip its connect costs here); an
+//!   unlisted watcher's is the edge's cached list of its tenant (the latest
+//!   registry reply or event this edge saw, used for [`CACHE_FRESH`], at most
+//!   [`CACHE_TENANTS`] tenants), read from the registry only when there is
+//!   none; any other connection costs nothing.
 //!
 //! Invariants: presence is best effort and never refuses a connection (a
 //! registry failure is logged and the snapshot stays empty); the tenant and
@@ -59,6 +65,18 @@ pub const ACTIVITY_EVERY: Duration = Duration::from_secs(1);
 /// The event's name.
 pub const EVENT: &str = "presence";
 
+/// How long a tenant's cached list serves snapshots of unlisted watchers.
+pub const CACHE_FRESH: Duration = REFRESH_EVERY;
+/// Most tenants whose list an edge caches.
+pub const CACHE_TENANTS: usize = 1024;
+
+/// The latest list of a tenant this edge saw (a registry reply or an event).
+#[derive(Debug, Clone)]
+struct Cached {
+    list: Arc<PresenceEvent>,
+    at: Instant,
+}
+
 /// One listed connection of this edge.
 #[derive(Debug, Clone)]
 struct Listed {
@@ -87,6 +105,7 @@ pub fn entries_of(list: &PresenceList) -> Vec<PresenceEntry> {
 pub struct EdgePresence {
     registry: Arc<dyn PresenceRegistry>,
     local: Arc<Mutex<HashMap<String, Listed>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
 }
 
 impl std::fmt::Debug for EdgePresence {
@@ -109,6 +128,7 @@ impl EdgePresence {
         let presence = Self {
             registry,
             local: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::new(Mutex::new(HashMap::new())),
         };
         let weak = Arc::downgrade(&presence.local);
         let registry = presence.registry.clone();
@@ -146,6 +166,61 @@ impl EdgePresence {
 
     pub fn registry(&self) -> &Arc<dyn PresenceRegistry> {
         &self.registry
+    }
+
+    /// Keeps `list` as its tenant's latest unless a newer one is cached.
+    fn remember(&self, list: &Arc<PresenceEvent>) {
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        if let Some(cached) = cache.get_mut(&list.tenant_id) {
+            if cached.list.version <= list.version {
+                *cached = Cached {
+                    list: list.clone(),
+                    at: now,
+                };
+            }
+            return;
+        }
+        if cache.len() >= CACHE_TENANTS {
+            cache.retain(|_, cached| now.duration_since(cached.at) < CACHE_FRESH);
+            if cache.len() >= CACHE_TENANTS {
+                return;
+            }
+        }
+        let cached = Cached {
+            list: list.clone(),
+            at: now,
+        };
+        cache.insert(list.tenant_id.clone(), cached);
+    }
+
+    /// The tenant's cached list, if recent enough.
+    fn cached(&self, tenant_id: &str) -> Option<Arc<PresenceEvent>> {
+        lock(&self.cache)
+            .get(tenant_id)
+            .filter(|cached| cached.at.elapsed() < CACHE_FRESH)
+            .map(|cached| cached.list.clone())
+    }
+
+    /// The tenant's list: from the cache when fresh, else read (and cached).
+    async fn current(&self, tenant_id: &str) -> Result<Arc<PresenceEvent>, ServiceError> {
+        if let Some(list) = self.cached(tenant_id) {
+            return Ok(list);
+        }
+        let list = self.registry.list(tenant_id).await?;
+        Ok(self.remember_list(tenant_id, &list))
+    }
+
+    /// A registry reply as the tenant's latest list (cached).
+    fn remember_list(&self, tenant_id: &str, list: &PresenceList) -> Arc<PresenceEvent> {
+        let event = Arc::new(PresenceEvent {
+            tenant_id: tenant_id.to_owned(),
+            version: list.version,
+            entries: entries_of(list),
+            departed: None,
+        });
+        self.remember(&event);
+        event
     }
 
     /// Lists a connection; returns its tenant's list after it.
@@ -224,8 +299,9 @@ pub fn watches(principal: &Principal) -> bool {
 
 /// Lists an OpenClaw connection that just completed its handshake (unless
 /// its mode is not listed) and reads what its `hello-ok` shows: one registry
-/// round trip for a listed or watching connection (the registration returns
-/// the list), none for any other.
+/// round trip for a listed connection (the registration returns the list);
+/// for an unlisted watcher one only when this edge has no list of its tenant
+/// younger than [`CACHE_FRESH`]; none for any other.
 pub async fn open(
     state: &EdgeState,
     principal: &Principal,
@@ -239,10 +315,14 @@ pub async fn open(
         return Opened::default();
     }
     let tenant_id = &principal.tenant_id;
+    let presence = &state.presence;
     let read = if listed {
-        state.presence.add(tenant_id, entry).await
+        presence
+            .add(tenant_id, entry)
+            .await
+            .map(|list| presence.remember_list(tenant_id, &list))
     } else {
-        state.presence.registry().list(tenant_id).await
+        presence.current(tenant_id).await
     };
     let list = match read {
         Ok(list) => Some(list),
@@ -251,21 +331,14 @@ pub async fn open(
             None
         }
     };
-    let entries = list.as_ref().map(entries_of).unwrap_or_default();
     let version = list.as_ref().map(|list| list.version);
     let sees_tenant = principal.sees_tenant();
-    let snapshot = if watches {
-        entry::render_visible(&entries, &principal.user_id, sees_tenant)
-    } else {
-        Vec::new()
+    let snapshot = match (&list, watches) {
+        (Some(list), true) => entry::render_visible(&list.entries, &principal.user_id, sees_tenant),
+        _ => Vec::new(),
     };
     let event = match (&list, listed) {
-        (Some(list), true) => Some(PresenceEvent {
-            tenant_id: tenant_id.clone(),
-            version: list.version,
-            entries,
-            departed: None,
-        }),
+        (Some(list), true) => Some(PresenceEvent::clone(list)),
         _ => None,
     };
     Opened {
@@ -334,8 +407,9 @@ impl Seat {
     }
 
     /// Sends `event` to the connection if it watches and may see it; a list
-    /// older than the last one sent is ignored.
-    pub fn deliver(&mut self, event: &PresenceEvent, out: &mut Out) {
+    /// older than the last one sent is ignored. The edge's cache keeps it.
+    pub fn deliver(&mut self, event: &Arc<PresenceEvent>, presence: &EdgePresence, out: &mut Out) {
+        presence.remember(event);
         if !self.watches || event.tenant_id != self.tenant_id || event.version < self.last_version {
             return;
         }
@@ -372,7 +446,7 @@ impl Seat {
                     return;
                 }
             };
-            let entries = entries_of(&list);
+            let entries = presence.remember_list(&tenant_id, &list).entries.clone();
             // Taken over by a later connection of the same key: not gone.
             let departed = entries.iter().all(|e| e.key != departed.key).then(|| {
                 departed.reason = entry::DISCONNECT.to_owned();
@@ -389,3 +463,6 @@ impl Seat {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
