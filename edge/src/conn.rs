@@ -10,7 +10,7 @@
 //! buffer only while results wait; the loop writes what it can before every wait,
 //! so a busy input never starves the client's writes; it ends when the client
 //! leaves, the socket starts closing or the write side ends, and then always
-//! leaves the hub.
+//! leaves the hub and presence.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorShape};
 use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
+use crate::presence::Seat;
 use crate::queue::{ByteQueue, Popped};
 use crate::state::EdgeState;
 use crate::version::Protocol;
@@ -190,6 +191,8 @@ pub trait DialectConn: Send + 'static {
 pub struct Session<C> {
     pub conn: C,
     pub registration: Registration,
+    /// Its part in presence (OpenClaw connections that are listed or watch).
+    pub presence: Option<Seat>,
 }
 
 /// The authenticated loop: until the client leaves, the socket closes, or the
@@ -228,7 +231,12 @@ pub async fn authenticated<C: DialectConn>(
                 session.conn.on_shutdown(&mut cx);
                 cx.out.close(CLOSE_SERVICE_RESTART, "service restart");
             }
-            Input::Read(Read::Text(text)) => session.conn.on_text(&text, &mut cx),
+            Input::Read(Read::Text(text)) => {
+                if let Some(seat) = &mut session.presence {
+                    seat.touch(state);
+                }
+                session.conn.on_text(&text, &mut cx);
+            }
             Input::Read(Read::Skip) => {}
             Input::Read(Read::TooBig) => cx.out.close_now(CLOSE_TOO_BIG, "payload too large"),
             Input::Read(Read::End) => break,
@@ -237,6 +245,11 @@ pub async fn authenticated<C: DialectConn>(
                     match event {
                         HubEvent::Run(event) => session.conn.on_event(event, &mut cx),
                         HubEvent::Pairing(event) => session.conn.on_pairing(&event, &mut cx),
+                        HubEvent::Presence(event) => {
+                            if let Some(seat) = &mut session.presence {
+                                seat.deliver(&event, &state.presence, cx.out);
+                            }
+                        }
                         HubEvent::Disconnect(disconnect) => {
                             if session.conn.is_target(&disconnect) {
                                 tracing::info!(
@@ -264,7 +277,14 @@ pub async fn authenticated<C: DialectConn>(
             break;
         }
     }
-    let Session { registration, .. } = *session;
+    let Session {
+        registration,
+        presence,
+        ..
+    } = *session;
+    if let Some(seat) = presence {
+        seat.close(state);
+    }
     registration.release().await;
 }
 

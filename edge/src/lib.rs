@@ -47,6 +47,7 @@ mod notify;
 mod openclaw;
 mod out;
 mod params;
+mod presence;
 mod queue;
 pub mod registry;
 pub mod server;

@@ -49,6 +49,8 @@ pub struct EventOut {
     pub event: &'static str,
     pub payload: Value,
     pub delivery: Delivery,
+    /// The frame's `stateVersion` (`presence` and `health` events only).
+    pub state_version: Option<Value>,
 }
 
 impl EventOut {
@@ -57,6 +59,7 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Broadcast,
+            state_version: None,
         }
     }
 
@@ -65,6 +68,7 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Droppable,
+            state_version: None,
         }
     }
 
@@ -73,7 +77,14 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Targeted,
+            state_version: None,
         }
+    }
+
+    /// The same event with a frame `stateVersion`.
+    pub fn with_state_version(mut self, state_version: Value) -> Self {
+        self.state_version = Some(state_version);
+        self
     }
 }
 
@@ -154,7 +165,8 @@ impl Out {
             tracing::debug!(event = out.event, ?seq, "dropped for a slow consumer");
             return;
         }
-        let text = frames::encode_event(out.event, &out.payload, seq);
+        let text =
+            frames::encode_event_with(out.event, &out.payload, seq, out.state_version.as_ref());
         self.push(text, self.limit);
     }
 

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::hub::Hub;
+use crate::presence::EdgePresence;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;
 use crate::state::{EdgeServices, EdgeState, Peer, SocketTracker};
@@ -84,6 +85,7 @@ impl Edge {
             }
             None => None,
         };
+        let services_presence = services.presence.clone();
         let state = Arc::new(EdgeState {
             config,
             services,
@@ -93,6 +95,7 @@ impl Edge {
             started: Instant::now(),
             bus_ok: AtomicBool::new(true),
             devices,
+            presence: EdgePresence::start(services_presence),
         });
         tokio::spawn(probe_bus(Arc::downgrade(&state)));
         Ok(Edge { state })

@@ -43,6 +43,7 @@ use crate::frames::{
 };
 use crate::hub;
 use crate::out::Out;
+use crate::presence;
 use crate::registry::DeviceEntry;
 use crate::state::{Peer, SocketGuard, SocketInfo};
 use crate::version::Protocol;
@@ -224,7 +225,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
     };
     let Accepted {
         mut principal,
-        reply,
+        mut reply,
         pending_until_ms,
         paired_sender,
         protocol,
@@ -291,15 +292,36 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         pending = pending_until_ms.is_some(),
         "connected"
     );
+    // An OpenClaw connection is listed in presence before `hello-ok`, whose
+    // snapshot then holds it; the change is published once `hello-ok` is queued.
+    let mut opened = if goclaw {
+        presence::Opened::default()
+    } else {
+        let opened = presence::open(state, &principal, info, &request.params).await;
+        presence::fill_hello(&mut reply, &opened);
+        opened
+    };
     out.response(&request.id, Some(&reply), None);
+    if let Some(event) = opened.event.take() {
+        presence::publish_in_background(state, event);
+    }
+    let presence = opened.seat;
     Some(if goclaw {
         out.set_numbered(false);
         let conn = goclaw::Conn::new(principal, info, pending_until_ms, paired_sender);
-        Connected::Goclaw(Box::new(Session { conn, registration }))
+        Connected::Goclaw(Box::new(Session {
+            conn,
+            registration,
+            presence,
+        }))
     } else {
         // v4 numbers every event, targeted ones too (v3 left those without).
         out.set_number_targeted(protocol == Protocol::V4);
         let conn = openclaw::Conn::new(principal, info, &request.params, protocol, ephemeral);
-        Connected::OpenClaw(Box::new(Session { conn, registration }))
+        Connected::OpenClaw(Box::new(Session {
+            conn,
+            registration,
+            presence,
+        }))
     })
 }

@@ -1,6 +1,6 @@
 //! The state one edge process shares between its router and every socket:
 //! the services it calls, its configuration, its hub, the count of live
-//! sockets (for the drain on shutdown), and the facts of one socket that
+//! sockets (for the drain on shutdown), its listed connections (presence), and the facts of one socket that
 //! handshakes and dialects need.
 //!
 //! Invariant: this module knows no dialect and no socket lifecycle; the
@@ -16,11 +16,13 @@ use clawgate_proto::runner::RunnerClient;
 use clawgate_proto::session::SessionClient;
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::limits::SocketBudget;
+use clawgate_runtime::presence::PresenceRegistry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::hub::Hub;
+use crate::presence::EdgePresence;
 use crate::registry::{DeviceRegistry, LocalDevices};
 
 /// Where a socket comes from.
@@ -54,6 +56,8 @@ pub struct EdgeServices {
     /// Where device sockets live across edges (Redis); `None`: targeted
     /// messages go on the tenant topic.
     pub devices: Option<Arc<dyn DeviceRegistry>>,
+    /// Who is online per tenant (Redis across edges, or in-process).
+    pub presence: Arc<dyn PresenceRegistry>,
 }
 
 impl std::fmt::Debug for EdgeServices {
@@ -123,6 +127,8 @@ pub struct EdgeState {
     pub bus_ok: AtomicBool,
     /// This pod's device sockets in the device registry.
     pub devices: Option<LocalDevices>,
+    /// This edge's listed connections in the presence registry.
+    pub presence: EdgePresence,
 }
 
 impl EdgeState {

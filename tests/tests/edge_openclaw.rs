@@ -35,6 +35,7 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
         json!([
             "health",
             "status",
+            "system-presence",
             "chat.send",
             "chat.history",
             "chat.abort",

@@ -1,7 +1,7 @@
 //! Every method the edge serves, declared once: its name, the OpenClaw scope it
 //! needs, the lowest goclaw role that may call it, its params parser (both
 //! param styles), and what it runs. A family of methods (chat, sessions,
-//! pairing, API keys, tenants, secrets, …) is one module of this directory with
+//! pairing, presence, API keys, tenants, secrets, …) is one module of this directory with
 //! a `METHODS` table; [`FAMILIES`] lists the tables.
 //!
 //! Everything per method is derived from these declarations: what OpenClaw
@@ -27,6 +27,7 @@ pub mod api_keys;
 pub mod chat;
 pub mod decl;
 pub mod pairing;
+pub mod presence;
 pub mod replay;
 pub mod secrets;
 pub mod sessions;
@@ -41,8 +42,9 @@ pub use decl::{Handler, Job, Method, Request, Role, Scope};
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 8] = [
+pub const FAMILIES: [&[Method]; 9] = [
     system::METHODS,
+    presence::METHODS,
     chat::METHODS,
     sessions::METHODS,
     replay::METHODS,

@@ -20,12 +20,13 @@ use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 8] = [
     "connect.challenge",
     "agent",
     "chat",
     "tick",
     "shutdown",
+    "presence",
     PAIR_REQUESTED,
     PAIR_RESOLVED,
 ];

@@ -1,7 +1,8 @@
 //! Shared runtime of every clawgate process: mechanisms, no service's logic.
 //! The one Redis handle of a process ([`redis`]), the event bus, database pools
 //! and migrations, shared rate limits, cluster-wide leases, replay histories,
-//! the device registry (which pods hold a device's sockets), balanced gRPC
+//! the device registry (which pods hold a device's sockets), presence (who is
+//! online per tenant, across edges), balanced gRPC
 //! channels, call tokens, telemetry, and small helpers (clock, ids).
 //!
 //! Nothing here knows about a protocol dialect or what a service stores: leases
@@ -15,6 +16,7 @@ pub mod device_registry;
 pub mod internal_token;
 pub mod lease;
 pub mod limits;
+pub mod presence;
 pub mod redis;
 pub mod replay;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 //! Wiring of the WebSocket edge: the clients of the services it calls, the
-//! event bus, the pre-auth socket budget and (given Redis) the device
-//! registry. The edge is never reached over gRPC: a process serves it or
+//! event bus, the pre-auth socket budget, presence (on Redis when the process
+//! has it, else in-process) and (given Redis) the device registry. The edge is never reached over gRPC: a process serves it or
 //! does not have it.
 //!
 //! Invariant: with Redis the socket budget is shared by every edge and fails
@@ -20,6 +20,9 @@ use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::MemorySocketBudget;
 use clawgate_runtime::limits::redis::{RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{SocketBudget, SocketBudgetConfig};
+use clawgate_runtime::presence::PresenceRegistry;
+use clawgate_runtime::presence::memory::MemoryPresence;
+use clawgate_runtime::presence::redis::RedisPresence;
 
 use super::Plan;
 use super::wired::{Context, Wired, here_or_there};
@@ -53,6 +56,10 @@ async fn here(plan: &Plan, peers: Peers<'_>) -> anyhow::Result<Wired<Edge>> {
             .redis
             .as_ref()
             .map(|redis| Arc::new(RedisDeviceRegistry::new(redis)) as Arc<dyn DeviceRegistry>),
+        presence: match &plan.redis {
+            Some(redis) => Arc::new(RedisPresence::new(redis)) as Arc<dyn PresenceRegistry>,
+            None => Arc::new(MemoryPresence::new()),
+        },
     };
     let edge = &plan.common.edge;
     let config = EdgeConfig {
