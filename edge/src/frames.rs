@@ -205,6 +205,8 @@ struct EventFrame<'a> {
     payload: &'a Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
+    #[serde(rename = "stateVersion", skip_serializing_if = "Option::is_none")]
+    state_version: Option<&'a Value>,
 }
 
 /// Encodes a `res` frame. `ok` is true exactly when there is no error.
@@ -221,11 +223,23 @@ pub fn encode_res(id: &str, payload: Option<&Value>, error: Option<&ErrorShape>)
 
 /// Encodes an `event` frame.
 pub fn encode_event(event: &str, payload: &Value, seq: Option<u64>) -> String {
+    encode_versioned_event(event, payload, seq, None)
+}
+
+/// Encodes an `event` frame with a `stateVersion` (`presence` and `health`
+/// broadcasts).
+pub fn encode_versioned_event(
+    event: &str,
+    payload: &Value,
+    seq: Option<u64>,
+    state_version: Option<&Value>,
+) -> String {
     let frame = EventFrame {
         kind: "event",
         event,
         payload,
         seq,
+        state_version,
     };
     serde_json::to_string(&frame).unwrap_or_default()
 }

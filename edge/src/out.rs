@@ -48,6 +48,8 @@ pub struct EventOut {
     pub event: &'static str,
     pub payload: Value,
     pub delivery: Delivery,
+    /// The frame's `stateVersion`, if it carries one.
+    pub state_version: Option<Value>,
 }
 
 impl EventOut {
@@ -56,6 +58,7 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Broadcast,
+            state_version: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Droppable,
+            state_version: None,
         }
     }
 
@@ -72,7 +76,14 @@ impl EventOut {
             event,
             payload,
             delivery: Delivery::Targeted,
+            state_version: None,
         }
+    }
+
+    /// The same event carrying `stateVersion`.
+    pub fn with_state_version(mut self, state_version: Value) -> Self {
+        self.state_version = Some(state_version);
+        self
     }
 }
 
@@ -141,7 +152,12 @@ impl Out {
             tracing::debug!(event = out.event, ?seq, "dropped for a slow consumer");
             return;
         }
-        let text = frames::encode_event(out.event, &out.payload, seq);
+        let text = frames::encode_versioned_event(
+            out.event,
+            &out.payload,
+            seq,
+            out.state_version.as_ref(),
+        );
         self.push(text, self.limit);
     }
 

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
+use crate::health::{self, HealthCache};
 use crate::hub::Hub;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;
@@ -93,8 +94,10 @@ impl Edge {
             started: Instant::now(),
             bus_ok: AtomicBool::new(true),
             devices,
+            health: HealthCache::default(),
         });
         tokio::spawn(probe_bus(Arc::downgrade(&state)));
+        tokio::spawn(health::run(Arc::downgrade(&state)));
         Ok(Edge { state })
     }
 

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
+use crate::health::HealthCache;
 use crate::hub::Hub;
 use crate::registry::{DeviceRegistry, LocalDevices};
 
@@ -121,6 +122,8 @@ pub struct EdgeState {
     pub bus_ok: AtomicBool,
     /// This pod's device sockets in the device registry.
     pub devices: Option<LocalDevices>,
+    /// The cached health snapshot ([`crate::health`]).
+    pub health: HealthCache,
 }
 
 impl EdgeState {

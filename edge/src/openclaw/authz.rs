@@ -17,11 +17,12 @@ use crate::methods::{self, Scope};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 7] = [
+pub const EVENTS: [&str; 8] = [
     "connect.challenge",
     "agent",
     "chat",
     "tick",
+    "health",
     "shutdown",
     PAIR_REQUESTED,
     PAIR_RESOLVED,
@@ -41,10 +42,14 @@ pub const NODE_METHODS: [&str; 7] = [
 /// Prefixes of methods reserved to admins whatever the table says (§4.3 step 5).
 const ADMIN_PREFIXES: [&str; 4] = ["config.", "exec.approvals.", "wizard.", "update."];
 
+/// Methods under a reserved prefix whose explicit table entry is read (the
+/// table comes before the prefix rule, §4.3 step 5).
+const BELOW_PREFIX: [&str; 2] = ["config.get", "config.schema.lookup"];
+
 /// The scope an operator method needs; `None` for methods open to every
 /// connection.
 pub fn required_scope(method: &str) -> Option<&'static str> {
-    if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) {
+    if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) && !BELOW_PREFIX.contains(&method) {
         return Some(SCOPE_ADMIN);
     }
     match methods::openclaw_scope(method) {
@@ -119,8 +124,10 @@ mod tests {
             message(&reader, "api_keys.list"),
             "missing scope: operator.admin"
         );
+        // The reserved prefix, except where the table says read.
+        assert!(authorize(&reader, "config.get").is_ok());
         assert_eq!(
-            message(&reader, "config.get"),
+            message(&reader, "config.set"),
             "missing scope: operator.admin"
         );
         let writer = principal("operator", &["operator.write"]);

@@ -336,6 +336,7 @@ fn pairing_required(pending: &PairingPending) -> Rejected {
 fn hello_ok(state: &EdgeState, conn_id: &str, auth: Value) -> Value {
     let config = &state.config;
     let agent = &config.default_agent_id;
+    let (health, health_version) = crate::health::health_snapshot(state);
     json!({
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
@@ -343,8 +344,8 @@ fn hello_ok(state: &EdgeState, conn_id: &str, auth: Value) -> Value {
         "features": { "methods": methods::openclaw_methods(), "events": EVENTS },
         "snapshot": {
             "presence": [],
-            "health": {},
-            "stateVersion": { "presence": 1, "health": 1 },
+            "health": health,
+            "stateVersion": { "presence": 1, "health": health_version },
             "uptimeMs": state.uptime_ms(),
             "sessionDefaults": {
                 "defaultAgentId": agent,

@@ -15,6 +15,7 @@ pub mod device_registry;
 pub mod internal_token;
 pub mod lease;
 pub mod limits;
+pub mod log_ring;
 pub mod redis;
 pub mod replay;
 pub mod telemetry;

@@ -1,0 +1,317 @@
+//! The edge's cached health snapshot: what this process knows about itself
+//! and the services it calls, refreshed in the background and shared by
+//! `hello-ok.snapshot.health`, the `health` event and the `health` method.
+//!
+//! A refresh ([`refresh`]) asks each service client whether its service
+//! answers (in this process it does; over gRPC, the standard health check
+//! within [`PROBE_TIMEOUT`]), reads the event bus's last readiness probe and
+//! the tokio scheduling delay this process measured ([`LagMeter`]), and builds
+//! the process part of OpenClaw's `HealthSummary`. Refreshes run every
+//! [`REFRESH_INTERVAL`] and when a `health` call asks for a probe (at most one
+//! per [`MIN_PROBE_GAP`]; a younger snapshot already is a fresh one). Each one
+//! publishes a new snapshot with the next version (`stateVersion.health`) on
+//! a `watch` channel every OpenClaw connection observes, which then sends it
+//! as a `health` event.
+//!
+//! Invariants: the snapshot holds nothing of any tenant or user (it goes to
+//! every connection): session counts are added per caller by the `health`
+//! method only; reading it never waits (connect stays fast); versions start at
+//! 1 (the empty snapshot before the first refresh) and only grow; a refresh
+//! takes at most about [`PROBE_TIMEOUT`] (the probes run concurrently) and
+//! refreshes never overlap.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use clawgate_proto::reach::Reachability;
+use clawgate_runtime::clock::now_ms;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::out::EventOut;
+use crate::state::EdgeState;
+
+/// How often the snapshot is refreshed (and a `health` event sent).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Bound of one service's health check.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A snapshot younger than this is what a probe would find.
+pub const MIN_PROBE_GAP: Duration = Duration::from_secs(1);
+/// Period of the scheduling-delay sampler.
+const LAG_PERIOD: Duration = Duration::from_millis(500);
+/// Samples kept (one minute).
+const LAG_SAMPLES: usize = 120;
+/// A p99 scheduling delay above this marks the event loop degraded.
+const LAG_DEGRADED_MS: u64 = 200;
+
+/// One published snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// `stateVersion.health`.
+    pub version: u64,
+    /// The process part of `HealthSummary`; `{}` before the first refresh.
+    pub payload: Value,
+    /// When it was taken.
+    pub taken: Instant,
+}
+
+/// The snapshot and its refreshes.
+pub struct HealthCache {
+    tx: watch::Sender<Arc<Snapshot>>,
+    /// Held while a refresh runs, so refreshes never overlap.
+    refreshing: tokio::sync::Mutex<()>,
+    lag: LagMeter,
+}
+
+impl std::fmt::Debug for HealthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthCache")
+            .field("version", &self.tx.borrow().version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HealthCache {
+    fn default() -> Self {
+        let (tx, _) = watch::channel(Arc::new(Snapshot {
+            version: 1,
+            payload: json!({}),
+            taken: Instant::now(),
+        }));
+        Self {
+            tx,
+            refreshing: tokio::sync::Mutex::new(()),
+            lag: LagMeter::default(),
+        }
+    }
+}
+
+impl HealthCache {
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+}
+
+/// The snapshot `hello-ok.snapshot.health` carries, and its version.
+pub fn health_snapshot(state: &EdgeState) -> (Value, u64) {
+    let snapshot = state.health.current();
+    (snapshot.payload.clone(), snapshot.version)
+}
+
+/// A fresh snapshot: refreshes unless the current one is younger than
+/// [`MIN_PROBE_GAP`] (or another refresh just finished).
+pub async fn probe(state: &EdgeState) -> Arc<Snapshot> {
+    let asked = Instant::now();
+    let _running = state.health.refreshing.lock().await;
+    let current = state.health.current();
+    if current.version > 1 && asked.saturating_duration_since(current.taken) < MIN_PROBE_GAP {
+        return current;
+    }
+    refresh_locked(state).await
+}
+
+/// Refreshes now (waiting for a running refresh first).
+pub async fn refresh(state: &EdgeState) -> Arc<Snapshot> {
+    let _running = state.health.refreshing.lock().await;
+    refresh_locked(state).await
+}
+
+async fn refresh_locked(state: &EdgeState) -> Arc<Snapshot> {
+    let started = Instant::now();
+    let services = &state.services;
+    let (auth, runner, session) = tokio::join!(
+        services.auth.reachability(PROBE_TIMEOUT),
+        services.runner.reachability(PROBE_TIMEOUT),
+        services.session.reachability(PROBE_TIMEOUT),
+    );
+    let bus_ok = state.bus_ok.load(std::sync::atomic::Ordering::Acquire);
+    let ok = auth.ok() && runner.ok() && session.ok() && bus_ok;
+    let agent = &state.config.default_agent_id;
+    let mut payload = json!({
+        "ok": ok,
+        "ts": now_ms(),
+        "durationMs": millis(started.elapsed()),
+        // No chat channels exist, and no heartbeats run.
+        "channels": {},
+        "channelOrder": [],
+        "channelLabels": {},
+        "heartbeatSeconds": 0,
+        "defaultAgentId": agent,
+        "agents": [{
+            "agentId": agent,
+            "isDefault": true,
+            "heartbeat": { "enabled": false, "every": "disabled", "everyMs": null },
+        }],
+        "version": state.config.version,
+        "uptimeMs": state.uptime_ms(),
+        "services": {
+            "auth": service(&auth),
+            "runner": service(&runner),
+            "session": service(&session),
+            "bus": { "ok": bus_ok },
+        },
+    });
+    if let Some(event_loop) = state.health.lag.summary() {
+        payload["eventLoop"] = event_loop;
+    }
+    let version = state.health.current().version + 1;
+    let snapshot = Arc::new(Snapshot {
+        version,
+        payload,
+        taken: Instant::now(),
+    });
+    state.health.tx.send_replace(snapshot.clone());
+    snapshot
+}
+
+/// The OpenClaw `health` event of `snapshot` (broadcast, never dropped, with
+/// `stateVersion`; presence never changes here, so its version stays 1).
+pub fn event(snapshot: &Snapshot) -> EventOut {
+    EventOut::broadcast("health", snapshot.payload.clone())
+        .with_state_version(json!({ "presence": 1, "health": snapshot.version }))
+}
+
+fn service(reach: &Reachability) -> Value {
+    let mut entry = json!({ "ok": reach.ok(), "status": reach.name() });
+    if let Reachability::Unreachable(why) = reach {
+        entry["error"] = json!(why);
+    }
+    entry
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Refreshes the snapshot at once and then every [`REFRESH_INTERVAL`], and
+/// samples the scheduling delay, until the edge is gone or shuts down.
+pub async fn run(state: Weak<EdgeState>) {
+    let Some(strong) = state.upgrade() else {
+        return;
+    };
+    let shutdown = strong.shutdown.clone();
+    drop(strong);
+    let mut refresh_at = tokio::time::interval(REFRESH_INTERVAL);
+    refresh_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sample_at = tokio::time::interval(LAG_PERIOD);
+    sample_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expected = Instant::now();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = refresh_at.tick() => {
+                let Some(state) = state.upgrade() else { return };
+                refresh(&state).await;
+            }
+            tick = sample_at.tick() => {
+                let Some(state) = state.upgrade() else { return };
+                // How late the timer fired: time the runtime could not run us.
+                let now = Instant::now();
+                let late = now.saturating_duration_since(tick.max(expected));
+                state.health.lag.record(millis(late), now_ms());
+                expected = tick + LAG_PERIOD;
+            }
+        }
+    }
+}
+
+/// The tokio scheduling delay of this process over the last minute: how late
+/// a periodic timer fires.
+#[derive(Debug, Default)]
+struct LagMeter {
+    inner: Mutex<Lag>,
+}
+
+#[derive(Debug, Default)]
+struct Lag {
+    samples: VecDeque<u64>,
+    degraded_since_ms: Option<i64>,
+}
+
+impl LagMeter {
+    fn record(&self, late_ms: u64, now_ms: i64) {
+        let mut lag = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if lag.samples.len() >= LAG_SAMPLES {
+            lag.samples.pop_front();
+        }
+        lag.samples.push_back(late_ms);
+        let degraded = p99(&lag.samples) > LAG_DEGRADED_MS;
+        match (degraded, lag.degraded_since_ms) {
+            (true, None) => lag.degraded_since_ms = Some(now_ms),
+            (false, Some(_)) => lag.degraded_since_ms = None,
+            _ => {}
+        }
+    }
+
+    /// `eventLoop` of `HealthSummary`; `None` before any sample.
+    fn summary(&self) -> Option<Value> {
+        let lag = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if lag.samples.is_empty() {
+            return None;
+        }
+        let p99 = p99(&lag.samples);
+        let max = lag.samples.iter().copied().max().unwrap_or(0);
+        let degraded = lag.degraded_since_ms.is_some();
+        let reasons: Vec<&str> = if degraded {
+            vec!["event_loop_delay"]
+        } else {
+            Vec::new()
+        };
+        Some(json!({
+            "degraded": degraded,
+            "degradedSinceMs": lag.degraded_since_ms,
+            "reasons": reasons,
+            "intervalMs": millis(LAG_PERIOD),
+            "delayP99Ms": p99,
+            "delayMaxMs": max,
+        }))
+    }
+}
+
+fn p99(samples: &VecDeque<u64>) -> u64 {
+    let mut sorted: Vec<u64> = samples.iter().copied().collect();
+    sorted.sort_unstable();
+    let at = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
+    sorted.get(at).copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_meter_reports_delay_and_degradation() {
+        let meter = LagMeter::default();
+        assert!(meter.summary().is_none(), "nothing measured yet");
+        for _ in 0..50 {
+            meter.record(2, 1_000);
+        }
+        let calm = meter.summary().expect("measured");
+        assert_eq!(calm["degraded"], false);
+        assert_eq!(calm["reasons"], json!([]));
+        assert_eq!(calm["delayP99Ms"], 2);
+        for _ in 0..10 {
+            meter.record(900, 2_000);
+        }
+        let busy = meter.summary().expect("measured");
+        assert_eq!(busy["degraded"], true);
+        assert_eq!(busy["degradedSinceMs"], 2_000);
+        assert_eq!(busy["reasons"], json!(["event_loop_delay"]));
+        assert_eq!(busy["delayMaxMs"], 900);
+    }
+
+    #[test]
+    fn p99_of_samples() {
+        let samples: VecDeque<u64> = (1..=100).collect();
+        assert_eq!(p99(&samples), 99);
+        assert_eq!(p99(&VecDeque::from([5])), 5);
+    }
+}
