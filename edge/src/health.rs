@@ -11,7 +11,8 @@
 //! per [`MIN_PROBE_GAP`]; a younger snapshot already is a fresh one). Each one
 //! publishes a new snapshot with the next version (`stateVersion.health`) on
 //! a `watch` channel every OpenClaw connection observes, which then sends it
-//! as a `health` event.
+//! as a `health` event (all but the first, which only replaces the empty one
+//! right after start).
 //!
 //! Invariants: the snapshot holds nothing of any tenant or user (it goes to
 //! every connection): session counts are added per caller by the `health`
@@ -168,7 +169,14 @@ async fn refresh_locked(state: &EdgeState) -> Arc<Snapshot> {
         payload,
         taken: Instant::now(),
     });
-    state.health.tx.send_replace(snapshot.clone());
+    // The first snapshot replaces the empty one without an event: the
+    // sockets already open got the empty one only because the edge had just
+    // started.
+    let announce = version > 2;
+    state.health.tx.send_if_modified(|current| {
+        *current = snapshot.clone();
+        announce
+    });
     snapshot
 }
 

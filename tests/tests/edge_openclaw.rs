@@ -35,6 +35,12 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
         json!([
             "health",
             "status",
+            "config.get",
+            "logs.tail",
+            "agents.list",
+            "agent.identity.get",
+            "models.list",
+            "users.list",
             "chat.send",
             "chat.history",
             "chat.abort",
