@@ -7,7 +7,7 @@
 //! within [`PROBE_TIMEOUT`]), reads the event bus's last readiness probe and
 //! the tokio scheduling delay this process measured ([`LagMeter`]), and builds
 //! the process part of OpenClaw's `HealthSummary`. Refreshes run every
-//! [`REFRESH_INTERVAL`] and when a `health` call asks for a probe (at most one
+//! [`REFRESH_INTERVAL`] ([`DEGRADED_REFRESH_INTERVAL`] while not ok) and when a `health` call asks for a probe (at most one
 //! per [`MIN_PROBE_GAP`]; a younger snapshot already is a fresh one). Each one
 //! publishes a new snapshot with the next version (`stateVersion.health`) on
 //! a `watch` channel every OpenClaw connection observes, which then sends it
@@ -36,6 +36,9 @@ use crate::state::EdgeState;
 
 /// How often the snapshot is refreshed (and a `health` event sent).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the snapshot is refreshed while something is not ok (e.g. the
+/// services of an edge that started first).
+pub const DEGRADED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// Bound of one service's health check.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A snapshot younger than this is what a probe would find.
@@ -199,35 +202,49 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Refreshes the snapshot at once and then every [`REFRESH_INTERVAL`], and
-/// samples the scheduling delay, until the edge is gone or shuts down.
+/// Refreshes the snapshot at once and then every [`REFRESH_INTERVAL`] (or
+/// [`DEGRADED_REFRESH_INTERVAL`]), and samples the scheduling delay on a task
+/// of its own, until the edge is gone or shuts down.
 pub async fn run(state: Weak<EdgeState>) {
     let Some(strong) = state.upgrade() else {
         return;
     };
     let shutdown = strong.shutdown.clone();
     drop(strong);
-    let mut refresh_at = tokio::time::interval(REFRESH_INTERVAL);
-    refresh_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sample_at = tokio::time::interval(LAG_PERIOD);
-    sample_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut expected = Instant::now();
+    tokio::spawn(sample_lag(state.clone(), shutdown.clone()));
     loop {
+        let Some(strong) = state.upgrade() else {
+            return;
+        };
+        let snapshot = refresh(&strong).await;
+        drop(strong);
+        let wait = if snapshot.payload["ok"].as_bool().unwrap_or(false) {
+            REFRESH_INTERVAL
+        } else {
+            DEGRADED_REFRESH_INTERVAL
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = refresh_at.tick() => {
-                let Some(state) = state.upgrade() else { return };
-                refresh(&state).await;
-            }
-            tick = sample_at.tick() => {
-                let Some(state) = state.upgrade() else { return };
-                // How late the timer fired: time the runtime could not run us.
-                let now = Instant::now();
-                let late = now.saturating_duration_since(tick.max(expected));
-                state.health.lag.record(millis(late), now_ms());
-                expected = tick + LAG_PERIOD;
-            }
+            () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Records how late a periodic timer fires: time the runtime could not run
+/// this task.
+async fn sample_lag(state: Weak<EdgeState>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut sample_at = tokio::time::interval(LAG_PERIOD);
+    sample_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let due = tokio::select! {
+            () = shutdown.cancelled() => return,
+            due = sample_at.tick() => due,
+        };
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let late = Instant::now().saturating_duration_since(due);
+        state.health.lag.record(millis(late), now_ms());
     }
 }
 
