@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
 
 use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorShape};
-use crate::health::Snapshot;
+use crate::health_cache::Snapshot;
 use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
 use crate::queue::{ByteQueue, Popped};

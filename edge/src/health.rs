@@ -5,10 +5,12 @@
 //! A refresh ([`refresh`]) asks each service client whether its service
 //! answers (in this process it does; over gRPC, the standard health check
 //! within [`PROBE_TIMEOUT`]), reads the event bus's last readiness probe and
-//! the tokio scheduling delay this process measured ([`LagMeter`]), and builds
-//! the process part of OpenClaw's `HealthSummary`. Refreshes run every
-//! [`REFRESH_INTERVAL`] ([`DEGRADED_REFRESH_INTERVAL`] while not ok) and when a `health` call asks for a probe (at most one
-//! per [`MIN_PROBE_GAP`]; a younger snapshot already is a fresh one). Each one
+//! the tokio scheduling delay this process measured (sampled every 500 ms on
+//! a task of its own), and builds the process part of OpenClaw's
+//! `HealthSummary`. Refreshes run every [`REFRESH_INTERVAL`]
+//! ([`DEGRADED_REFRESH_INTERVAL`] while not ok) and when a `health` call asks
+//! for a probe (at most one per [`MIN_PROBE_GAP`]; a younger snapshot already
+//! is a fresh one). The snapshot is kept in [`crate::health_cache`]. Each one
 //! publishes a new snapshot with the next version (`stateVersion.health`) on
 //! a `watch` channel every OpenClaw connection observes, which then sends it
 //! as a `health` event (all but the first, which only replaces the empty one
@@ -21,17 +23,16 @@
 //! takes at most about [`PROBE_TIMEOUT`] (the probes run concurrently) and
 //! refreshes never overlap.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use clawgate_proto::reach::Reachability;
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::out::EventOut;
+use crate::health_cache::LAG_PERIOD;
+pub use crate::health_cache::{Snapshot, event};
 use crate::state::EdgeState;
 
 /// How often the snapshot is refreshed (and a `health` event sent).
@@ -43,67 +44,6 @@ pub const DEGRADED_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A snapshot younger than this is what a probe would find.
 pub const MIN_PROBE_GAP: Duration = Duration::from_secs(1);
-/// Period of the scheduling-delay sampler.
-const LAG_PERIOD: Duration = Duration::from_millis(500);
-/// Samples kept (one minute).
-const LAG_SAMPLES: usize = 120;
-/// A p99 scheduling delay above this marks the event loop degraded.
-const LAG_DEGRADED_MS: u64 = 200;
-
-/// One published snapshot.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// `stateVersion.health`.
-    pub version: u64,
-    /// The process part of `HealthSummary`; `{}` before the first refresh.
-    pub payload: Value,
-    /// When it was taken.
-    pub taken: Instant,
-}
-
-/// The snapshot and its refreshes.
-pub struct HealthCache {
-    tx: watch::Sender<Arc<Snapshot>>,
-    /// Held while a refresh runs, so refreshes never overlap.
-    refreshing: tokio::sync::Mutex<()>,
-    lag: LagMeter,
-}
-
-impl std::fmt::Debug for HealthCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthCache")
-            .field("version", &self.tx.borrow().version)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for HealthCache {
-    fn default() -> Self {
-        let (tx, _) = watch::channel(Arc::new(Snapshot {
-            version: 1,
-            payload: json!({}),
-            taken: Instant::now(),
-        }));
-        Self {
-            tx,
-            refreshing: tokio::sync::Mutex::new(()),
-            lag: LagMeter::default(),
-        }
-    }
-}
-
-impl HealthCache {
-    /// The current snapshot.
-    pub fn current(&self) -> Arc<Snapshot> {
-        self.tx.borrow().clone()
-    }
-
-    /// A receiver that wakes on every new snapshot.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.tx.subscribe()
-    }
-}
-
 /// The snapshot `hello-ok.snapshot.health` carries, and its version.
 pub fn health_snapshot(state: &EdgeState) -> (Value, u64) {
     let snapshot = state.health.current();
@@ -114,7 +54,7 @@ pub fn health_snapshot(state: &EdgeState) -> (Value, u64) {
 /// [`MIN_PROBE_GAP`] (or another refresh just finished).
 pub async fn probe(state: &EdgeState) -> Arc<Snapshot> {
     let asked = Instant::now();
-    let _running = state.health.refreshing.lock().await;
+    let _running = state.health.lock_refresh().await;
     let current = state.health.current();
     if current.version > 1 && asked.saturating_duration_since(current.taken) < MIN_PROBE_GAP {
         return current;
@@ -124,7 +64,7 @@ pub async fn probe(state: &EdgeState) -> Arc<Snapshot> {
 
 /// Refreshes now (waiting for a running refresh first).
 pub async fn refresh(state: &EdgeState) -> Arc<Snapshot> {
-    let _running = state.health.refreshing.lock().await;
+    let _running = state.health.lock_refresh().await;
     refresh_locked(state).await
 }
 
@@ -163,7 +103,7 @@ async fn refresh_locked(state: &EdgeState) -> Arc<Snapshot> {
             "bus": { "ok": bus_ok },
         },
     });
-    if let Some(event_loop) = state.health.lag.summary() {
+    if let Some(event_loop) = state.health.event_loop() {
         payload["eventLoop"] = event_loop;
     }
     let version = state.health.current().version + 1;
@@ -176,18 +116,8 @@ async fn refresh_locked(state: &EdgeState) -> Arc<Snapshot> {
     // sockets already open got the empty one only because the edge had just
     // started.
     let announce = version > 2;
-    state.health.tx.send_if_modified(|current| {
-        *current = snapshot.clone();
-        announce
-    });
+    state.health.publish(snapshot.clone(), announce);
     snapshot
-}
-
-/// The OpenClaw `health` event of `snapshot` (broadcast, never dropped, with
-/// `stateVersion`; presence never changes here, so its version stays 1).
-pub fn event(snapshot: &Snapshot) -> EventOut {
-    EventOut::broadcast("health", snapshot.payload.clone())
-        .with_state_version(json!({ "presence": 1, "health": snapshot.version }))
 }
 
 fn service(reach: &Reachability) -> Value {
@@ -198,7 +128,7 @@ fn service(reach: &Reachability) -> Value {
     entry
 }
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -244,99 +174,6 @@ async fn sample_lag(state: Weak<EdgeState>, shutdown: tokio_util::sync::Cancella
             return;
         };
         let late = Instant::now().saturating_duration_since(due);
-        state.health.lag.record(millis(late), now_ms());
-    }
-}
-
-/// The tokio scheduling delay of this process over the last minute: how late
-/// a periodic timer fires.
-#[derive(Debug, Default)]
-struct LagMeter {
-    inner: Mutex<Lag>,
-}
-
-#[derive(Debug, Default)]
-struct Lag {
-    samples: VecDeque<u64>,
-    degraded_since_ms: Option<i64>,
-}
-
-impl LagMeter {
-    fn record(&self, late_ms: u64, now_ms: i64) {
-        let mut lag = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if lag.samples.len() >= LAG_SAMPLES {
-            lag.samples.pop_front();
-        }
-        lag.samples.push_back(late_ms);
-        let degraded = p99(&lag.samples) > LAG_DEGRADED_MS;
-        match (degraded, lag.degraded_since_ms) {
-            (true, None) => lag.degraded_since_ms = Some(now_ms),
-            (false, Some(_)) => lag.degraded_since_ms = None,
-            _ => {}
-        }
-    }
-
-    /// `eventLoop` of `HealthSummary`; `None` before any sample.
-    fn summary(&self) -> Option<Value> {
-        let lag = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if lag.samples.is_empty() {
-            return None;
-        }
-        let p99 = p99(&lag.samples);
-        let max = lag.samples.iter().copied().max().unwrap_or(0);
-        let degraded = lag.degraded_since_ms.is_some();
-        let reasons: Vec<&str> = if degraded {
-            vec!["event_loop_delay"]
-        } else {
-            Vec::new()
-        };
-        Some(json!({
-            "degraded": degraded,
-            "degradedSinceMs": lag.degraded_since_ms,
-            "reasons": reasons,
-            "intervalMs": millis(LAG_PERIOD),
-            "delayP99Ms": p99,
-            "delayMaxMs": max,
-        }))
-    }
-}
-
-fn p99(samples: &VecDeque<u64>) -> u64 {
-    let mut sorted: Vec<u64> = samples.iter().copied().collect();
-    sorted.sort_unstable();
-    let at = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
-    sorted.get(at).copied().unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lag_meter_reports_delay_and_degradation() {
-        let meter = LagMeter::default();
-        assert!(meter.summary().is_none(), "nothing measured yet");
-        for _ in 0..50 {
-            meter.record(2, 1_000);
-        }
-        let calm = meter.summary().expect("measured");
-        assert_eq!(calm["degraded"], false);
-        assert_eq!(calm["reasons"], json!([]));
-        assert_eq!(calm["delayP99Ms"], 2);
-        for _ in 0..10 {
-            meter.record(900, 2_000);
-        }
-        let busy = meter.summary().expect("measured");
-        assert_eq!(busy["degraded"], true);
-        assert_eq!(busy["degradedSinceMs"], 2_000);
-        assert_eq!(busy["reasons"], json!(["event_loop_delay"]));
-        assert_eq!(busy["delayMaxMs"], 900);
-    }
-
-    #[test]
-    fn p99_of_samples() {
-        let samples: VecDeque<u64> = (1..=100).collect();
-        assert_eq!(p99(&samples), 99);
-        assert_eq!(p99(&VecDeque::from([5])), 5);
+        state.health.record_lag(millis(late), now_ms());
     }
 }

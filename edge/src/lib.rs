@@ -44,6 +44,7 @@ pub mod error;
 mod frames;
 mod goclaw;
 mod health;
+mod health_cache;
 mod hub;
 mod methods;
 mod notify;

@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
-use crate::health::{self, HealthCache};
+use crate::health;
+use crate::health_cache::HealthCache;
 use crate::hub::Hub;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
-use crate::health::HealthCache;
+use crate::health_cache::HealthCache;
 use crate::hub::Hub;
 use crate::registry::{DeviceRegistry, LocalDevices};
 
@@ -122,7 +122,7 @@ pub struct EdgeState {
     pub bus_ok: AtomicBool,
     /// This pod's device sockets in the device registry.
     pub devices: Option<LocalDevices>,
-    /// The cached health snapshot ([`crate::health`]).
+    /// The cached health snapshot (refreshed by [`crate::health`]).
     pub health: HealthCache,
 }
 
