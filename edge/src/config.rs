@@ -53,6 +53,9 @@ pub struct EdgeConfig {
     /// Id of this edge process, unique among live edges: names its inbox topic
     /// and its entries in the device registry (random by default).
     pub pod_id: String,
+    /// The process's effective configuration with every secret redacted, as
+    /// `config.get` answers it (the binary builds it; `None`: not provided).
+    pub effective_config: Option<serde_json::Value>,
 }
 
 impl Default for EdgeConfig {
@@ -75,6 +78,7 @@ impl Default for EdgeConfig {
             drain_timeout: Duration::from_secs(10),
             restart_expected_ms: None,
             pod_id: format!("edge-{}", uuid::Uuid::new_v4().simple()),
+            effective_config: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The seam between the socket lifecycle and a dialect: what a dialect
 //! connection must handle once the handshake succeeded, the context it gets, and
 //! the authenticated loop that feeds it (client frames, hub events, results of
-//! its calls, `tick`s and pings, shutdown).
+//! its calls, `tick`s and pings, new health snapshots, shutdown).
 //!
 //! Invariants: all of a connection's state is touched by its socket task only
 //! (no locks); service calls run in spawned tasks, at most
@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
 
 use crate::frames::{CLOSE_POLICY, CLOSE_SERVICE_RESTART, CLOSE_TOO_BIG, ErrorShape};
+use crate::health_cache::Snapshot;
 use crate::hub::{HubEvent, Registration};
 use crate::out::Out;
 use crate::presence::Seat;
@@ -183,6 +184,10 @@ pub trait DialectConn: Send + 'static {
 
     /// The process is shutting down: say goodbye (the socket closes with 1012).
     fn on_shutdown(&mut self, cx: &mut Cx<'_, Self::Done>);
+
+    /// A new health snapshot was published (see [`crate::health`]); by
+    /// default nothing is sent.
+    fn on_health(&mut self, _snapshot: &Snapshot, _cx: &mut Cx<'_, Self::Done>) {}
 }
 
 /// A connection after its handshake: its dialect state and its place in the
@@ -207,6 +212,7 @@ pub async fn authenticated<C: DialectConn>(
     let inbox = session.registration.inbox.clone();
     let mut timers = Timers::new(state.config.tick_interval, state.config.ping_interval);
     let max_payload = state.config.max_payload_bytes;
+    let mut health = state.health.subscribe();
     loop {
         if wire.write_now(out).await {
             break;
@@ -220,6 +226,8 @@ pub async fn authenticated<C: DialectConn>(
             popped = inbox.pop_all() => Input::Events(popped),
             done = spawner.finished() => Input::Done(done),
             timer = timers.next() => Input::Timer(timer),
+            // The sender lives as long as the state this loop holds.
+            Ok(()) = health.changed() => Input::Health(health.borrow_and_update().clone()),
         };
         let mut cx = Cx {
             state,
@@ -272,6 +280,7 @@ pub async fn authenticated<C: DialectConn>(
             }
             Input::Timer(Timer::Tick) => session.conn.on_tick(&mut cx),
             Input::Timer(Timer::Ping) => wire.ping(),
+            Input::Health(snapshot) => session.conn.on_health(&snapshot, &mut cx),
         }
         if out.is_closing() {
             break;
@@ -295,6 +304,7 @@ enum Input<D> {
     Events(Popped<HubEvent>),
     Done(Vec<Box<D>>),
     Timer(Timer),
+    Health(Arc<Snapshot>),
 }
 
 /// Which periodic duty is due.

@@ -21,6 +21,8 @@
 //! - `state`: what the router and every socket share (services, config, hub,
 //!   live-socket count, a socket's facts); it knows no dialect;
 //! - `hub`: the process's one bus subscriber and per-socket inboxes;
+//! - `health`: the cached health snapshot (services, event loop), refreshed in
+//!   the background and observed by every OpenClaw connection;
 //! - `queue`, `out`, `writer`: byte-bounded queues, frame numbering and
 //!   backpressure, the socket's WebSocket (reads and batched writes);
 //! - `frames`, `params`, [`session_key`], `time`: framing, params checks and
@@ -41,6 +43,8 @@ mod conn;
 pub mod error;
 mod frames;
 mod goclaw;
+mod health;
+mod health_cache;
 mod hub;
 mod methods;
 mod notify;

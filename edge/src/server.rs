@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
+use crate::health;
+use crate::health_cache::HealthCache;
 use crate::hub::Hub;
 use crate::presence::EdgePresence;
 use crate::registry::{LocalDevices, inbox_topic};
@@ -96,8 +98,10 @@ impl Edge {
             bus_ok: AtomicBool::new(true),
             devices,
             presence: EdgePresence::start(services_presence),
+            health: HealthCache::default(),
         });
         tokio::spawn(probe_bus(Arc::downgrade(&state)));
+        tokio::spawn(health::run(Arc::downgrade(&state)));
         Ok(Edge { state })
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
+use crate::health_cache::HealthCache;
 use crate::hub::Hub;
 use crate::presence::EdgePresence;
 use crate::registry::{DeviceRegistry, LocalDevices};
@@ -129,6 +130,8 @@ pub struct EdgeState {
     pub devices: Option<LocalDevices>,
     /// This edge's listed connections in the presence registry.
     pub presence: EdgePresence,
+    /// The cached health snapshot (refreshed by [`crate::health`]).
+    pub health: HealthCache,
 }
 
 impl EdgeState {

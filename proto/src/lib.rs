@@ -22,6 +22,7 @@ pub mod error;
 pub mod grpc;
 mod macros;
 pub mod principal;
+pub mod reach;
 mod redact;
 pub mod run_events;
 

@@ -58,6 +58,8 @@ macro_rules! service_bindings {
         pub struct $Client {
             route: $crate::macros::Route<dyn $Trait, GrpcClient<tonic::transport::Channel>>,
             layers: $crate::call_layer::CallLayers,
+            /// The channel of a gRPC client, for its health check.
+            channel: Option<tonic::transport::Channel>,
         }
 
         impl $Client {
@@ -66,6 +68,7 @@ macro_rules! service_bindings {
                 Self {
                     route: $crate::macros::Route::Local(service),
                     layers: $crate::call_layer::CallLayers::default(),
+                    channel: None,
                 }
             }
 
@@ -76,8 +79,9 @@ macro_rules! service_bindings {
                 signer: $crate::call_auth::SharedSigner,
             ) -> Self {
                 Self {
-                    route: $crate::macros::Route::Grpc(GrpcClient::new(channel), signer),
+                    route: $crate::macros::Route::Grpc(GrpcClient::new(channel.clone()), signer),
                     layers: $crate::call_layer::CallLayers::default(),
+                    channel: Some(channel),
                 }
             }
 
@@ -93,6 +97,22 @@ macro_rules! service_bindings {
             pub fn with_call_timeout(mut self, timeout: std::time::Duration) -> Self {
                 self.layers = $crate::call_layer::CallLayers::with_timeout(timeout);
                 self
+            }
+
+            /// Whether the service answers: in this process it does; over gRPC,
+            /// what the standard health check of its service answers within
+            /// `timeout` (see [`crate::reach`]).
+            pub async fn reachability(
+                &self,
+                timeout: std::time::Duration,
+            ) -> $crate::reach::Reachability {
+                match &self.channel {
+                    None => $crate::reach::Reachability::InProcess,
+                    Some(channel) => {
+                        let name = <GrpcServer<$Adapter> as tonic::server::NamedService>::NAME;
+                        $crate::reach::check(channel.clone(), name, timeout).await
+                    }
+                }
             }
         }
 

@@ -18,5 +18,9 @@ crate::macros::service_bindings! {
         authed fn get_run(GetRunRequest) -> RunInfo;
         /// A run's events after a seq, from its bounded history (clawgate extension).
         authed fn read_run_events(ReadRunEventsRequest) -> ReadRunEventsResponse;
+        /// The models this runner is configured to call (clawgate extension).
+        authed fn list_models(ListModelsRequest) -> ListModelsResponse;
+        /// The caller's runs executing on this runner (clawgate extension).
+        authed fn runner_stats(RunnerStatsRequest) -> RunnerStatsResponse;
     }
 }

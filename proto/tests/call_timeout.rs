@@ -12,8 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ReadRunEventsRequest, ReadRunEventsResponse,
-    RunInfo, RunnerApi, RunnerClient, RunnerGrpc, StartRunRequest, StartRunResponse,
+    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunnerApi, RunnerClient, RunnerGrpc,
+    RunnerStatsRequest, RunnerStatsResponse, StartRunRequest, StartRunResponse,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 
@@ -55,6 +56,22 @@ impl RunnerApi for Slow {
         _principal: &Principal,
         _request: ReadRunEventsRequest,
     ) -> Result<ReadRunEventsResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn list_models(
+        &self,
+        _principal: &Principal,
+        _request: ListModelsRequest,
+    ) -> Result<ListModelsResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn runner_stats(
+        &self,
+        _principal: &Principal,
+        _request: RunnerStatsRequest,
+    ) -> Result<RunnerStatsResponse, ServiceError> {
         Err(ServiceError::not_found("not in this test"))
     }
 }

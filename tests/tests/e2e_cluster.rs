@@ -194,3 +194,66 @@ async fn goclaw_round_trip_and_abort_across_processes() -> anyhow::Result<()> {
     assert_eq!(messages[1]["content"], "half way");
     Ok(())
 }
+
+/// Over gRPC: `health` reports each service's standard health check,
+/// `models.list` and `status` come from the runner process (`ListModels`,
+/// `RunnerStats`), `logs.tail` answers the edge process's own log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_methods_answer_from_the_other_processes() -> anyhow::Result<()> {
+    let model = MockModel::start(Script::text("hi")).await?;
+    let database = fresh_postgres_url().await?;
+    let cluster = Cluster::start(ClusterOptions {
+        edges: 1,
+        database_url: database.url().to_owned(),
+        redis_url: test_redis_url(),
+        model_base_url: model.base_url(),
+        env: Vec::new(),
+    })
+    .await?;
+    let mut client = WsClient::connect(&cluster.edge_urls[0]).await?;
+    client.openclaw_handshake(&cluster.gateway_token).await?;
+
+    // The services may have come up after the edge: probe until they serve.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let health = loop {
+        let res = client.request("health", json!({"probe": true})).await?;
+        let health = res["payload"].clone();
+        let serving = ["auth", "runner", "session"]
+            .iter()
+            .all(|s| health["services"][s]["status"] == "serving");
+        if serving || tokio::time::Instant::now() > deadline {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    };
+    for service in ["auth", "runner", "session"] {
+        assert_eq!(health["services"][service]["status"], "serving", "{health}");
+    }
+    assert_eq!(health["ok"], true, "{health}");
+    assert!(
+        health["agents"][0]["sessions"]["count"].is_u64(),
+        "{health}"
+    );
+
+    let res = client.request("models.list", json!({})).await?;
+    assert_eq!(res["payload"]["models"][0]["id"], "mock-model", "{res}");
+    let res = client.request("status", json!({})).await?;
+    assert_eq!(res["payload"]["runs"]["active"], 0, "{res}");
+    assert!(res["payload"]["runs"]["runnerId"].is_string(), "{res}");
+
+    let res = client.request("logs.tail", json!({"limit": 50})).await?;
+    let tail = &res["payload"];
+    assert!(
+        tail["file"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("memory:")),
+        "{res}"
+    );
+    let lines = tail["lines"].as_array().cloned().unwrap_or_default();
+    assert!(!lines.is_empty(), "the edge process logged at start: {res}");
+    for line in &lines {
+        let parsed: Value = serde_json::from_str(line.as_str().unwrap_or("null"))?;
+        assert!(parsed["level"].is_string(), "{parsed}");
+    }
+    Ok(())
+}

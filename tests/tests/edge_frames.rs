@@ -204,7 +204,8 @@ async fn edge_openclaw_postauth_bad_input_keeps_the_socket() -> anyhow::Result<(
         .request("chat.abort", json!({"sessionKey": "main"}))
         .await?;
     assert_eq!(res["error"]["message"], "missing scope: operator.write");
-    let res = c.request("config.get", json!({})).await?;
+    // The reserved `config.` prefix needs admin, except `config.get` (read).
+    let res = c.request("config.set", json!({})).await?;
     assert_eq!(res["error"]["message"], "missing scope: operator.admin");
     let res = c
         .request("connect", openclaw_params(&gw.gateway_token, RW))

@@ -35,7 +35,11 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
         json!([
             "health",
             "status",
-            "system-presence",
+            "config.get",
+            "logs.tail",
+            "agents.list",
+            "agent.identity.get",
+            "models.list",
             "chat.send",
             "chat.history",
             "chat.abort",

@@ -15,17 +15,20 @@
 //! Dialects keep only what is truly theirs: framing, handshake, how each
 //! answer is sent and its error codes, the projection of events, and the
 //! connection-level behaviour of `chat.send` (OpenClaw acknowledges at once,
-//! goclaw answers when the run ends) and `health` (answered from the
-//! connection itself).
+//! goclaw answers when the run ends) and `health` (goclaw's is answered from
+//! the connection itself, OpenClaw's runs as a call: it adds the caller's
+//! sessions to the cached snapshot).
 //!
 //! Invariants: a method name is declared once (checked by a test); params
 //! errors read `invalid <method> params: …`; a parser runs on the socket's
 //! task and does no I/O; no call runs for a method the caller's dialect does
 //! not offer (dispatch goes through [`find`] and the dialect's offer first).
 
+pub mod agents;
 pub mod api_keys;
 pub mod chat;
 pub mod decl;
+pub mod logs;
 pub mod pairing;
 pub mod presence;
 pub mod replay;
@@ -33,6 +36,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod system;
 pub mod tenants;
+pub mod users;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -42,9 +46,12 @@ pub use decl::{Handler, Job, Method, Request, Role, Scope};
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 9] = [
+pub const FAMILIES: [&[Method]; 12] = [
     system::METHODS,
     presence::METHODS,
+    logs::METHODS,
+    agents::METHODS,
+    users::METHODS,
     chat::METHODS,
     sessions::METHODS,
     replay::METHODS,

@@ -20,11 +20,12 @@ use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 8] = [
+pub const EVENTS: [&str; 9] = [
     "connect.challenge",
     "agent",
     "chat",
     "tick",
+    "health",
     "shutdown",
     "presence",
     PAIR_REQUESTED,
@@ -45,10 +46,14 @@ pub const NODE_METHODS: [&str; 7] = [
 /// Prefixes of methods reserved to admins whatever the table says (§4.3 step 5).
 const ADMIN_PREFIXES: [&str; 4] = ["config.", "exec.approvals.", "wizard.", "update."];
 
+/// Methods under a reserved prefix whose explicit table entry is read (the
+/// table comes before the prefix rule, §4.3 step 5).
+const BELOW_PREFIX: [&str; 2] = ["config.get", "config.schema.lookup"];
+
 /// The scope an operator method needs on a connection of `protocol`; `None`
 /// for methods open to every connection.
 pub fn required_scope(method: &str, protocol: Protocol) -> Option<&'static str> {
-    if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) {
+    if ADMIN_PREFIXES.iter().any(|p| method.starts_with(p)) && !BELOW_PREFIX.contains(&method) {
         return Some(SCOPE_ADMIN);
     }
     match methods::openclaw_scope(method, protocol) {
@@ -142,8 +147,10 @@ mod tests {
             message(&reader, "api_keys.list"),
             "missing scope: operator.admin"
         );
+        // The reserved prefix, except where the table says read.
+        assert!(authorize(&reader, "config.get").is_ok());
         assert_eq!(
-            message(&reader, "config.get"),
+            message(&reader, "config.set"),
             "missing scope: operator.admin"
         );
         let writer = principal("operator", &["operator.write"]);

@@ -44,6 +44,7 @@ pub fn hello_ok(
 ) -> Value {
     let config = &state.config;
     let agent = &config.default_agent_id;
+    let (health, health_version) = crate::health::health_snapshot(state);
     let mut features = json!({
         "methods": methods::openclaw_methods(protocol),
         "events": EVENTS,
@@ -58,8 +59,8 @@ pub fn hello_ok(
         "features": features,
         "snapshot": {
             "presence": [],
-            "health": {},
-            "stateVersion": { "presence": 1, "health": 1 },
+            "health": health,
+            "stateVersion": { "presence": 1, "health": health_version },
             "uptimeMs": state.uptime_ms(),
             "sessionDefaults": {
                 "defaultAgentId": agent,

@@ -40,6 +40,7 @@ use tokio::time::Instant;
 
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_POLICY, ErrorShape, Inbound, Request};
+use crate::health::{self, Snapshot};
 use crate::methods::{self, Handler, Job, replay, system};
 use crate::notify::{self, Notice};
 use crate::out::EventOut;
@@ -223,11 +224,7 @@ impl Conn {
                 self.respond(cx, &request.id, &Reply::err(&second_connect()));
                 return;
             }
-            Handler::Health => {
-                let payload = system::openclaw_health(cx.state);
-                self.respond(cx, &request.id, &Reply::ok(payload));
-                return;
-            }
+            Handler::Health => system::parse_openclaw_health(&parsed).map(Work::Call),
             Handler::ChatSend(parse) => parse(&parsed).map(Work::ChatSend),
             Handler::Call(parse) => parse(&parsed).map(Work::Call),
         };
@@ -371,6 +368,10 @@ impl DialectConn for Conn {
     fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
         cx.out
             .event(EventOut::broadcast("tick", json!({ "ts": now_ms() })));
+    }
+
+    fn on_health(&mut self, snapshot: &Snapshot, cx: &mut Cx<'_, Done>) {
+        cx.out.event(health::event(snapshot));
     }
 
     fn on_shutdown(&mut self, cx: &mut Cx<'_, Done>) {

@@ -164,6 +164,7 @@ mod tests {
             peer: Peer {
                 remote_addr: "10.0.0.7:5123".into(),
                 is_local: false,
+                has_origin: false,
             },
         }
     }

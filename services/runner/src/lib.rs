@@ -18,6 +18,7 @@ pub mod config;
 pub mod provider;
 
 mod builder;
+mod catalog;
 mod coalesce;
 mod events;
 mod history;

@@ -1,4 +1,6 @@
-//! [`RunnerService`]: the runner's RPCs (`StartRun`, `AbortRun`, `GetRun`).
+//! [`RunnerService`]: the runner's RPCs (`StartRun`, `AbortRun`, `GetRun`,
+//! `ReadRunEvents`, and what it is configured and doing: `ListModels`,
+//! `RunnerStats`, see [`crate::catalog`]).
 //!
 //! Invariants:
 //! - every call requires a principal, and runs are scoped by its tenant and user:
@@ -28,8 +30,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ReadRunEventsRequest, ReadRunEventsResponse,
-    RunInfo, RunState, RunnerApi, StartRunRequest, StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunState, RunnerApi, RunnerStatsRequest,
+    RunnerStatsResponse, StartRunRequest, StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::{
     AppendMessageRequest, EnsureSessionRequest, MessageStatus, SessionApi as _, SessionClient,
@@ -495,5 +498,32 @@ impl RunnerApi for RunnerService {
             .read_from(&run, request.after_seq, limit)
             .await?;
         Ok(ReadRunEventsResponse { events })
+    }
+
+    async fn list_models(
+        &self,
+        principal: &Principal,
+        _request: ListModelsRequest,
+    ) -> Result<ListModelsResponse, ServiceError> {
+        principal.require()?;
+        Ok(crate::catalog::models(&self.inner.config))
+    }
+
+    async fn runner_stats(
+        &self,
+        principal: &Principal,
+        _request: RunnerStatsRequest,
+    ) -> Result<RunnerStatsResponse, ServiceError> {
+        principal.require()?;
+        let active = self.inner.registry.all_active().await;
+        let visible = active
+            .iter()
+            .filter(|entry| crate::catalog::visible(principal, &entry.info))
+            .count();
+        Ok(RunnerStatsResponse {
+            active_runs: u32::try_from(visible).unwrap_or(u32::MAX),
+            runner_id: self.runner_id().unwrap_or_default().to_owned(),
+            draining: self.inner.draining.load(Ordering::SeqCst),
+        })
     }
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ReadRunEventsRequest, ReadRunEventsResponse,
-    RunInfo, RunnerApi, RunnerClient, RunnerGrpc, StartRunRequest, StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunnerApi, RunnerClient, RunnerGrpc,
+    RunnerStatsRequest, RunnerStatsResponse, StartRunRequest, StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::SessionClient;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -71,6 +72,24 @@ impl RunnerApi for Counting {
     ) -> Result<ReadRunEventsResponse, ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.runner.read_run_events(principal, request).await
+    }
+
+    async fn list_models(
+        &self,
+        principal: &Principal,
+        request: ListModelsRequest,
+    ) -> Result<ListModelsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.list_models(principal, request).await
+    }
+
+    async fn runner_stats(
+        &self,
+        principal: &Principal,
+        request: RunnerStatsRequest,
+    ) -> Result<RunnerStatsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.runner_stats(principal, request).await
     }
 }
 

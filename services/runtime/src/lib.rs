@@ -17,6 +17,7 @@ pub mod internal_token;
 pub mod lease;
 pub mod limits;
 pub mod presence;
+pub mod log_ring;
 pub mod redis;
 pub mod replay;
 pub mod telemetry;

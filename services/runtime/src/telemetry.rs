@@ -1,7 +1,8 @@
 //! Process telemetry: the global `tracing` subscriber (logs and, optionally, OTLP span
 //! export) and the W3C trace context carried by bus messages.
 //!
-//! Owns, per process: the global tracing subscriber, the global OpenTelemetry
+//! Owns, per process: the global tracing subscriber (log output, the in-memory
+//! ring of recent lines [`crate::log_ring`] and OTLP export), the global OpenTelemetry
 //! text-map propagator and, when export is on, the tracer provider (flushed and shut
 //! down by [`TelemetryGuard`]).
 //!
@@ -120,6 +121,7 @@ pub fn init_with(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryErr
     tracing_subscriber::registry()
         .with(filter)
         .with(log_layer)
+        .with(crate::log_ring::layer())
         .with(export_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;

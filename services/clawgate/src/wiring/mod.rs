@@ -28,6 +28,7 @@
 //! appears in logs or errors.
 
 mod auth;
+mod config_snapshot;
 mod edge;
 mod runner;
 mod serve;
