@@ -38,6 +38,8 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "chat.send",
             "chat.history",
             "chat.abort",
+            "agent",
+            "agent.wait",
             "sessions.list",
             "chat.replay",
             "device.pair.list",

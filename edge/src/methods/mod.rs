@@ -23,6 +23,7 @@
 //! task and does no I/O; no call runs for a method the caller's dialect does
 //! not offer (dispatch goes through [`find`] and the dialect's offer first).
 
+pub mod agent;
 pub mod api_keys;
 pub mod chat;
 pub mod decl;
@@ -36,12 +37,13 @@ pub mod tenants;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-pub use decl::{Handler, Job, Method, Request, Role, Scope};
+pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope};
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 8] = [
+pub const FAMILIES: [&[Method]; 9] = [
     system::METHODS,
     chat::METHODS,
+    agent::METHODS,
     sessions::METHODS,
     replay::METHODS,
     pairing::METHODS,
