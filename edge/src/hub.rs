@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use clawgate_proto::Principal;
-use clawgate_proto::pb::common::v1::{BusMessage, Disconnect, PairingEvent, RunEvent, bus_message};
+use clawgate_proto::pb::common::v1::{
+    BusMessage, Disconnect, PairingEvent, RunEvent, TranscriptNote, bus_message,
+};
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -44,6 +46,7 @@ pub enum HubEvent {
     Run(Arc<RunEvent>),
     Pairing(Arc<PairingEvent>),
     Disconnect(Arc<Disconnect>),
+    Note(Arc<TranscriptNote>),
 }
 
 impl HubEvent {
@@ -53,6 +56,7 @@ impl HubEvent {
             bus_message::Body::RunEvent(event) => Self::Run(Arc::new(event)),
             bus_message::Body::PairingEvent(event) => Self::Pairing(Arc::new(event)),
             bus_message::Body::Disconnect(disconnect) => Self::Disconnect(Arc::new(disconnect)),
+            bus_message::Body::TranscriptNote(note) => Self::Note(Arc::new(note)),
         };
         Some((event, size))
     }

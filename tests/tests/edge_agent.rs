@@ -302,3 +302,142 @@ async fn edge_agent_bad_params_are_refused() -> anyhow::Result<()> {
     assert!(model.requests().is_empty(), "no run started");
     Ok(())
 }
+
+#[tokio::test]
+async fn edge_chat_inject_appends_a_note_and_shows_it() -> anyhow::Result<()> {
+    let (gw, _model) = gateway(Script::tokens(["ok"])).await?;
+    let (url, token) = (gw.ws_url.as_str(), gw.gateway_token.as_str());
+    let (mut admin, _) = openclaw(url, token, &["operator.admin"]).await?;
+    let (mut watcher, _) = openclaw(url, token, &["operator.read"]).await?;
+    let res = admin
+        .request(
+            "api_keys.create",
+            json!({"name": "bob", "scopes": RW, "userId": "bob"}),
+        )
+        .await?;
+    let key = res["payload"]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (mut bob, _) = openclaw(url, &key, RW).await?;
+
+    // No session yet: nothing to append to.
+    let res = admin
+        .request(
+            "chat.inject",
+            json!({"sessionKey": "main", "message": "note"}),
+        )
+        .await?;
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+    assert_eq!(
+        res["error"]["message"], "session not found: agent:main:main",
+        "{res}"
+    );
+
+    let id = admin
+        .send_request("agent", cli_agent("hi", "before-note"))
+        .await?;
+    until_final(&mut admin, &id).await?;
+    let res = admin
+        .request(
+            "chat.inject",
+            json!({"sessionKey": "main", "message": "remember this", "label": "cron"}),
+        )
+        .await?;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["ok"], true, "{res}");
+    let message_id = res["payload"]["messageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!message_id.is_empty(), "{res}");
+
+    // Sockets that see the user's runs get a chat final of the note.
+    let run_id = format!("inject-{message_id}");
+    for client in [&mut admin, &mut watcher] {
+        let event = client
+            .event_where(|f| f["event"] == "chat" && f["payload"]["runId"] == run_id.as_str())
+            .await?;
+        let payload = &event["payload"];
+        assert_eq!(payload["state"], "final", "{event}");
+        assert_eq!(payload["seq"], 0, "{event}");
+        assert_eq!(payload["sessionKey"], "agent:main:main", "{event}");
+        assert_eq!(
+            payload["message"]["content"][0]["text"], "[cron]\n\nremember this",
+            "{event}"
+        );
+    }
+    // Another user's socket does not.
+    let seen = bob.drain(Duration::from_millis(300)).await;
+    assert!(
+        !seen.iter().any(|f| f.to_string().contains("remember this")),
+        "{seen:?}"
+    );
+    let history = admin
+        .request("chat.history", json!({"sessionKey": "main"}))
+        .await?;
+    let last = history["payload"]["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["role"], "assistant", "{history}");
+    assert_eq!(
+        last["content"][0]["text"], "[cron]\n\nremember this",
+        "{history}"
+    );
+
+    // It needs operator.admin in OpenClaw.
+    let res = bob
+        .request("chat.inject", json!({"sessionKey": "main", "message": "x"}))
+        .await?;
+    assert_eq!(res["ok"], false, "{res}");
+    assert!(
+        res["error"]["message"]
+            .to_string()
+            .contains("operator.admin"),
+        "{res}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn edge_goclaw_chat_inject() -> anyhow::Result<()> {
+    let (gw, _model) = gateway(Script::tokens(["ok"])).await?;
+    let mut c = WsClient::connect(&gw.ws_url).await?;
+    c.goclaw_handshake(&gw.gateway_token, "gina").await?;
+    let key = "agent:main:ws:direct:note";
+    let res = c
+        .request("chat.send", json!({"message": "hi", "sessionKey": key}))
+        .await?;
+    assert_eq!(res["payload"]["content"], "ok", "{res}");
+    let res = c
+        .request(
+            "chat.inject",
+            json!({"sessionKey": key, "message": "a note"}),
+        )
+        .await?;
+    assert_eq!(res["ok"], true, "{res}");
+    assert!(res["payload"]["messageId"].is_string(), "{res}");
+    let history = c
+        .request("chat.history", json!({"sessionKey": key}))
+        .await?;
+    let messages = history["payload"]["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = messages.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (last["role"].clone(), last["content"].clone()),
+        (json!("assistant"), json!("a note")),
+        "{history}"
+    );
+    let res = c
+        .request("chat.inject", json!({"sessionKey": key, "message": ""}))
+        .await?;
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST", "{res}");
+    // goclaw's `agent` is another method, not offered here.
+    let res = c.request("agent", json!({"agentId": "main"})).await?;
+    assert_eq!(res["ok"], false, "{res}");
+    Ok(())
+}

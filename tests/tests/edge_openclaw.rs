@@ -40,6 +40,7 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "chat.abort",
             "agent",
             "agent.wait",
+            "chat.inject",
             "sessions.list",
             "chat.replay",
             "device.pair.list",

@@ -27,6 +27,7 @@ pub mod agent;
 pub mod api_keys;
 pub mod chat;
 pub mod decl;
+pub mod inject;
 pub mod pairing;
 pub mod replay;
 pub mod secrets;
@@ -40,10 +41,11 @@ use std::sync::LazyLock;
 pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope};
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 9] = [
+pub const FAMILIES: [&[Method]; 10] = [
     system::METHODS,
     chat::METHODS,
     agent::METHODS,
+    inject::METHODS,
     sessions::METHODS,
     replay::METHODS,
     pairing::METHODS,

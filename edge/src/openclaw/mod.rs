@@ -18,6 +18,7 @@
 pub mod agent_reply;
 pub mod authz;
 pub mod handshake;
+pub mod note;
 pub mod pairing;
 pub mod projection;
 pub mod reply;
@@ -25,7 +26,7 @@ pub mod reply;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent, TranscriptNote};
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::runner::RunnerApi as _;
 use clawgate_proto::{Principal, ServiceError};
@@ -365,6 +366,12 @@ impl DialectConn for Conn {
         let ends = self.agents.on_event(&event, &self.principal.user_id);
         self.route(event, cx);
         Self::answer(cx, ends);
+    }
+
+    fn on_note(&mut self, note: &TranscriptNote, cx: &mut Cx<'_, Done>) {
+        if self.sees_events {
+            cx.out.event(note::chat_final(note));
+        }
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
