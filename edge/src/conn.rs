@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clawgate_proto::Principal;
-use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent, TranscriptNote};
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
@@ -172,6 +172,10 @@ pub trait DialectConn: Send + 'static {
     /// decides whether it may see it).
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Self::Done>);
 
+    /// Handles one transcript note of a user whose runs the connection sees
+    /// (on the same topics as run events); by default it shows nothing.
+    fn on_note(&mut self, _note: &TranscriptNote, _cx: &mut Cx<'_, Self::Done>) {}
+
     /// Whether `disconnect` (published for the connection's tenant) targets
     /// this connection.
     fn is_target(&self, disconnect: &Disconnect) -> bool;
@@ -258,6 +262,7 @@ pub async fn authenticated<C: DialectConn>(
                                 seat.deliver(&event, &state.presence, cx.out);
                             }
                         }
+                        HubEvent::Note(note) => session.conn.on_note(&note, &mut cx),
                         HubEvent::Disconnect(disconnect) => {
                             if session.conn.is_target(&disconnect) {
                                 tracing::info!(

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, PairingEvent, PresenceEvent, RunEvent, bus_message,
+    BusMessage, Disconnect, PairingEvent, PresenceEvent, RunEvent, TranscriptNote, bus_message,
 };
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
@@ -47,6 +47,7 @@ pub enum HubEvent {
     Pairing(Arc<PairingEvent>),
     Disconnect(Arc<Disconnect>),
     Presence(Arc<PresenceEvent>),
+    Note(Arc<TranscriptNote>),
 }
 
 impl HubEvent {
@@ -57,6 +58,7 @@ impl HubEvent {
             bus_message::Body::PairingEvent(event) => Self::Pairing(Arc::new(event)),
             bus_message::Body::Disconnect(disconnect) => Self::Disconnect(Arc::new(disconnect)),
             bus_message::Body::PresenceEvent(event) => Self::Presence(Arc::new(event)),
+            bus_message::Body::TranscriptNote(note) => Self::Note(Arc::new(note)),
         };
         Some((event, size))
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use clawgate_proto::Principal;
 use clawgate_proto::auth::PairingRequest;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, PairingChange, PairingEvent, bus_message,
+    BusMessage, Disconnect, PairingChange, PairingEvent, TranscriptNote, bus_message,
 };
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
@@ -178,6 +178,8 @@ pub fn disconnect_tenant(tenant_id: &str) -> Disconnect {
 pub enum Notice {
     Pairing(Box<PairingEvent>),
     Disconnect(Disconnect),
+    /// A transcript note, for the sockets that see its user's runs.
+    Note(TranscriptNote),
 }
 
 impl Notice {
@@ -185,6 +187,7 @@ impl Notice {
         match self {
             Self::Pairing(event) => &event.tenant_id,
             Self::Disconnect(disconnect) => &disconnect.tenant_id,
+            Self::Note(note) => &note.tenant_id,
         }
     }
 
@@ -192,6 +195,7 @@ impl Notice {
         match self {
             Self::Pairing(event) => bus_message::Body::PairingEvent(*event),
             Self::Disconnect(disconnect) => bus_message::Body::Disconnect(disconnect),
+            Self::Note(note) => bus_message::Body::TranscriptNote(note),
         }
     }
 }
@@ -211,6 +215,12 @@ impl From<Disconnect> for Notice {
 /// The topics a notice goes to: the inboxes of the pods holding the targeted
 /// device, else the tenant's topic.
 async fn topics_of(notice: &Notice, devices: Option<&Arc<dyn DeviceRegistry>>) -> Vec<Topic> {
+    if let Notice::Note(note) = notice {
+        return vec![
+            Topic::user(&note.tenant_id, &note.user_id),
+            Topic::tenant_runs(&note.tenant_id),
+        ];
+    }
     let tenant = vec![Topic::tenant(notice.tenant_id())];
     let (Notice::Disconnect(disconnect), Some(devices)) = (notice, devices) else {
         return tenant;

@@ -169,6 +169,11 @@ impl Conn {
                 );
                 respond(cx, &request.id, &Ok(payload));
             }
+            Handler::Agent(_) => {
+                // Declarations offer two-phase methods to OpenClaw only (a test).
+                let err = ServiceError::internal("not a goclaw method");
+                respond(cx, &request.id, &Err(err));
+            }
             Handler::ChatSend(parse) => match parse(&parsed) {
                 Ok(start) => self.chat_send(request.id, start, span, cx),
                 Err(err) => respond(cx, &request.id, &Err(err)),

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE};
 use clawgate_proto::runner::StartRunRequest;
@@ -89,8 +90,21 @@ pub enum Handler {
     Health,
     /// Starts a run; the connection answers it as its dialect does.
     ChatSend(fn(&Request<'_>) -> Result<StartRunRequest, ServiceError>),
+    /// Starts a run answered twice on the same request id: accepted at once,
+    /// then its end (OpenClaw `agent`); the connection waits for the end.
+    Agent(fn(&Request<'_>) -> Result<AgentRun, ServiceError>),
     /// A call validated on the socket's task and run on a spawned one.
     Call(fn(&Request<'_>) -> Result<Box<dyn Job>, ServiceError>),
+}
+
+/// A run whose request is answered when it is accepted and again when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    pub start: StartRunRequest,
+    /// How long the end is awaited after the acceptance before the request is
+    /// answered as timed out; `None`: until the run ends (the runner bounds
+    /// every run) or the socket closes.
+    pub wait: Option<Duration>,
 }
 
 /// One method as both dialects see it.
@@ -146,12 +160,6 @@ impl Method {
     /// The same method, offered to OpenClaw from protocol v4 on.
     pub const fn since_v4(mut self) -> Self {
         self.versions.first = Protocol::V4;
-        self
-    }
-
-    /// The same method, offered to OpenClaw up to protocol v3 (v4 dropped it).
-    pub const fn until_v3(mut self) -> Self {
-        self.versions.last = Protocol::V3;
         self
     }
 

@@ -24,10 +24,12 @@
 //! task and does no I/O; no call runs for a method the caller's dialect does
 //! not offer (dispatch goes through [`find`] and the dialect's offer first).
 
+pub mod agent;
 pub mod agents;
 pub mod api_keys;
 pub mod chat;
 pub mod decl;
+pub mod inject;
 pub mod logs;
 pub mod pairing;
 pub mod presence;
@@ -41,18 +43,20 @@ pub mod users;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-pub use decl::{Handler, Job, Method, Request, Role, Scope};
+pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope};
 
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 12] = [
+pub const FAMILIES: [&[Method]; 14] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
     agents::METHODS,
     users::METHODS,
     chat::METHODS,
+    agent::METHODS,
+    inject::METHODS,
     sessions::METHODS,
     replay::METHODS,
     pairing::METHODS,

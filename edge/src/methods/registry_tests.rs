@@ -144,3 +144,15 @@ fn roles_rank() {
     assert!(!Role::Viewer.allows(""));
     assert!(!Role::Viewer.allows("node"));
 }
+
+#[test]
+fn two_phase_methods_are_openclaws_only() {
+    for method in all().filter(|m| matches!(m.handler, Handler::Agent(_))) {
+        assert!(
+            method.goclaw.is_none(),
+            "{} is offered to goclaw",
+            method.name
+        );
+        assert!(method.openclaw.is_some(), "{} is not offered", method.name);
+    }
+}

@@ -21,9 +21,11 @@
 //! garbage follows §1.4 (non-JSON ignored, invalid frames answered, the socket
 //! stays open).
 
+pub mod agent_reply;
 pub mod authz;
 pub mod handshake;
 pub mod hello;
+pub mod note;
 pub mod pairing;
 pub mod projection;
 pub mod reply;
@@ -31,8 +33,9 @@ pub mod reply;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent};
+use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent, TranscriptNote};
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
+use clawgate_proto::runner::RunnerApi as _;
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
@@ -86,6 +89,10 @@ pub enum Done {
     },
     /// A run's earlier events were read (empty on failure).
     Backfill { run: RunKey, events: Vec<RunEvent> },
+    /// The runner answered an `agent` request's start.
+    Agent(agent_reply::Accepted),
+    /// The runner's view of a run `agent` requests wait for.
+    AgentChecked(Result<clawgate_proto::runner::RunInfo, ServiceError>),
 }
 
 pub struct Conn {
@@ -103,6 +110,8 @@ pub struct Conn {
     /// Run → live events waiting for the run's backfill.
     backfilling: HashMap<RunKey, Vec<Arc<RunEvent>>>,
     unauthorized_streak: u32,
+    /// `agent` requests waiting for their run's end.
+    agents: agent_reply::Waits,
 }
 
 impl Conn {
@@ -131,6 +140,7 @@ impl Conn {
             held: HashMap::new(),
             backfilling: HashMap::new(),
             unauthorized_streak: 0,
+            agents: agent_reply::Waits::default(),
         }
     }
 
@@ -225,6 +235,13 @@ impl Conn {
                 return;
             }
             Handler::Health => system::parse_openclaw_health(&parsed).map(Work::Call),
+            Handler::Agent(parse) => {
+                match parse(&parsed) {
+                    Ok(run) => self.agent(request.id.clone(), run, span.clone(), cx),
+                    Err(err) => self.respond(cx, &request.id, &Reply::err(&err)),
+                }
+                return;
+            }
             Handler::ChatSend(parse) => parse(&parsed).map(Work::ChatSend),
             Handler::Call(parse) => parse(&parsed).map(Work::Call),
         };
@@ -276,23 +293,41 @@ impl Conn {
     }
 }
 
-impl DialectConn for Conn {
-    type Done = Done;
-
-    fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Done>) {
-        match frames::parse_openclaw(text) {
-            Inbound::NotJson(err) => tracing::debug!(error = %err, "ignoring non-JSON frame"),
-            Inbound::Invalid { id, reason } => {
-                let err = ServiceError::invalid(format!("invalid request frame: {reason}"));
-                let id = id.unwrap_or_else(|| "invalid".to_owned());
-                let shape = ErrorShape::openclaw_in(&err, self.protocol);
-                cx.out.response(&id, None, Some(&shape));
+impl Conn {
+    /// Starts an `agent` run: its events wait for the acceptance, the request
+    /// waits for the run's end ([`agent_reply`]).
+    fn agent(
+        &mut self,
+        id: String,
+        run: methods::AgentRun,
+        span: tracing::Span,
+        cx: &mut Cx<'_, Done>,
+    ) {
+        let run_id = run.start.idempotency_key.clone();
+        let max = cx.state.config.max_pending_chat_sends;
+        if let Err(err) = self.agents.reserve(&id, &run, max) {
+            self.respond(cx, &id, &Reply::err(&err));
+            return;
+        }
+        let newly_held = !self.held.contains_key(&run_id);
+        self.held.entry(run_id.clone()).or_default();
+        let (state, principal, task_id) = (cx.state.clone(), self.principal.clone(), id.clone());
+        let spawned = cx.spawner.spawn(span, async move {
+            Done::Agent(agent_reply::start(&state, &principal, task_id, run).await)
+        });
+        if !spawned {
+            self.agents.cancel(&run_id, &id);
+            if newly_held {
+                self.held.remove(&run_id);
             }
-            Inbound::Request(request) => self.request(request, cx),
+            let err = ServiceError::unavailable("too many requests in flight");
+            self.respond(cx, &id, &Reply::err(&err));
         }
     }
 
-    fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+    /// A run event for a connection that sees events: held while its run's
+    /// acknowledgement is pending, else live.
+    fn route(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
         if !self.sees_events {
             return;
         }
@@ -310,6 +345,50 @@ impl DialectConn for Conn {
             }
         }
         self.live(event, cx);
+    }
+
+    fn answer(&self, cx: &mut Cx<'_, Done>, answers: agent_reply::Answers) {
+        for (id, reply) in answers {
+            self.respond(cx, &id, &reply);
+        }
+    }
+
+    /// Releases the events held for `run_id`'s acknowledgement.
+    fn release(&mut self, run_id: &str, cx: &mut Cx<'_, Done>) {
+        if let Some(held) = self.held.remove(run_id) {
+            for event in held {
+                self.live(event, cx);
+            }
+        }
+    }
+}
+
+impl DialectConn for Conn {
+    type Done = Done;
+
+    fn on_text(&mut self, text: &str, cx: &mut Cx<'_, Done>) {
+        match frames::parse_openclaw(text) {
+            Inbound::NotJson(err) => tracing::debug!(error = %err, "ignoring non-JSON frame"),
+            Inbound::Invalid { id, reason } => {
+                let err = ServiceError::invalid(format!("invalid request frame: {reason}"));
+                let id = id.unwrap_or_else(|| "invalid".to_owned());
+                let shape = ErrorShape::openclaw_in(&err, self.protocol);
+                cx.out.response(&id, None, Some(&shape));
+            }
+            Inbound::Request(request) => self.request(request, cx),
+        }
+    }
+
+    fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+        let ends = self.agents.on_event(&event, &self.principal.user_id);
+        self.route(event, cx);
+        self.answer(cx, ends);
+    }
+
+    fn on_note(&mut self, note: &TranscriptNote, cx: &mut Cx<'_, Done>) {
+        if self.sees_events {
+            cx.out.event(note::chat_final(note));
+        }
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {
@@ -351,6 +430,19 @@ impl DialectConn for Conn {
                     }
                 }
             }
+            Done::Agent(accepted) => {
+                let (run_id, id) = (accepted.run_id.clone(), accepted.id.clone());
+                let (first, end) = self.agents.accepted(accepted);
+                self.respond(cx, &id, &first);
+                self.release(&run_id, cx);
+                if let Some(end) = end {
+                    self.respond(cx, &id, &end);
+                }
+            }
+            Done::AgentChecked(result) => {
+                let ends = self.agents.checked(result);
+                self.answer(cx, ends);
+            }
             Done::Backfill { run, events } => {
                 let pending = self.backfilling.remove(&run).unwrap_or_default();
                 // Only what came before the first live event: the live ones follow.
@@ -368,6 +460,16 @@ impl DialectConn for Conn {
     fn on_tick(&mut self, cx: &mut Cx<'_, Done>) {
         cx.out
             .event(EventOut::broadcast("tick", json!({ "ts": now_ms() })));
+        let (ends, checks) = self.agents.on_tick(Instant::now());
+        self.answer(cx, ends);
+        for run_id in checks {
+            let (state, principal) = (cx.state.clone(), self.principal.clone());
+            let span = tracing::debug_span!("ws.check_run", run_id = %run_id);
+            cx.spawner.spawn(span, async move {
+                let request = clawgate_proto::runner::GetRunRequest { run_id };
+                Done::AgentChecked(state.services.runner.get_run(&principal, request).await)
+            });
+        }
     }
 
     fn on_health(&mut self, snapshot: &Snapshot, cx: &mut Cx<'_, Done>) {
