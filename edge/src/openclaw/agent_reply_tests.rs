@@ -115,7 +115,10 @@ fn errors_and_timeouts() {
     waits.accepted(accepted("1", "r", StartStatus::Started));
     let answers = waits.on_event(&error("r", "provider"), "u");
     let reply = &answers[0].1;
-    assert_eq!(reply.error.as_ref().map(|e| e.code.openclaw_code()), Some("UNAVAILABLE"));
+    assert_eq!(
+        reply.error.as_ref().map(|e| e.code.openclaw_code()),
+        Some("UNAVAILABLE")
+    );
     assert_eq!(
         reply.payload,
         Some(json!({"runId": "r", "status": "error", "summary": "boom"}))

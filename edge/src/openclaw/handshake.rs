@@ -198,8 +198,8 @@ pub fn parse_connect(params: &Value) -> Result<ConnectParams, String> {
     })
 }
 
-/// The version `connect` asked for, or its refusal in that version's shape.
-fn negotiate(connect: &ConnectParams) -> Result<Protocol, Rejected> {
+/// The version `connect` asked for, or the mismatch in that version's shape.
+fn negotiate(connect: &ConnectParams) -> Result<Protocol, ServiceError> {
     let (min, max) = (connect.min_protocol, connect.max_protocol);
     if let Some(protocol) = Protocol::negotiate(min, max) {
         return Ok(protocol);
@@ -215,8 +215,7 @@ fn negotiate(connect: &ConnectParams) -> Result<Protocol, Rejected> {
     } else {
         json!({ "expectedProtocol": Protocol::OLDEST.number() })
     };
-    let err = ServiceError::invalid("protocol mismatch").with_details(details);
-    Err(refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"))
+    Err(ServiceError::invalid("protocol mismatch").with_details(details))
 }
 
 /// How the connection authenticated, as v4 `hello-ok.auth.method` names it
@@ -290,7 +289,8 @@ pub async fn handshake(
         let err = ServiceError::invalid(format!("invalid connect params: {why}"));
         refuse(&err, CLOSE_POLICY, "invalid connect params")
     })?;
-    let protocol = negotiate(&connect)?;
+    let protocol = negotiate(&connect)
+        .map_err(|err| refuse(&err, CLOSE_PROTOCOL_ERROR, "protocol mismatch"))?;
     let role = connect
         .role
         .clone()
