@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::hub::Hub;
-use crate::presence::EdgePresence;
+use crate::presence_table::EdgePresence;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;
 use crate::state::{EdgeServices, EdgeState, Peer, SocketTracker};
