@@ -52,6 +52,7 @@ mod openclaw;
 mod out;
 mod params;
 mod presence;
+mod presence_table;
 mod queue;
 pub mod registry;
 pub mod server;

@@ -35,7 +35,7 @@ use crate::error::EdgeError;
 use crate::health;
 use crate::health_cache::HealthCache;
 use crate::hub::Hub;
-use crate::presence::EdgePresence;
+use crate::presence_table::EdgePresence;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;
 use crate::state::{EdgeServices, EdgeState, Peer, SocketTracker};

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::health_cache::HealthCache;
 use crate::hub::Hub;
-use crate::presence::EdgePresence;
+use crate::presence_table::EdgePresence;
 use crate::registry::{DeviceRegistry, LocalDevices};
 
 /// Where a socket comes from.

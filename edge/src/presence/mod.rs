@@ -15,11 +15,11 @@
 //!   whole tenant (`operator.admin`) every entry of its tenant, any other only
 //!   its own user's ([`entry::visible_to`]); other connections get neither.
 //! - **Lifecycle**: an entry is registered before `hello-ok` (so the snapshot
-//!   holds it), refreshed every [`REFRESH_EVERY`] by one edge-wide task (its
+//!   holds it), refreshed every [`REFRESH_EVERY`](crate::presence_table::REFRESH_EVERY) by one edge-wide task (its
 //!   `lastActivityAt` too, so activity costs no registry write of its own; a
 //!   connection notes it at most once per [`ACTIVITY_EVERY`]), and removed
 //!   when the socket closes; an edge that dies leaves entries that expire
-//!   after [`ENTRY_TTL`].
+//!   after [`ENTRY_TTL`](crate::presence_table::ENTRY_TTL).
 //! - **Events**: after a connect and after a disconnect, the edge publishes a
 //!   [`PresenceEvent`] on the tenant's topic with the tenant's live entries and
 //!   version (the departed entry, with reason `disconnect`, rides along once);
@@ -28,8 +28,8 @@
 //! - **Snapshots**: a listed connection's snapshot is the list its
 //!   registration returned (the one round trip its connect costs here); an
 //!   unlisted watcher's is the edge's cached list of its tenant (the latest
-//!   registry reply or event this edge saw, used for [`CACHE_FRESH`], at most
-//!   [`CACHE_TENANTS`] tenants), read from the registry only when there is
+//!   registry reply or event this edge saw, used for [`CACHE_FRESH`](crate::presence_table::CACHE_FRESH), at most
+//!   [`CACHE_TENANTS`](crate::presence_table::CACHE_TENANTS) tenants), read from the registry only when there is
 //!   none; any other connection costs nothing.
 //!
 //! Invariants: presence is best effort and never refuses a connection (a
@@ -40,23 +40,20 @@
 
 pub mod entry;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_proto::pb::common::v1::{BusMessage, PresenceEntry, PresenceEvent, bus_message};
+use clawgate_proto::Principal;
+use clawgate_proto::pb::common::v1::{BusMessage, PresenceEvent, bus_message};
 use clawgate_proto::principal::SCOPE_READ;
-use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
-use clawgate_runtime::presence::{PresenceList, PresenceRecord, PresenceRegistry, Refresh};
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-pub use clawgate_runtime::presence::{ENTRY_TTL, REFRESH_EVERY};
-
 use crate::out::{EventOut, Out};
+pub use crate::presence_table::{EdgePresence, entries_of};
 use crate::state::{EdgeState, SocketInfo};
 
 /// How often one connection's activity is noted (the refresh writes it).
@@ -64,205 +61,6 @@ pub const ACTIVITY_EVERY: Duration = Duration::from_secs(1);
 
 /// The event's name.
 pub const EVENT: &str = "presence";
-
-/// How long a tenant's cached list serves snapshots of unlisted watchers.
-pub const CACHE_FRESH: Duration = REFRESH_EVERY;
-/// Most tenants whose list an edge caches.
-pub const CACHE_TENANTS: usize = 1024;
-
-/// The latest list of a tenant this edge saw (a registry reply or an event).
-#[derive(Debug, Clone)]
-struct Cached {
-    list: Arc<PresenceEvent>,
-    at: Instant,
-}
-
-/// One listed connection of this edge.
-#[derive(Debug, Clone)]
-struct Listed {
-    tenant_id: String,
-    entry: PresenceEntry,
-}
-
-fn record(entry: &PresenceEntry) -> PresenceRecord {
-    PresenceRecord {
-        key: entry.key.clone(),
-        owner: entry.conn_id.clone(),
-        payload: entry.encode_to_vec(),
-    }
-}
-
-/// The entries of a registry list (undecodable payloads are skipped).
-pub fn entries_of(list: &PresenceList) -> Vec<PresenceEntry> {
-    list.payloads
-        .iter()
-        .filter_map(|payload| PresenceEntry::decode(payload.as_slice()).ok())
-        .collect()
-}
-
-/// This edge's listed connections, refreshed in the registry while they live.
-#[derive(Clone)]
-pub struct EdgePresence {
-    registry: Arc<dyn PresenceRegistry>,
-    local: Arc<Mutex<HashMap<String, Listed>>>,
-    cache: Arc<Mutex<HashMap<String, Cached>>>,
-}
-
-impl std::fmt::Debug for EdgePresence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EdgePresence")
-            .field("listed", &self.lock().len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl EdgePresence {
-    /// Starts the refresh loop, which ends once every handle is dropped.
-    pub fn start(registry: Arc<dyn PresenceRegistry>) -> Self {
-        let presence = Self {
-            registry,
-            local: Arc::new(Mutex::new(HashMap::new())),
-            cache: Arc::new(Mutex::new(HashMap::new())),
-        };
-        let weak = Arc::downgrade(&presence.local);
-        let registry = presence.registry.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(REFRESH_EVERY);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let Some(local) = weak.upgrade() else {
-                    return;
-                };
-                let refreshes: Vec<Refresh> = lock(&local)
-                    .values()
-                    .map(|listed| Refresh {
-                        tenant_id: listed.tenant_id.clone(),
-                        record: record(&listed.entry),
-                    })
-                    .collect();
-                drop(local);
-                if refreshes.is_empty() {
-                    continue;
-                }
-                if let Err(err) = registry.refresh(&refreshes, ENTRY_TTL).await {
-                    tracing::warn!(error = %err, "cannot refresh presence");
-                }
-            }
-        });
-        presence
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Listed>> {
-        lock(&self.local)
-    }
-
-    pub fn registry(&self) -> &Arc<dyn PresenceRegistry> {
-        &self.registry
-    }
-
-    /// Keeps `list` as its tenant's latest unless a newer one is cached.
-    fn remember(&self, list: &Arc<PresenceEvent>) {
-        let now = Instant::now();
-        let mut cache = lock(&self.cache);
-        if let Some(cached) = cache.get_mut(&list.tenant_id) {
-            if cached.list.version <= list.version {
-                *cached = Cached {
-                    list: list.clone(),
-                    at: now,
-                };
-            }
-            return;
-        }
-        if cache.len() >= CACHE_TENANTS {
-            cache.retain(|_, cached| now.duration_since(cached.at) < CACHE_FRESH);
-            if cache.len() >= CACHE_TENANTS {
-                return;
-            }
-        }
-        let cached = Cached {
-            list: list.clone(),
-            at: now,
-        };
-        cache.insert(list.tenant_id.clone(), cached);
-    }
-
-    /// The tenant's cached list, if recent enough.
-    fn cached(&self, tenant_id: &str) -> Option<Arc<PresenceEvent>> {
-        lock(&self.cache)
-            .get(tenant_id)
-            .filter(|cached| cached.at.elapsed() < CACHE_FRESH)
-            .map(|cached| cached.list.clone())
-    }
-
-    /// The tenant's list: from the cache when fresh, else read (and cached).
-    async fn current(&self, tenant_id: &str) -> Result<Arc<PresenceEvent>, ServiceError> {
-        if let Some(list) = self.cached(tenant_id) {
-            return Ok(list);
-        }
-        let list = self.registry.list(tenant_id).await?;
-        Ok(self.remember_list(tenant_id, &list))
-    }
-
-    /// A registry reply as the tenant's latest list (cached).
-    fn remember_list(&self, tenant_id: &str, list: &PresenceList) -> Arc<PresenceEvent> {
-        let event = Arc::new(PresenceEvent {
-            tenant_id: tenant_id.to_owned(),
-            version: list.version,
-            entries: entries_of(list),
-            departed: None,
-        });
-        self.remember(&event);
-        event
-    }
-
-    /// Lists a connection; returns its tenant's list after it.
-    async fn add(
-        &self,
-        tenant_id: &str,
-        entry: PresenceEntry,
-    ) -> Result<PresenceList, ServiceError> {
-        let list = self
-            .registry
-            .register(tenant_id, &record(&entry), ENTRY_TTL)
-            .await?;
-        let listed = Listed {
-            tenant_id: tenant_id.to_owned(),
-            entry,
-        };
-        self.lock().insert(listed.entry.conn_id.clone(), listed);
-        Ok(list)
-    }
-
-    /// Notes activity of a listed connection (written by the next refresh).
-    fn touch(&self, conn_id: &str, at_ms: i64) {
-        if let Some(listed) = self.lock().get_mut(conn_id) {
-            listed.entry.last_activity_at_ms = at_ms;
-            listed.entry.ts_ms = at_ms;
-        }
-    }
-
-    /// Unlists a closed connection: its tenant, its last entry and the
-    /// tenant's list after it.
-    async fn remove(
-        &self,
-        conn_id: &str,
-    ) -> Option<(String, PresenceEntry, Result<PresenceList, ServiceError>)> {
-        let listed = self.lock().remove(conn_id)?;
-        let list = self
-            .registry
-            .remove(&listed.tenant_id, &listed.entry.key, conn_id)
-            .await;
-        Some((listed.tenant_id, listed.entry, list))
-    }
-}
 
 /// A connection's part in presence, for its whole life (held by its session).
 #[derive(Debug)]
@@ -301,7 +99,7 @@ pub fn watches(principal: &Principal) -> bool {
 /// its mode is not listed) and reads what its `hello-ok` shows: one registry
 /// round trip for a listed connection (the registration returns the list);
 /// for an unlisted watcher one only when this edge has no list of its tenant
-/// younger than [`CACHE_FRESH`]; none for any other.
+/// younger than [`CACHE_FRESH`](crate::presence_table::CACHE_FRESH); none for any other.
 pub async fn open(
     state: &EdgeState,
     principal: &Principal,

@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::out::Outbound;
+use crate::presence_table::{CACHE_FRESH, ENTRY_TTL, REFRESH_EVERY, record};
+use clawgate_proto::pb::common::v1::PresenceEntry;
+use clawgate_runtime::presence::PresenceRegistry;
 
 fn entry(user: &str, key: &str, conn: &str, ts: i64) -> PresenceEntry {
     PresenceEntry {
@@ -57,7 +60,7 @@ async fn a_cached_list_serves_for_a_while_then_is_read_again() {
     let first = presence.current("t").await.expect("read");
     assert!(first.entries.is_empty());
     // Another edge lists a connection: this edge heard nothing of it.
-    let record = super::record(&entry("u", "k", "c", 1));
+    let record = record(&entry("u", "k", "c", 1));
     registry
         .register("t", &record, ENTRY_TTL)
         .await
