@@ -219,21 +219,37 @@ async fn status_models_and_agents_come_from_the_configuration() -> anyhow::Resul
         "status",
         "models.list",
         "agents.list",
-        "users.list",
         "config.get",
         "logs.tail",
     ] {
         let res = blind.request(method, json!({})).await?;
         assert_eq!(refused(&res), "missing scope: operator.read", "{method}");
     }
+    // `users.list` is a v4 method: v3 does not offer it (default deny).
+    let res = blind.request("users.list", json!({})).await?;
+    assert_eq!(refused(&res), "missing scope: operator.admin");
+    let (mut blind_v4, _) = openclaw_v4(&gw.ws_url, &gw.gateway_token, &[]).await?;
+    let res = blind_v4.request("users.list", json!({})).await?;
+    assert_eq!(refused(&res), "missing scope: operator.read");
     Ok(())
+}
+
+/// An OpenClaw protocol v4 connection of the local backend client.
+async fn openclaw_v4(url: &str, token: &str, scopes: &[&str]) -> anyhow::Result<(WsClient, Value)> {
+    let mut client = edge_support::open(url).await?;
+    let mut params = edge_support::openclaw_params(token, scopes);
+    params["minProtocol"] = json!(4);
+    params["maxProtocol"] = json!(4);
+    let res = client.request("connect", params).await?;
+    anyhow::ensure!(res["ok"] == true, "connect failed: {res}");
+    Ok((client, res["payload"].clone()))
 }
 
 #[tokio::test]
 async fn users_list_shows_the_tenants_profiles_to_admins_and_oneself_to_others()
 -> anyhow::Result<()> {
     let (gw, _model) = gateway(Script::text("hi")).await?;
-    let (mut admin, _) = openclaw(&gw.ws_url, &gw.gateway_token, ADMIN).await?;
+    let (mut admin, _) = openclaw_v4(&gw.ws_url, &gw.gateway_token, ADMIN).await?;
     let res = admin
         .request(
             "tenants.users.add",
@@ -258,7 +274,7 @@ async fn users_list_shows_the_tenants_profiles_to_admins_and_oneself_to_others()
     assert!(bob["createdAt"].is_i64() && bob["updatedAt"].is_i64());
 
     // A reader (not admin) of the same user sees no one else.
-    let (mut reader, _) = openclaw(&gw.ws_url, &gw.gateway_token, READ).await?;
+    let (mut reader, _) = openclaw_v4(&gw.ws_url, &gw.gateway_token, READ).await?;
     let res = reader.request("users.list", json!({})).await?;
     let seen = ok(&res)?["profiles"]
         .as_array()
