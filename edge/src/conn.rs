@@ -48,9 +48,6 @@ pub struct Accepted {
     pub paired_sender: Option<(String, String)>,
     /// OpenClaw: the protocol version negotiated (goclaw: always v3).
     pub protocol: Protocol,
-    /// OpenClaw: the client runs as a one-shot command (`cli`, `backend` or
-    /// `probe` mode), not a UI that stays.
-    pub ephemeral: bool,
 }
 
 impl Accepted {
@@ -61,17 +58,11 @@ impl Accepted {
             pending_until_ms: None,
             paired_sender: None,
             protocol: Protocol::V3,
-            ephemeral: false,
         }
     }
 
     pub fn with_protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
-        self
-    }
-
-    pub fn with_ephemeral(mut self, ephemeral: bool) -> Self {
-        self.ephemeral = ephemeral;
         self
     }
 }

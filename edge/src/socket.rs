@@ -229,7 +229,6 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         pending_until_ms,
         paired_sender,
         protocol,
-        ephemeral,
     } = accepted;
     principal.connection_id = info.conn_id.clone();
     if principal.dialect == Dialect::Unspecified as i32 {
@@ -317,7 +316,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
     } else {
         // v4 numbers every event, targeted ones too (v3 left those without).
         out.set_number_targeted(protocol == Protocol::V4);
-        let conn = openclaw::Conn::new(principal, info, &request.params, protocol, ephemeral);
+        let conn = openclaw::Conn::new(principal, info, &request.params, protocol);
         Connected::OpenClaw(Box::new(Session {
             conn,
             registration,

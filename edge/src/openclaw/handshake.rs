@@ -61,9 +61,6 @@ pub const CLIENT_MODES: [&str; 8] = [
     "webchat", "cli", "ui", "backend", "node", "probe", "test", "worker",
 ];
 
-/// Client modes that run as a short-lived command, never a UI.
-const EPHEMERAL_MODES: [&str; 3] = ["cli", "backend", "probe"];
-
 const CONNECT_KEYS: [&str; 16] = [
     "minProtocol",
     "maxProtocol",
@@ -381,11 +378,8 @@ pub async fn handshake(
     if protocol == Protocol::V4 {
         auth["method"] = json!(auth_method(&connect));
     }
-    let ephemeral = EPHEMERAL_MODES.contains(&connect.client.mode.as_str());
-    let reply = hello::hello_ok(state, &info.conn_id, protocol, &principal, auth);
-    Ok(Accepted::new(principal, reply)
-        .with_protocol(protocol)
-        .with_ephemeral(ephemeral))
+    let reply = hello::hello_ok(state, &info.conn_id, protocol, auth);
+    Ok(Accepted::new(principal, reply).with_protocol(protocol))
 }
 
 /// `NOT_PAIRED "pairing required: …"` with the auth service's details, closed

@@ -9,7 +9,6 @@
 //! neither is sent); the snapshot carries the edge's real presence and health
 //! views, read from local caches (no service call on the connect path).
 
-use clawgate_proto::Principal;
 use serde_json::{Value, json};
 
 use super::authz::EVENTS;
@@ -35,13 +34,7 @@ pub fn capabilities() -> Vec<&'static str> {
 
 /// The `hello-ok` payload for a connection of `protocol`; `auth` is the
 /// version's `auth` object, already built.
-pub fn hello_ok(
-    state: &EdgeState,
-    conn_id: &str,
-    protocol: Protocol,
-    _principal: &Principal,
-    auth: Value,
-) -> Value {
+pub fn hello_ok(state: &EdgeState, conn_id: &str, protocol: Protocol, auth: Value) -> Value {
     let config = &state.config;
     let agent = &config.default_agent_id;
     let (health, health_version) = crate::health::health_snapshot(state);

@@ -98,9 +98,6 @@ pub enum Done {
 pub struct Conn {
     principal: Principal,
     protocol: Protocol,
-    /// A one-shot command client (`cli`, `backend`, `probe` mode).
-    #[allow(dead_code)]
-    ephemeral: bool,
     sees_events: bool,
     sees_pairing: bool,
     projector: Projector,
@@ -120,7 +117,6 @@ impl Conn {
         info: &SocketInfo,
         connect_params: &Value,
         protocol: Protocol,
-        ephemeral: bool,
     ) -> Self {
         let tool_events = connect_params
             .get("caps")
@@ -133,7 +129,6 @@ impl Conn {
         Self {
             principal,
             protocol,
-            ephemeral,
             sees_events,
             sees_pairing,
             projector,
