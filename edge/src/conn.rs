@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clawgate_proto::Principal;
-use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent, TranscriptNote};
+use clawgate_proto::pb::common::v1::{
+    Disconnect, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+};
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
@@ -167,6 +169,10 @@ pub trait DialectConn: Send + 'static {
     /// (on the same topics as run events); by default it shows nothing.
     fn on_note(&mut self, _note: &TranscriptNote, _cx: &mut Cx<'_, Self::Done>) {}
 
+    /// Handles one session change of a user whose runs the connection sees
+    /// (on the same topics as run events); by default it shows nothing.
+    fn on_session(&mut self, _change: &SessionChange, _cx: &mut Cx<'_, Self::Done>) {}
+
     /// Whether `disconnect` (published for the connection's tenant) targets
     /// this connection.
     fn is_target(&self, disconnect: &Disconnect) -> bool;
@@ -254,6 +260,7 @@ pub async fn authenticated<C: DialectConn>(
                             }
                         }
                         HubEvent::Note(note) => session.conn.on_note(&note, &mut cx),
+                        HubEvent::Session(change) => session.conn.on_session(&change, &mut cx),
                         HubEvent::Disconnect(disconnect) => {
                             if session.conn.is_target(&disconnect) {
                                 tracing::info!(

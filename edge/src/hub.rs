@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, PairingEvent, PresenceEvent, RunEvent, TranscriptNote, bus_message,
+    BusMessage, Disconnect, PairingEvent, PresenceEvent, RunEvent, SessionChange, TranscriptNote,
+    bus_message,
 };
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
@@ -48,6 +49,7 @@ pub enum HubEvent {
     Disconnect(Arc<Disconnect>),
     Presence(Arc<PresenceEvent>),
     Note(Arc<TranscriptNote>),
+    Session(Arc<SessionChange>),
 }
 
 impl HubEvent {
@@ -59,6 +61,7 @@ impl HubEvent {
             bus_message::Body::Disconnect(disconnect) => Self::Disconnect(Arc::new(disconnect)),
             bus_message::Body::PresenceEvent(event) => Self::Presence(Arc::new(event)),
             bus_message::Body::TranscriptNote(note) => Self::Note(Arc::new(note)),
+            bus_message::Body::SessionChange(change) => Self::Session(Arc::new(change)),
         };
         Some((event, size))
     }

@@ -22,5 +22,7 @@ crate::macros::service_bindings! {
         authed fn list_models(ListModelsRequest) -> ListModelsResponse;
         /// The caller's runs executing on this runner (clawgate extension).
         authed fn runner_stats(RunnerStatsRequest) -> RunnerStatsResponse;
+        /// Which of the given sessions have a run in flight (clawgate extension).
+        authed fn active_runs(ActiveRunsRequest) -> ActiveRunsResponse;
     }
 }

@@ -19,6 +19,8 @@ crate::macros::service_bindings! {
         authed fn patch_session(PatchSessionRequest) -> Session;
         /// Soft delete.
         authed fn delete_session(DeleteSessionRequest) -> DeleteSessionResponse;
+        /// Soft delete and a fresh session under the same key, in one transaction.
+        authed fn reset_session(ResetSessionRequest) -> Session;
         /// Appends one transcript row; idempotent on (run_id, role) when run_id is set.
         authed fn append_message(AppendMessageRequest) -> TranscriptMessage;
         authed fn list_messages(ListMessagesRequest) -> ListMessagesResponse;

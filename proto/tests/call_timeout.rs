@@ -12,9 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
-    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunnerApi, RunnerClient, RunnerGrpc,
-    RunnerStatsRequest, RunnerStatsResponse, StartRunRequest, StartRunResponse,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
+    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
+    RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
+    StartRunResponse,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 
@@ -72,6 +73,14 @@ impl RunnerApi for Slow {
         _principal: &Principal,
         _request: RunnerStatsRequest,
     ) -> Result<RunnerStatsResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn active_runs(
+        &self,
+        _principal: &Principal,
+        _request: ActiveRunsRequest,
+    ) -> Result<ActiveRunsResponse, ServiceError> {
         Err(ServiceError::not_found("not in this test"))
     }
 }

@@ -202,6 +202,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
 
+        let session_redis_prefix = cluster.redis_prefix.clone();
         cluster
             .spawn(
                 &bin,
@@ -214,6 +215,11 @@ impl Cluster {
                     &session.to_string(),
                     "--database-url",
                     &app_database_url,
+                    // Session changes reach the edges over the bus.
+                    "--redis-url",
+                    &options.redis_url,
+                    "--redis-prefix",
+                    &session_redis_prefix,
                 ],
                 &[],
             )

@@ -7,6 +7,8 @@
 //! times, tokens) never count, only fields and their types.
 
 mod conformance_support;
+#[path = "conformance_support/tui_v4.rs"]
+mod tui_v4;
 
 use std::time::Duration;
 
@@ -449,15 +451,20 @@ const CHAT_V3: &[Exception] = &[
     ),
 ];
 
-/// Where the v4 TUI session differs (startup calls, one chat turn, keepalive).
-const TUI_V4: &[Exception] = &[];
-
+/// The v4 TUI session: startup calls (`sessions.subscribe`, `agents.list`,
+/// …, `chat.history`), one chat turn with session events and the TUI's
+/// `sessions.describe`/`sessions.list` after each; differences in
+/// [`tui_v4::exceptions`].
 #[tokio::test]
-#[ignore = "the TUI's session methods (sessions.subscribe, sessions.describe, v4 sessions.list/chat.history fields, session events) have not landed; run with --ignored to see what is missing"]
 async fn v4_tui_session() -> anyhow::Result<()> {
     let file = "openclaw-v4-tui-session.jsonl";
     let (recorded, ours) = replay(file).await?;
     assert_contiguous_seq(&ours);
-    compare(&recorded, &ours, TUI_V4, &request_methods(file));
+    compare(
+        &recorded,
+        &ours,
+        &tui_v4::exceptions(),
+        &request_methods(file),
+    );
     Ok(())
 }

@@ -19,8 +19,8 @@ use clawgate_proto::principal::Dialect;
 use clawgate_proto::session::{
     AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
     GetSessionRequest, ListMessagesRequest, ListMessagesResponse, ListSessionsRequest,
-    ListSessionsResponse, PatchSessionRequest, Session, SessionApi, SessionClient, SessionGrpc,
-    TranscriptMessage,
+    ListSessionsResponse, PatchSessionRequest, ResetSessionRequest, Session, SessionApi,
+    SessionClient, SessionGrpc, TranscriptMessage,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::testing::{TestDatabase, fresh_sqlite_url};
@@ -78,6 +78,15 @@ impl SessionApi for Recording {
     ) -> Result<DeleteSessionResponse, ServiceError> {
         self.seen.lock().unwrap().push(principal.clone());
         self.inner.delete_session(principal, request).await
+    }
+
+    async fn reset_session(
+        &self,
+        principal: &Principal,
+        request: ResetSessionRequest,
+    ) -> Result<Session, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.reset_session(principal, request).await
     }
 
     async fn append_message(

@@ -154,6 +154,7 @@ impl Conn {
             style: Style::Snake,
             principal: &self.principal,
             config: &cx.state.config,
+            protocol: None,
         };
         match method.handler {
             Handler::Connect => {
@@ -169,8 +170,9 @@ impl Conn {
                 );
                 respond(cx, &request.id, &Ok(payload));
             }
-            Handler::Agent(_) => {
-                // Declarations offer two-phase methods to OpenClaw only (a test).
+            Handler::Agent(_) | Handler::Subscribe(_) => {
+                // Declarations offer two-phase and subscription methods to
+                // OpenClaw only (a test).
                 let err = ServiceError::internal("not a goclaw method");
                 respond(cx, &request.id, &Err(err));
             }

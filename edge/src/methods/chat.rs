@@ -15,11 +15,12 @@
 
 use clawgate_proto::principal::SCOPE_ADMIN;
 use clawgate_proto::runner::{AbortRunRequest, GetRunRequest, RunnerApi, StartRunRequest};
-use clawgate_proto::session::{ListMessagesRequest, MessageStatus, SessionApi};
+use clawgate_proto::session::{GetSessionRequest, ListMessagesRequest, MessageStatus, SessionApi};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use serde_json::{Value, json};
 
 use super::decl::{Handler, Method, Outcome, Request, Role, Runs, Scope, Versions, job};
+use super::session_row;
 use crate::config::{EdgeConfig, MAX_RESPONSE_BYTES};
 use crate::params::Style;
 use crate::session_key;
@@ -45,9 +46,6 @@ pub const METHODS: &[Method] = &[
     ),
 ];
 
-/// Transcript rows larger than this are replaced by a placeholder in history.
-const MAX_HISTORY_MESSAGE_BYTES: usize = 128 * 1024;
-
 /// A validated call of this family (`chat.send` is answered by the dialect).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
@@ -56,6 +54,8 @@ pub enum Call {
         session_key: Option<String>,
         limit: u32,
         max_chars: Option<usize>,
+        /// Whether the answer carries OpenClaw v4's fields.
+        v4: bool,
     },
     Abort {
         /// `None`: goclaw named only the run, whose session is looked up.
@@ -207,16 +207,32 @@ fn parse_goclaw_send(request: &Request<'_>) -> Result<StartRunRequest, ServiceEr
 fn parse_history(request: &Request<'_>) -> Result<Call, ServiceError> {
     let bad = |why: String| request.invalid(why);
     let config = request.config;
-    let obj = request.closed(&["sessionKey", "limit", "maxChars"])?;
+    let keys: &[&str] = if request.v4() {
+        &["sessionKey", "limit", "maxChars", "agentId"]
+    } else {
+        &["sessionKey", "limit", "maxChars"]
+    };
+    let obj = request.closed(keys)?;
     let call = match request.style {
         Style::Camel => {
             let key = obj.req_str_len("sessionKey", 512).map_err(bad)?;
             let limit = obj.opt_int("limit", 1, 1000).map_err(bad)?.unwrap_or(200);
             let max_chars = obj.opt_int("maxChars", 1, 500_000).map_err(bad)?;
+            // An unqualified key belongs to the named agent (v4).
+            let agent = obj.opt_str_len("agentId", 64).map_err(bad)?;
+            let key = match agent {
+                Some(agent) => {
+                    let agent = session_key::normalize_agent_id(agent, &config.default_agent_id);
+                    session_key::canonicalize(key, &agent, &config.main_key)
+                        .map_err(|err| ServiceError::invalid(err.to_string()))?
+                }
+                None => canonical(key, config)?,
+            };
             Call::History {
-                session_key: Some(canonical(key, config)?),
+                session_key: Some(key),
                 limit: u32::try_from(limit).unwrap_or(200),
                 max_chars: max_chars.and_then(|n| usize::try_from(n).ok()),
+                v4: request.v4(),
             }
         }
         Style::Snake => {
@@ -226,6 +242,7 @@ fn parse_history(request: &Request<'_>) -> Result<Call, ServiceError> {
                 session_key: canonical_opt(obj.opt_str("sessionKey").map_err(bad)?, config)?,
                 limit: u32::try_from(limit).unwrap_or(200),
                 max_chars: None,
+                v4: false,
             }
         }
     };
@@ -271,7 +288,8 @@ pub async fn run(
             session_key: Some(session_key),
             limit,
             max_chars,
-        } => history(state, principal, session_key, limit, max_chars, style).await,
+            v4,
+        } => history(state, principal, session_key, limit, max_chars, style, v4).await,
         Call::Abort {
             session_key,
             run_id,
@@ -286,17 +304,25 @@ async fn history(
     limit: u32,
     max_chars: Option<usize>,
     style: Style,
+    v4: bool,
 ) -> Result<Value, ServiceError> {
     let request = ListMessagesRequest {
         session_key: session_key.clone(),
         limit,
     };
-    let rows = match state
-        .services
-        .session
-        .list_messages(principal, request)
-        .await
-    {
+    let session = &state.services.session;
+    let get = GetSessionRequest {
+        session_key: session_key.clone(),
+    };
+    let (rows, row) = tokio::join!(session.list_messages(principal, request), async {
+        // Only v4 answers describe the session.
+        if v4 {
+            Some(session.get_session(principal, get).await)
+        } else {
+            None
+        }
+    });
+    let rows = match rows {
         Ok(response) => response.messages,
         Err(err) if err.code == ErrorCode::NotFound => Vec::new(),
         Err(err) => return Err(err),
@@ -320,42 +346,68 @@ async fn history(
     let mut budget = MAX_RESPONSE_BYTES;
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows.iter().rev() {
-        let mut text = row.content.clone();
-        if let Some(max) = max_chars
-            && let Some((cut, _)) = text.char_indices().nth(max)
-        {
-            text.truncate(cut);
-        }
-        if text.len() > MAX_HISTORY_MESSAGE_BYTES {
-            text = "[message omitted: too large]".to_owned();
-        }
-        if text.len() + 256 > budget {
+        let message = session_row::message(row, v4, max_chars);
+        let cost = message.to_string().len() + 64;
+        if cost > budget {
             break;
         }
-        budget -= text.len() + 256;
-        let role = if row.role == "tool" {
-            "toolResult"
-        } else {
-            row.role.as_str()
-        };
-        let mut message = json!({
-            "role": role,
-            "content": [{ "type": "text", "text": text }],
-            "timestamp": row.created_at_ms,
-        });
-        if !row.run_id.is_empty() {
-            message["runId"] = json!(row.run_id);
-        }
-        if row.status == MessageStatus::Aborted as i32 {
-            message["stopReason"] = json!("aborted");
-        } else if row.status == MessageStatus::Error as i32 {
-            message["stopReason"] = json!("error");
-            message["errorMessage"] = json!(row.error);
-        }
+        budget -= cost;
         messages.push(message);
     }
     messages.reverse();
-    Ok(json!({ "sessionKey": session_key, "messages": messages }))
+    let mut answer = json!({ "sessionKey": session_key, "messages": messages });
+    let Some(row) = row else {
+        return Ok(answer);
+    };
+    let found = match row {
+        Ok(found) => Some(found),
+        Err(err) if err.code == ErrorCode::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let (defaults, active) = tokio::join!(
+        session_row::defaults(state, principal, true, false),
+        session_row::ActiveRuns::of(state, principal, found.as_slice()),
+    );
+    let config = &state.config;
+    let info = match &found {
+        Some(found) => {
+            let active = active?;
+            let runs = active.of_session(found);
+            let mut info = session_row::row(found, runs, config);
+            info.insert("activeRunIds".into(), json!(runs));
+            answer["sessionId"] = json!(found.session_id);
+            Value::Object(info)
+        }
+        // A session that does not exist yet: what it will be.
+        None => {
+            let kind = session_key::kind_of(&session_key);
+            json!({
+                "key": session_key,
+                "kind": kind,
+                "classification": kind,
+                "agentId": session_key::agent_of(&session_key).unwrap_or(&config.default_agent_id),
+                "isMain": session_row::is_main(&session_key, config),
+                "isBackground": false,
+                "updatedAt": null,
+                "archived": false,
+                "pinned": false,
+                "unread": false,
+                "hasActiveRun": false,
+                "activeRunIds": [],
+            })
+        }
+    };
+    let total = found.as_ref().map_or(0, |s| s.message_count);
+    answer["pendingInputs"] = json!({ "items": [], "total": 0 });
+    answer["hasMore"] = json!(total > messages_len(&answer));
+    answer["totalMessages"] = json!(total);
+    answer["defaults"] = defaults;
+    answer["sessionInfo"] = info;
+    Ok(answer)
+}
+
+fn messages_len(answer: &Value) -> u64 {
+    answer["messages"].as_array().map_or(0, |m| m.len() as u64)
 }
 
 async fn abort(

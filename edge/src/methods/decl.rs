@@ -95,6 +95,20 @@ pub enum Handler {
     Agent(fn(&Request<'_>) -> Result<AgentRun, ServiceError>),
     /// A call validated on the socket's task and run on a spawned one.
     Call(fn(&Request<'_>) -> Result<Box<dyn Job>, ServiceError>),
+    /// A change of what the connection itself is subscribed to, answered by
+    /// the connection at once (no service is called).
+    Subscribe(fn(&Request<'_>) -> Result<Subscription, ServiceError>),
+}
+
+/// What a subscription method asks the connection to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Every visible session's changes and messages (`sessions.subscribe`);
+    /// `false` stops them.
+    Sessions(bool),
+    /// One session's messages (`sessions.messages.subscribe`), by canonical
+    /// key; `on: false` stops them.
+    Messages { key: String, on: bool },
 }
 
 /// A run whose request is answered when it is accepted and again when it ends.
@@ -163,6 +177,12 @@ impl Method {
         self
     }
 
+    /// The same method, offered to OpenClaw up to protocol v3 only.
+    pub const fn until_v3(mut self) -> Self {
+        self.versions.last = Protocol::V3;
+        self
+    }
+
     /// Whether an OpenClaw connection of `protocol` is offered it.
     pub fn offered_to(&self, protocol: Protocol) -> bool {
         self.openclaw.is_some() && self.versions.includes(protocol)
@@ -187,9 +207,17 @@ pub struct Request<'a> {
     pub style: Style,
     pub principal: &'a Principal,
     pub config: &'a EdgeConfig,
+    /// The OpenClaw protocol of the connection; `None` for goclaw.
+    pub protocol: Option<Protocol>,
 }
 
 impl<'a> Request<'a> {
+    /// Whether the caller speaks OpenClaw protocol v4 (whose answers carry
+    /// more fields).
+    pub fn v4(&self) -> bool {
+        self.protocol == Some(Protocol::V4)
+    }
+
     /// The error of params that do not check out.
     pub fn invalid(&self, why: String) -> ServiceError {
         ServiceError::invalid(format!("invalid {} params: {why}", self.method))
@@ -289,5 +317,6 @@ pub(crate) fn parse_with<T>(
         style,
         principal,
         config: &config,
+        protocol: (style == Style::Camel).then_some(Protocol::NEWEST),
     })
 }

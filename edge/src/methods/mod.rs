@@ -35,7 +35,10 @@ pub mod pairing;
 pub mod presence;
 pub mod replay;
 pub mod secrets;
+pub mod session_edit;
+pub mod session_row;
 pub mod sessions;
+pub mod subscriptions;
 pub mod system;
 pub mod tenants;
 pub mod users;
@@ -43,12 +46,12 @@ pub mod users;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope};
+pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscription};
 
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 14] = [
+pub const FAMILIES: [&[Method]; 16] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
@@ -58,6 +61,8 @@ pub const FAMILIES: [&[Method]; 14] = [
     agent::METHODS,
     inject::METHODS,
     sessions::METHODS,
+    session_edit::METHODS,
+    subscriptions::METHODS,
     replay::METHODS,
     pairing::METHODS,
     api_keys::METHODS,

@@ -42,7 +42,7 @@ const HEALTH_RECENT: u32 = 5;
 /// Sessions `status` lists per caller.
 const STATUS_RECENT: u32 = 10;
 /// Where sessions live, as `sessions.path` says.
-const SESSIONS_PATH: &str = "session-service";
+pub const SESSIONS_PATH: &str = "session-service";
 
 pub const METHODS: &[Method] = &[
     Method {
@@ -168,8 +168,7 @@ async fn recent_sessions(
 ) -> Result<ListSessionsResponse, ServiceError> {
     let request = ListSessionsRequest {
         limit,
-        offset: 0,
-        agent_id: String::new(),
+        ..Default::default()
     };
     state
         .services

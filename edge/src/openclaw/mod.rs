@@ -29,11 +29,14 @@ pub mod note;
 pub mod pairing;
 pub mod projection;
 pub mod reply;
+pub mod session_events;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::{Disconnect, PairingEvent, RunEvent, TranscriptNote};
+use clawgate_proto::pb::common::v1::{
+    Disconnect, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+};
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::runner::RunnerApi as _;
 use clawgate_proto::{Principal, ServiceError};
@@ -109,6 +112,8 @@ pub struct Conn {
     unauthorized_streak: u32,
     /// `agent` requests waiting for their run's end.
     agents: agent_reply::Waits,
+    /// What `sessions.subscribe` and `sessions.messages.subscribe` asked for.
+    subscriptions: session_events::Subscriptions,
 }
 
 impl Conn {
@@ -136,6 +141,7 @@ impl Conn {
             backfilling: HashMap::new(),
             unauthorized_streak: 0,
             agents: agent_reply::Waits::default(),
+            subscriptions: session_events::Subscriptions::default(),
         }
     }
 
@@ -223,6 +229,7 @@ impl Conn {
             style: Style::Camel,
             principal: &self.principal,
             config: &cx.state.config,
+            protocol: Some(self.protocol),
         };
         let work = match method.handler {
             Handler::Connect => {
@@ -235,6 +242,11 @@ impl Conn {
                     Ok(run) => self.agent(request.id.clone(), run, span.clone(), cx),
                     Err(err) => self.respond(cx, &request.id, &Reply::err(&err)),
                 }
+                return;
+            }
+            Handler::Subscribe(parse) => {
+                let answer = parse(&parsed).and_then(|change| self.subscriptions.apply(change));
+                self.respond(cx, &request.id, &Reply::from_result(answer));
                 return;
             }
             Handler::ChatSend(parse) => parse(&parsed).map(Work::ChatSend),
@@ -376,8 +388,25 @@ impl DialectConn for Conn {
 
     fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
         let ends = self.agents.on_event(&event, &self.principal.user_id);
+        let phase = self
+            .sees_events
+            .then(|| self.subscriptions.on_run(&event, &cx.state.config))
+            .flatten();
         self.route(event, cx);
+        if let Some(phase) = phase {
+            cx.out.event(phase);
+        }
         self.answer(cx, ends);
+    }
+
+    fn on_session(&mut self, change: &SessionChange, cx: &mut Cx<'_, Done>) {
+        if !self.sees_events {
+            return;
+        }
+        let v4 = self.protocol == Protocol::V4;
+        for event in self.subscriptions.on_change(change, v4, &cx.state.config) {
+            cx.out.event(event);
+        }
     }
 
     fn on_note(&mut self, note: &TranscriptNote, cx: &mut Cx<'_, Done>) {

@@ -1,6 +1,7 @@
 //! [`RunnerService`]: the runner's RPCs (`StartRun`, `AbortRun`, `GetRun`,
 //! `ReadRunEvents`, and what it is configured and doing: `ListModels`,
-//! `RunnerStats`, see [`crate::catalog`]).
+//! `RunnerStats`, see [`crate::catalog`]; `ActiveRuns`: which sessions have a
+//! run in flight, for session listings).
 //!
 //! Invariants:
 //! - every call requires a principal, and runs are scoped by its tenant and user:
@@ -30,9 +31,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
-    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunState, RunnerApi, RunnerStatsRequest,
-    RunnerStatsResponse, StartRunRequest, StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
+    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
+    RunState, RunnerApi, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
+    StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::{
     AppendMessageRequest, EnsureSessionRequest, MessageStatus, SessionApi as _, SessionClient,
@@ -42,7 +44,7 @@ use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::clock::now_ms;
 use clawgate_runtime::replay::memory::MemoryReplayLog;
 use clawgate_runtime::replay::{ReplayLog, ReplayOptions, RunRef};
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -526,4 +528,50 @@ impl RunnerApi for RunnerService {
             draining: self.inner.draining.load(Ordering::SeqCst),
         })
     }
+
+    async fn active_runs(
+        &self,
+        principal: &Principal,
+        request: ActiveRunsRequest,
+    ) -> Result<ActiveRunsResponse, ServiceError> {
+        principal.require()?;
+        if request.sessions.len() > MAX_ACTIVE_RUN_QUERIES {
+            return Err(ServiceError::invalid(format!(
+                "at most {MAX_ACTIVE_RUN_QUERIES} sessions per call"
+            )));
+        }
+        let registry = &self.inner.registry;
+        let tenant_id = principal.tenant_id.as_str();
+        // Another user's session only for a principal that sees the whole
+        // tenant; for anyone else it simply has no run.
+        let lookups = request.sessions.into_iter().filter_map(|session| {
+            let user_id = match session.user_id.as_str() {
+                "" => principal.user_id.clone(),
+                user if user == principal.user_id || principal.sees_tenant() => user.to_owned(),
+                _ => return None,
+            };
+            Some(async move {
+                registry
+                    .active(tenant_id, &user_id, &session.session_key)
+                    .await
+            })
+        });
+        let found: Vec<_> = futures_util::stream::iter(lookups)
+            .buffer_unordered(ACTIVE_RUN_LOOKUP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut runs = Vec::new();
+        for entry in found {
+            if let Some(entry) = entry? {
+                runs.push(entry.info);
+            }
+        }
+        Ok(ActiveRunsResponse { runs })
+    }
 }
+
+/// Sessions one `ActiveRuns` call may ask about.
+const MAX_ACTIVE_RUN_QUERIES: usize = 1000;
+/// Registry lookups of one `ActiveRuns` call in flight at once (each is one
+/// Redis round trip in a cluster).
+const ACTIVE_RUN_LOOKUP_CONCURRENCY: usize = 16;

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, GetRunRequest, ListModelsRequest, ListModelsResponse,
-    ReadRunEventsRequest, ReadRunEventsResponse, RunInfo, RunnerApi, RunnerClient, RunnerGrpc,
-    RunnerStatsRequest, RunnerStatsResponse, StartRunRequest, StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
+    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
+    RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
+    StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::SessionClient;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -90,6 +91,15 @@ impl RunnerApi for Counting {
     ) -> Result<RunnerStatsResponse, ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.runner.runner_stats(principal, request).await
+    }
+
+    async fn active_runs(
+        &self,
+        principal: &Principal,
+        request: ActiveRunsRequest,
+    ) -> Result<ActiveRunsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.active_runs(principal, request).await
     }
 }
 

@@ -35,25 +35,33 @@
 //! - Bad input is `INVALID_REQUEST` with a message saying what is wrong; database
 //!   trouble is `UNAVAILABLE` (retryable) or `INTERNAL` (detail logged only).
 //!
+//! - Every committed change is published as a `SessionChange` ([`changes`]) once
+//!   the bus is given ([`SessionService::with_bus`]).
+//!
 //! Deployment on PostgreSQL: migrate as the role that owns the schema, grant the
 //! runtime role its data rights (`Database::grant_to_app_role`), and serve as that
 //! role (no `SUPERUSER`/`BYPASSRLS`, not the owner), so row-level security applies.
 
+pub mod changes;
 pub mod retention;
 mod store;
 pub mod validate;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::session::{
     AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
     GetSessionRequest, ListMessagesRequest, ListMessagesResponse, ListSessionsRequest,
-    ListSessionsResponse, PatchSessionRequest, Session, SessionApi, TranscriptMessage,
+    ListSessionsResponse, PatchSessionRequest, ResetSessionRequest, Session, SessionApi,
+    TranscriptMessage,
 };
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
 
-use store::{Audience, NewMessage, Owner, Store};
+use changes::{ChangeFeed, Reason, change};
+use clawgate_runtime::bus::EventBus;
+use store::{Audience, Filter, NewMessage, Owner, Store};
 use validate::Role;
 
 /// PostgreSQL schema (and SQLite file role) the session service owns.
@@ -68,6 +76,7 @@ pub struct SessionService {
     store: Store,
     /// How long a soft-deleted session is kept before [`Self::purge_expired`] removes it.
     retention: Duration,
+    changes: ChangeFeed,
 }
 
 impl SessionService {
@@ -83,7 +92,14 @@ impl SessionService {
         Self {
             store: Store::new(db),
             retention: retention::DEFAULT_RETENTION,
+            changes: ChangeFeed::default(),
         }
+    }
+
+    /// The same service, publishing every change on `bus` ([`changes`]).
+    pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.changes = ChangeFeed::new(bus);
+        self
     }
 
     /// Brings the schema up to date (forward only).
@@ -140,9 +156,16 @@ impl SessionApi for SessionService {
         let owner = owner(principal)?;
         validate::session_key(&request.session_key)?;
         validate::optional_id("agent_id", &request.agent_id)?;
-        self.store
+        let (session, created) = self
+            .store
             .ensure_session(owner, &request.session_key, &request.agent_id)
-            .await
+            .await?;
+        if created {
+            self.changes
+                .publish(change(Reason::Create, &session, None))
+                .await;
+        }
+        Ok(session)
     }
 
     async fn get_session(
@@ -165,19 +188,24 @@ impl SessionApi for SessionService {
     ) -> Result<ListSessionsResponse, ServiceError> {
         let audience = audience(principal)?;
         validate::optional_id("agent_id", &request.agent_id)?;
+        validate::filter_text("label", &request.label)?;
+        validate::filter_text("search", &request.search)?;
         let limit = validate::page_size(
             request.limit,
             validate::DEFAULT_SESSION_LIMIT,
             validate::MAX_SESSION_LIMIT,
         );
+        let filter = Filter {
+            agent_id: &request.agent_id,
+            label: &request.label,
+            search: &request.search,
+            updated_since_ms: request.updated_since_ms.max(0),
+            exclude_global: request.exclude_global,
+            exclude_unknown: request.exclude_unknown,
+        };
         let (sessions, total) = self
             .store
-            .list_sessions(
-                audience,
-                &request.agent_id,
-                limit,
-                i64::from(request.offset),
-            )
+            .list_sessions(audience, filter, limit, i64::from(request.offset))
             .await?;
         Ok(ListSessionsResponse { sessions, total })
     }
@@ -192,13 +220,45 @@ impl SessionApi for SessionService {
         let patched = match &request.label {
             Some(label) => {
                 validate::label(label)?;
-                self.store
+                let patched = self
+                    .store
                     .set_label(owner, &request.session_key, label)
-                    .await?
+                    .await?;
+                if let Some(session) = &patched {
+                    self.changes
+                        .publish(change(Reason::Patch, session, None))
+                        .await;
+                }
+                patched
             }
             None => self.store.get_session(owner, &request.session_key).await?,
         };
         patched.ok_or_else(|| session_not_found(&request.session_key))
+    }
+
+    async fn reset_session(
+        &self,
+        principal: &Principal,
+        request: ResetSessionRequest,
+    ) -> Result<Session, ServiceError> {
+        let owner = owner(principal)?;
+        validate::session_key(&request.session_key)?;
+        validate::optional_id("agent_id", &request.agent_id)?;
+        let reason = match request.reason.as_str() {
+            "" | "reset" => Reason::Reset,
+            "new" => Reason::New,
+            other => {
+                return Err(ServiceError::invalid(format!(
+                    "reason must be \"new\" or \"reset\", not {other:?}"
+                )));
+            }
+        };
+        let (_old, fresh) = self
+            .store
+            .reset_session(owner, &request.session_key, &request.agent_id)
+            .await?;
+        self.changes.publish(change(reason, &fresh, None)).await;
+        Ok(fresh)
     }
 
     async fn delete_session(
@@ -208,7 +268,15 @@ impl SessionApi for SessionService {
     ) -> Result<DeleteSessionResponse, ServiceError> {
         let owner = owner(principal)?;
         validate::session_key(&request.session_key)?;
+        let Some(session) = self.store.get_session(owner, &request.session_key).await? else {
+            return Ok(DeleteSessionResponse { deleted: false });
+        };
         let deleted = self.store.soft_delete(owner, &request.session_key).await?;
+        if deleted {
+            self.changes
+                .publish(change(Reason::Delete, &session, None))
+                .await;
+        }
         Ok(DeleteSessionResponse { deleted })
     }
 
@@ -237,7 +305,20 @@ impl SessionApi for SessionService {
                 .sets_preview()
                 .then(|| validate::preview(&request.content)),
         };
-        self.store.append(owner, &message).await
+        let (stored, fresh) = self.store.append(owner, &message).await?;
+        if fresh {
+            // The session as the append left it (count, preview, time).
+            match self.store.get_session(owner, &request.session_key).await {
+                Ok(Some(session)) => {
+                    self.changes
+                        .publish(change(Reason::Message, &session, Some(&stored)))
+                        .await;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::debug!(error = %err, "session unreadable after an append"),
+            }
+        }
+        Ok(stored)
     }
 
     async fn list_messages(

@@ -105,6 +105,16 @@ pub fn label(label: &str) -> Result<(), ServiceError> {
     no_nul("label", label)
 }
 
+/// A listing's label or search text: at most as long as a label, no NUL.
+pub fn filter_text(field: &str, text: &str) -> Result<(), ServiceError> {
+    if text.chars().count() > MAX_LABEL_CHARS {
+        return Err(ServiceError::invalid(format!(
+            "{field} is longer than {MAX_LABEL_CHARS} characters"
+        )));
+    }
+    no_nul(field, text)
+}
+
 /// Message content: at most [`MAX_CONTENT_BYTES`]; may be empty (an aborted turn).
 pub fn content(content: &str) -> Result<(), ServiceError> {
     if content.len() > MAX_CONTENT_BYTES {

@@ -375,6 +375,7 @@ async fn list_sessions_orders_pages_and_filters(api: &dyn SessionApi) {
             limit,
             offset,
             agent_id: agent_id.into(),
+            ..Default::default()
         };
         async { api.list_sessions(&alice, request).await.unwrap() }
     };

@@ -148,6 +148,7 @@ async fn listings_cover_the_user_or_the_tenant(api: &dyn SessionApi) {
                 limit,
                 offset,
                 agent_id: agent_id.into(),
+                ..Default::default()
             },
         )
         .await

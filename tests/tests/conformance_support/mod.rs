@@ -21,10 +21,34 @@ use serde_json::Value;
 pub struct Exception {
     pub path: &'static str,
     pub why: &'static str,
+    /// Whether it must explain something (a generated exception, one of a
+    /// family applied under several paths, need not).
+    pub required: bool,
 }
 
 pub const fn except(path: &'static str, why: &'static str) -> Exception {
-    Exception { path, why }
+    Exception {
+        path,
+        why,
+        required: true,
+    }
+}
+
+/// `field` under each of `prefixes`, for `why`; none of them need explain
+/// anything (see [`Exception::required`]).
+pub fn except_under(prefixes: &[&str], fields: &[&str], why: &'static str) -> Vec<Exception> {
+    let mut out = Vec::new();
+    for prefix in prefixes {
+        for field in fields {
+            let path: &'static str = Box::leak(format!("{prefix}/{field}").into_boxed_str());
+            out.push(Exception {
+                path,
+                why,
+                required: false,
+            });
+        }
+    }
+    out
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -117,6 +141,7 @@ impl Conformance {
     pub fn finish(self, exceptions: &[Exception]) {
         let unused: Vec<&str> = exceptions
             .iter()
+            .filter(|e| e.required)
             .map(|e| e.path)
             .filter(|p| !self.used.contains(p))
             .collect();

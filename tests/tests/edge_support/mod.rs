@@ -66,6 +66,22 @@ pub async fn openclaw(
     Ok((client, res["payload"].clone()))
 }
 
+/// An OpenClaw protocol v4 operator connection of the local backend client
+/// with `scopes`; returns it and `hello-ok`.
+pub async fn openclaw_v4(
+    url: &str,
+    token: &str,
+    scopes: &[&str],
+) -> anyhow::Result<(WsClient, Value)> {
+    let mut client = open(url).await?;
+    let mut params = openclaw_params(token, scopes);
+    params["minProtocol"] = json!(4);
+    params["maxProtocol"] = json!(4);
+    let res = client.request("connect", params).await?;
+    anyhow::ensure!(res["ok"] == true, "connect failed: {res}");
+    Ok((client, res["payload"].clone()))
+}
+
 /// Reads frames (responses included) until the terminal `chat` event of
 /// `run_id`; ticks are left out.
 pub async fn until_chat_terminal(

@@ -98,10 +98,12 @@ impl Harness {
             .await
             .expect("inspection connection");
         let app_url = if postgres {
+            // The role must exist before it is granted anything.
+            let url = app_role_url(database.url()).await.expect("app role");
             db.grant_to_app_role(TEST_APP_ROLE)
                 .await
                 .expect("grant the app role");
-            app_role_url(database.url()).await.expect("app role")
+            url
         } else {
             database.url().to_owned()
         };

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 
 use super::runner::cluster_options;
 use super::{Plan, run_wired, wire};
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, Service};
 
 /// `clawgate serve`.
 pub async fn serve(
@@ -41,6 +41,13 @@ pub async fn serve(
         Some(redis) => Arc::new(RedisBus::new(redis)),
         None => Arc::new(MemoryBus::new()),
     };
+    let has = |service: Service| args.services.contains(&service);
+    if redis.is_none() && has(Service::Session) && !has(Service::Edge) {
+        tracing::warn!(
+            "the session service runs without --redis-url and without an edge: \
+             its session changes reach no client (sessions.changed, session.message)"
+        );
+    }
     let plan = Plan {
         gateway_token: args.common.gateway_token.clone().map(GatewayToken::new),
         common: args.common.clone(),

@@ -39,7 +39,7 @@ async fn here(cx: &Context<'_>) -> anyhow::Result<Wired<SessionClient>> {
         .context("the session service needs --database-url (CLAWGATE_DATABASE_URL)")?;
     let db = database::open(url, Service::Session).await?;
     let retention_days = plan.common.session_retention_days;
-    let mut service = SessionService::from_database(db.clone());
+    let mut service = SessionService::from_database(db.clone()).with_bus(plan.bus.clone());
     if retention_days > 0 {
         service = service.with_retention(Duration::from_secs(retention_days * 86_400));
     }

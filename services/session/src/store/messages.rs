@@ -78,7 +78,8 @@ const RECENT_MESSAGES: &str = "\
 
 /// How one append attempt ended.
 enum Attempt {
-    Stored(Box<TranscriptMessage>),
+    /// The row, and whether this attempt inserted it (not a replay).
+    Stored(Box<TranscriptMessage>, bool),
     /// The session was deleted between our ensure and our bump.
     SessionGone,
     /// Another append won a unique index; try again.
@@ -87,15 +88,16 @@ enum Attempt {
 
 impl Store {
     /// Appends `message` to the live session (created if missing), or returns the
-    /// stored row when the same (run_id, role) was appended before.
+    /// stored row when the same (run_id, role) was appended before; with whether
+    /// this call inserted it.
     pub async fn append(
         &self,
         owner: Owner<'_>,
         message: &NewMessage<'_>,
-    ) -> Result<TranscriptMessage, ServiceError> {
+    ) -> Result<(TranscriptMessage, bool), ServiceError> {
         for attempt in 1..=APPEND_ATTEMPTS {
             match self.try_append(owner, message).await? {
-                Attempt::Stored(stored) => return Ok(*stored),
+                Attempt::Stored(stored, fresh) => return Ok((*stored, fresh)),
                 Attempt::SessionGone => {}
                 Attempt::Raced => tracing::debug!(attempt, "append lost a race; retrying"),
             }
@@ -161,7 +163,7 @@ impl Store {
                 // Idempotent replay: undo the bump, return what is stored.
                 tx.rollback().await.map_err(service_error)?;
                 return message_of(&existing)
-                    .map(|stored| Attempt::Stored(Box::new(stored)))
+                    .map(|stored| Attempt::Stored(Box::new(stored), false))
                     .map_err(service_error);
             }
         }
@@ -198,7 +200,7 @@ impl Store {
             return race(err);
         }
         match tx.commit().await {
-            Ok(()) => Ok(Attempt::Stored(Box::new(stored))),
+            Ok(()) => Ok(Attempt::Stored(Box::new(stored), true)),
             Err(err) => race(err),
         }
     }

@@ -35,6 +35,7 @@ use sqlx::any::AnyRow;
 
 pub use messages::NewMessage;
 pub use retention::Purged;
+pub use sessions::Filter;
 
 /// One user's key namespace: every statement addressed by session key is
 /// scoped to it.
@@ -60,7 +61,7 @@ pub struct Store {
 /// The columns [`session_of`] reads, in statement text.
 macro_rules! session_columns {
     () => {
-        "tenant_id, user_id, session_key, agent_id, label, created_at, updated_at, \
+        "id, tenant_id, user_id, session_key, agent_id, label, created_at, updated_at, \
          message_count, last_message_preview"
     };
 }
@@ -99,6 +100,7 @@ fn session_of(row: &AnyRow) -> Result<Session, ServiceError> {
             updated_at_ms: row.try_get("updated_at")?,
             message_count: to_u64(row.try_get("message_count")?),
             last_message_preview: row.try_get("last_message_preview")?,
+            session_id: row.try_get("id")?,
         })
     };
     read().map_err(service_error)

@@ -29,37 +29,105 @@ const SELECT_LIVE_SESSION: &str = concat!(
       WHERE tenant_id = $1 AND user_id = $2 AND session_key = $3 AND deleted_at IS NULL"
 );
 
+/// The filters of every listing (each empty or 0: no filter): agent, exact
+/// label, case-insensitive text in the key or label, updated since; and
+/// the special sessions `global` / `unknown` left out (1) or kept (0).
+macro_rules! list_filter {
+    ($agent:literal, $label:literal, $search:literal, $since:literal, $global:literal, $unknown:literal) => {
+        concat!(
+            " AND (",
+            $global,
+            " = 0 OR session_key <> 'global')",
+            " AND (",
+            $unknown,
+            " = 0 OR session_key <> 'unknown')",
+            " AND (",
+            $agent,
+            " = '' OR agent_id = ",
+            $agent,
+            ")",
+            " AND (",
+            $label,
+            " = '' OR label = ",
+            $label,
+            ")",
+            " AND (",
+            $search,
+            " = '' OR LOWER(session_key) LIKE ",
+            $search,
+            " ESCAPE '\\' OR LOWER(label) LIKE ",
+            $search,
+            " ESCAPE '\\')",
+            " AND updated_at >= ",
+            $since
+        )
+    };
+}
+
 // Listing one user's sessions and the whole tenant's are separate statements,
 // so each gets its own plan (and index) rather than one generic `OR` plan.
 const LIST_USER_SESSIONS: &str = concat!(
     "SELECT ",
     session_columns!(),
-    " FROM sessions \
-      WHERE tenant_id = $1 AND user_id = $2 AND deleted_at IS NULL \
-        AND ($3 = '' OR agent_id = $3) \
-      ORDER BY updated_at DESC, id DESC \
-      LIMIT $4 OFFSET $5"
+    " FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND deleted_at IS NULL",
+    list_filter!("$3", "$4", "$5", "$6", "$7", "$8"),
+    " ORDER BY updated_at DESC, id DESC LIMIT $9 OFFSET $10"
 );
 
-const COUNT_USER_SESSIONS: &str = "\
-    SELECT COUNT(*) FROM sessions \
-    WHERE tenant_id = $1 AND user_id = $2 AND deleted_at IS NULL \
-      AND ($3 = '' OR agent_id = $3)";
+const COUNT_USER_SESSIONS: &str = concat!(
+    "SELECT COUNT(*) FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND deleted_at IS NULL",
+    list_filter!("$3", "$4", "$5", "$6", "$7", "$8"),
+);
 
 const LIST_TENANT_SESSIONS: &str = concat!(
     "SELECT ",
     session_columns!(),
-    " FROM sessions \
-      WHERE tenant_id = $1 AND deleted_at IS NULL \
-        AND ($2 = '' OR agent_id = $2) \
-      ORDER BY updated_at DESC, id DESC \
-      LIMIT $3 OFFSET $4"
+    " FROM sessions WHERE tenant_id = $1 AND deleted_at IS NULL",
+    list_filter!("$2", "$3", "$4", "$5", "$6", "$7"),
+    " ORDER BY updated_at DESC, id DESC LIMIT $8 OFFSET $9"
 );
 
-const COUNT_TENANT_SESSIONS: &str = "\
-    SELECT COUNT(*) FROM sessions \
-    WHERE tenant_id = $1 AND deleted_at IS NULL \
-      AND ($2 = '' OR agent_id = $2)";
+const COUNT_TENANT_SESSIONS: &str = concat!(
+    "SELECT COUNT(*) FROM sessions WHERE tenant_id = $1 AND deleted_at IS NULL",
+    list_filter!("$2", "$3", "$4", "$5", "$6", "$7"),
+);
+
+const INSERT_SESSION: &str = "\
+    INSERT INTO sessions (id, tenant_id, user_id, session_key, agent_id, label, \
+                          created_at, updated_at, message_count, last_message_preview) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 0, '')";
+
+/// What a listing keeps (each empty or 0: everything).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filter<'a> {
+    pub agent_id: &'a str,
+    pub label: &'a str,
+    /// Text the key or label contains, case-insensitive (ASCII).
+    pub search: &'a str,
+    pub updated_since_ms: i64,
+    /// Leave out the special sessions `global` / `unknown`.
+    pub exclude_global: bool,
+    pub exclude_unknown: bool,
+}
+
+impl Filter<'_> {
+    /// The `LIKE` pattern of `search` ('' for none), `\` escaping.
+    fn pattern(&self) -> String {
+        if self.search.is_empty() {
+            return String::new();
+        }
+        let mut pattern = String::with_capacity(self.search.len() + 2);
+        pattern.push('%');
+        for c in self.search.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
+}
 
 const SET_LABEL: &str = concat!(
     "UPDATE sessions SET label = $4, updated_at = $5 \
@@ -73,23 +141,68 @@ const SOFT_DELETE: &str = "\
     WHERE tenant_id = $1 AND user_id = $2 AND session_key = $3 AND deleted_at IS NULL";
 
 impl Store {
-    /// Creates the live session `key` unless it exists, and returns it.
+    /// Creates the live session `key` unless it exists, and returns it, with
+    /// whether this call created it.
     pub async fn ensure_session(
         &self,
         owner: Owner<'_>,
         key: &str,
         agent_id: &str,
-    ) -> Result<Session, ServiceError> {
+    ) -> Result<(Session, bool), ServiceError> {
         let mut tx = self.begin(owner.tenant_id).await?;
-        insert_session_if_missing(&mut *tx, owner, key, agent_id)
+        let created = insert_session_if_missing(&mut *tx, owner, key, agent_id)
             .await
             .map_err(service_error)?;
         let session = select_live_session(&mut *tx, owner, key).await?;
         commit(tx).await?;
-        session.ok_or_else(|| {
+        let session = session.ok_or_else(|| {
             // Deleted between the insert and the read: the caller may simply retry.
             ServiceError::unavailable("session changed concurrently; retry")
-        })
+        })?;
+        Ok((session, created))
+    }
+
+    /// Soft-deletes the live session `key` (if any) and creates a fresh one in
+    /// its place, keeping its label and agent (else `agent_id`), in one
+    /// transaction; returns the old session, if any, and the new one.
+    pub async fn reset_session(
+        &self,
+        owner: Owner<'_>,
+        key: &str,
+        agent_id: &str,
+    ) -> Result<(Option<Session>, Session), ServiceError> {
+        let mut tx = self.begin_write(owner.tenant_id).await?;
+        let old = select_live_session(&mut *tx, owner, key).await?;
+        let now = now_ms();
+        if old.is_some() {
+            sqlx::query(SOFT_DELETE)
+                .bind(owner.tenant_id)
+                .bind(owner.user_id)
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(service_error)?;
+        }
+        let (agent, label) = old
+            .as_ref()
+            .map_or((agent_id, ""), |s| (s.agent_id.as_str(), s.label.as_str()));
+        sqlx::query(INSERT_SESSION)
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(owner.tenant_id)
+            .bind(owner.user_id)
+            .bind(key)
+            .bind(agent)
+            .bind(label)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(service_error)?;
+        let fresh = select_live_session(&mut *tx, owner, key).await?;
+        commit(tx).await?;
+        let fresh = fresh
+            .ok_or_else(|| ServiceError::unavailable("session changed concurrently; retry"))?;
+        Ok((old, fresh))
     }
 
     /// The live session `key`, if any.
@@ -109,33 +222,54 @@ impl Store {
     pub async fn list_sessions(
         &self,
         audience: Audience<'_>,
-        agent_id: &str,
+        filter: Filter<'_>,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Session>, u64), ServiceError> {
         let mut tx = self.begin(audience.tenant_id).await?;
+        let pattern = filter.pattern();
         let (page, count) = match audience.user_id {
             Some(user_id) => (
                 sqlx::query(LIST_USER_SESSIONS)
                     .bind(audience.tenant_id)
                     .bind(user_id)
-                    .bind(agent_id)
+                    .bind(filter.agent_id)
+                    .bind(filter.label)
+                    .bind(pattern.as_str())
+                    .bind(filter.updated_since_ms)
+                    .bind(i32::from(filter.exclude_global))
+                    .bind(i32::from(filter.exclude_unknown))
                     .bind(limit)
                     .bind(offset),
                 sqlx::query_scalar::<_, i64>(COUNT_USER_SESSIONS)
                     .bind(audience.tenant_id)
                     .bind(user_id)
-                    .bind(agent_id),
+                    .bind(filter.agent_id)
+                    .bind(filter.label)
+                    .bind(pattern.as_str())
+                    .bind(filter.updated_since_ms)
+                    .bind(i32::from(filter.exclude_global))
+                    .bind(i32::from(filter.exclude_unknown)),
             ),
             None => (
                 sqlx::query(LIST_TENANT_SESSIONS)
                     .bind(audience.tenant_id)
-                    .bind(agent_id)
+                    .bind(filter.agent_id)
+                    .bind(filter.label)
+                    .bind(pattern.as_str())
+                    .bind(filter.updated_since_ms)
+                    .bind(i32::from(filter.exclude_global))
+                    .bind(i32::from(filter.exclude_unknown))
                     .bind(limit)
                     .bind(offset),
                 sqlx::query_scalar::<_, i64>(COUNT_TENANT_SESSIONS)
                     .bind(audience.tenant_id)
-                    .bind(agent_id),
+                    .bind(filter.agent_id)
+                    .bind(filter.label)
+                    .bind(pattern.as_str())
+                    .bind(filter.updated_since_ms)
+                    .bind(i32::from(filter.exclude_global))
+                    .bind(i32::from(filter.exclude_unknown)),
             ),
         };
         let rows = page.fetch_all(&mut *tx).await.map_err(service_error)?;
@@ -182,17 +316,17 @@ impl Store {
     }
 }
 
-/// Inserts the live session `key` of `owner` unless there is one.
+/// Inserts the live session `key` of `owner` unless there is one; whether it did.
 pub(super) async fn insert_session_if_missing<'e, E>(
     executor: E,
     owner: Owner<'_>,
     key: &str,
     agent_id: &str,
-) -> Result<(), sqlx::Error>
+) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    sqlx::query(INSERT_SESSION_IF_MISSING)
+    let inserted = sqlx::query(INSERT_SESSION_IF_MISSING)
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(owner.tenant_id)
         .bind(owner.user_id)
@@ -201,7 +335,7 @@ where
         .bind(now_ms())
         .execute(executor)
         .await?;
-    Ok(())
+    Ok(inserted.rows_affected() > 0)
 }
 
 async fn select_live_session<'e, E>(

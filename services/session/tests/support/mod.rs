@@ -149,12 +149,13 @@ async fn migrated(database: &TestDatabase) -> (SessionService, String) {
     if database.url().starts_with("sqlite:") {
         return (owner, database.url().to_owned());
     }
+    // The role must exist before it is granted anything.
+    let app_url = app_role_url(database.url()).await;
     owner
         .grant_to_app_role(TEST_APP_ROLE)
         .await
         .expect("grant to the app role");
     owner.close().await;
-    let app_url = app_role_url(database.url()).await;
     let app_db = Database::connect(&app_url, SCHEMA)
         .await
         .expect("connect as the app role");
