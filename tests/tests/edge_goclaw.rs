@@ -181,3 +181,58 @@ async fn edge_goclaw_stop_word_and_runs_outlive_sockets() -> anyhow::Result<()> 
     assert_eq!(terminal["payload"]["state"], "final", "{terminal}");
     Ok(())
 }
+
+#[tokio::test]
+async fn edge_goclaw_session_edits_and_models() -> anyhow::Result<()> {
+    let (gw, _model) = gateway(Script::text("noted")).await?;
+    let (mut c, _) = goclaw(&gw.ws_url, &gw.gateway_token, "alice").await?;
+    let res = c
+        .request("chat.send", json!({"sessionKey": "notes", "message": "hi"}))
+        .await?;
+    assert_eq!(res["ok"], true, "{res}");
+
+    let res = c
+        .request("sessions.label", json!({"key": "notes", "label": "Notes"}))
+        .await?;
+    assert_eq!(
+        res["payload"],
+        json!({"ok": true, "key": "agent:main:notes"}),
+        "{res}"
+    );
+    let res = c.request("sessions.list", json!({"limit": 10})).await?;
+    assert_eq!(res["payload"]["sessions"][0]["label"], "Notes", "{res}");
+    let res = c
+        .request("sessions.patch", json!({"key": "notes", "model": "x"}))
+        .await?;
+    assert_eq!(res["ok"], false, "{res}");
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("model is not a session setting")),
+        "{res}"
+    );
+    let res = c.request("sessions.label", json!({"key": "notes"})).await?;
+    assert_eq!(res["ok"], false, "{res}");
+
+    let res = c.request("sessions.reset", json!({"key": "notes"})).await?;
+    assert_eq!(res["payload"], json!({"ok": true}), "{res}");
+    let res = c
+        .request("chat.history", json!({"sessionKey": "notes"}))
+        .await?;
+    assert_eq!(res["payload"]["messages"], json!([]), "{res}");
+    let res = c
+        .request("sessions.delete", json!({"key": "notes"}))
+        .await?;
+    assert_eq!(res["payload"], json!({"ok": true}), "{res}");
+    let res = c.request("sessions.list", json!({"limit": 10})).await?;
+    assert_eq!(res["payload"]["total"], 0, "{res}");
+
+    let res = c.request("models.list", json!({})).await?;
+    let models = res["payload"]["models"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(models.len(), 1, "{res}");
+    assert!(models[0]["id"].is_string());
+    Ok(())
+}

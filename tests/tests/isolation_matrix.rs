@@ -388,6 +388,14 @@ fn check_session_list(list: &Value, dialect: Dialect, tenant: &str, users: &[&st
     }
 }
 
+/// `sessions.list` params: OpenClaw's with previews (`includeLastMessage`).
+fn list_params(dialect: Dialect) -> Value {
+    match dialect {
+        Dialect::OpenClaw => json!({"includeLastMessage": true}),
+        Dialect::Goclaw => json!({}),
+    }
+}
+
 /// Transcripts, session lists, replay and abort by foreign run ids.
 async fn sessions_and_transcripts(
     world: &mut World,
@@ -407,7 +415,7 @@ async fn sessions_and_transcripts(
                     "history of {}",
                     sock.label()
                 );
-                let list = sock.ok("sessions.list", json!({})).await?;
+                let list = sock.ok("sessions.list", list_params(dialect)).await?;
                 check_session_list(&list, dialect, tenant, &[user], &sock.label());
             }
             let admin = world.sock(tenant, ADMIN, dialect);
@@ -417,7 +425,7 @@ async fn sessions_and_transcripts(
                 .await?;
             assert!(markers_in(&[history]).is_empty(), "admin history");
             // Its session list covers the tenant, and only the tenant.
-            let list = admin.ok("sessions.list", json!({})).await?;
+            let list = admin.ok("sessions.list", list_params(dialect)).await?;
             let label = admin.label();
             check_session_list(&list, dialect, tenant, &OPERATORS, &label);
         }

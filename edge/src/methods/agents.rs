@@ -19,8 +19,9 @@
 //! accepted and already true of every answer (details always included, the
 //! default model always listed, read fresh from the runner, every listed model
 //! is ready); `authProfileId` and `includeProviderCapabilities:true` are
-//! refused (there are no auth profiles, no capability data). goclaw has no
-//! `models.list`.
+//! refused (there are no auth profiles, no capability data). goclaw's code
+//! registers no `models.list` (its seed names one): clawgate answers goclaw
+//! clients the same `{models}` list.
 
 use clawgate_proto::runner::{ListModelsRequest, Model, RunnerApi};
 use clawgate_proto::{Principal, ServiceError};
@@ -50,7 +51,12 @@ pub const METHODS: &[Method] = &[
         None,
         parse_identity,
     ),
-    Method::call("models.list", Some(Scope::Read), None, parse_models),
+    Method::call(
+        "models.list",
+        Some(Scope::Read),
+        Some(Role::Viewer),
+        parse_models,
+    ),
 ];
 
 /// A validated call of this family.

@@ -29,13 +29,15 @@ const OPENCLAW_EXTENSIONS: [&str; 14] = [
 ];
 
 /// Methods clawgate adds to goclaw (not in the reference table).
-/// (`sessions.label` is named by goclaw's seed method list, which its code
-/// never registered; clawgate serves it as the seed describes.)
-const GOCLAW_EXTENSIONS: [&str; 4] = [
+/// (`sessions.label` and `models.list` are named by goclaw's seed method
+/// list, which its code never registered; clawgate serves them as the seed
+/// describes.)
+const GOCLAW_EXTENSIONS: [&str; 5] = [
     "secrets.set",
     "secrets.list",
     "secrets.delete",
     "sessions.label",
+    "models.list",
 ];
 
 /// `method → second column` of a reference table (comments skipped).
