@@ -161,15 +161,31 @@ impl Hub {
             inbox,
             released: false,
         };
+        let mut distinct: Vec<&Topic> = Vec::with_capacity(topics.len());
         for topic in topics {
-            if registration.topics.iter().any(|(t, _)| t == topic) {
-                continue;
+            if !distinct.contains(&topic) {
+                distinct.push(topic);
             }
-            let state = self.inner.join(topic).await?;
-            lock(&state.sockets).insert(id, registration.inbox.clone());
-            registration.topics.push((topic.clone(), state));
         }
-        Ok(registration)
+        // Every topic is joined at once: a socket's subscriptions cost one
+        // bus round trip, not one per topic.
+        let joined =
+            futures_util::future::join_all(distinct.iter().map(|t| self.inner.join(t))).await;
+        let mut failed = None;
+        for (topic, joined) in distinct.into_iter().zip(joined) {
+            match joined {
+                Ok(state) => {
+                    lock(&state.sockets).insert(id, registration.inbox.clone());
+                    registration.topics.push((topic.clone(), state));
+                }
+                // The topics joined are released with the registration.
+                Err(err) => failed = Some(err),
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(registration),
+        }
     }
 
     /// Subscribes this process's inbox topic (once; returns once confirmed).

@@ -206,9 +206,13 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         }
         outcome = attempt => outcome,
     };
-    if let Some(permit) = permit {
-        permit.release().await;
-    }
+    // The pre-auth slot goes back while the socket registers on the hub (one
+    // round trip for both).
+    let release = async {
+        if let Some(permit) = permit {
+            permit.release().await;
+        }
+    };
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(Rejected {
@@ -218,6 +222,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
             close_reason,
         }) => {
             tracing::info!(parent: &span, code = error.code, "connect refused");
+            release.await;
             out.response(&request.id, payload.as_ref(), Some(&error));
             out.close(close_code, &close_reason);
             return None;
@@ -244,7 +249,8 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         Some(_) => Vec::new(),
         None => hub::socket_topics(&principal).to_vec(),
     };
-    let registration = match state.hub.register(&topics).await {
+    let ((), registered) = tokio::join!(release, state.hub.register(&topics));
+    let registration = match registered {
         Ok(registration) => registration,
         Err(err) => {
             let err = ServiceError::from(err);

@@ -11,25 +11,12 @@ use std::time::Duration;
 
 use clawgate_tests::mock_model::Script;
 use clawgate_tests::ws::WsClient;
-use edge_support::{gateway, openclaw, openclaw_v4, until_chat_terminal};
+use edge_support::{gateway, ok, openclaw, openclaw_v4, refused, until_chat_terminal};
 use serde_json::{Value, json};
 
 const READ: &[&str] = &["operator.read"];
 const RW: &[&str] = &["operator.read", "operator.write"];
 const ADMIN: &[&str] = &["operator.admin"];
-
-fn ok(res: &Value) -> anyhow::Result<&Value> {
-    anyhow::ensure!(res["ok"] == true, "not ok: {res}");
-    Ok(&res["payload"])
-}
-
-fn refused(res: &Value) -> String {
-    assert_eq!(res["ok"], false, "{res}");
-    res["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// Every session event of `frames`, as `(event, reason or phase, session key)`.
 fn session_events(frames: &[Value]) -> Vec<(String, String, String)> {
@@ -72,7 +59,15 @@ async fn send(client: &mut WsClient, key: &str, message: &str) -> anyhow::Result
 async fn a_subscribed_v4_client_sees_its_sessions_change_and_their_messages() -> anyhow::Result<()>
 {
     let (gw, _model) = gateway(Script::text("hello back")).await?;
-    let (mut watcher, _) = openclaw_v4(&gw.ws_url, &gw.gateway_token, READ).await?;
+    let (mut watcher, hello) = openclaw_v4(&gw.ws_url, &gw.gateway_token, READ).await?;
+    for event in ["sessions.changed", "session.message"] {
+        assert!(
+            hello["features"]["events"]
+                .as_array()
+                .is_some_and(|e| e.contains(&json!(event))),
+            "{event} not advertised: {hello}"
+        );
+    }
     let (mut writer, _) = openclaw(&gw.ws_url, &gw.gateway_token, RW).await?;
     let res = watcher.request("sessions.subscribe", json!({})).await?;
     assert_eq!(ok(&res)?, &json!({"subscribed": true}));

@@ -13,27 +13,12 @@ use std::time::Duration;
 use clawgate_runtime::telemetry::{LogFormat, TelemetryConfig, TelemetryGuard, init_with};
 use clawgate_tests::mock_model::Script;
 use clawgate_tests::ws::WsClient;
-use edge_support::{gateway, openclaw, until_chat_terminal};
+use edge_support::{gateway, ok, openclaw, openclaw_v4, refused, until_chat_terminal};
 use serde_json::{Value, json};
 
 const READ: &[&str] = &["operator.read"];
 const RW: &[&str] = &["operator.read", "operator.write"];
 const ADMIN: &[&str] = &["operator.admin"];
-
-/// The frame's payload, failing on an error response.
-fn ok(res: &Value) -> anyhow::Result<&Value> {
-    anyhow::ensure!(res["ok"] == true, "not ok: {res}");
-    Ok(&res["payload"])
-}
-
-/// The error message of a refused request.
-fn refused(res: &Value) -> String {
-    assert_eq!(res["ok"], false, "{res}");
-    res["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 /// The next `health` event, skipping other frames.
 async fn health_event(client: &mut WsClient) -> anyhow::Result<Value> {
@@ -232,17 +217,6 @@ async fn status_models_and_agents_come_from_the_configuration() -> anyhow::Resul
     let res = blind_v4.request("users.list", json!({})).await?;
     assert_eq!(refused(&res), "missing scope: operator.read");
     Ok(())
-}
-
-/// An OpenClaw protocol v4 connection of the local backend client.
-async fn openclaw_v4(url: &str, token: &str, scopes: &[&str]) -> anyhow::Result<(WsClient, Value)> {
-    let mut client = edge_support::open(url).await?;
-    let mut params = edge_support::openclaw_params(token, scopes);
-    params["minProtocol"] = json!(4);
-    params["maxProtocol"] = json!(4);
-    let res = client.request("connect", params).await?;
-    anyhow::ensure!(res["ok"] == true, "connect failed: {res}");
-    Ok((client, res["payload"].clone()))
 }
 
 #[tokio::test]

@@ -344,6 +344,33 @@ async fn find(
     }
 }
 
+/// The caller's session `key`, created (for `agent_id`) if missing, with
+/// `label` set when one is given.
+async fn ensure_labelled(
+    state: &EdgeState,
+    principal: &Principal,
+    key: &str,
+    agent_id: String,
+    label: Option<String>,
+) -> Result<Session, ServiceError> {
+    let sessions = &state.services.session;
+    let ensure = EnsureSessionRequest {
+        session_key: key.to_owned(),
+        agent_id,
+    };
+    let session = sessions.ensure_session(principal, ensure).await?;
+    match label {
+        None => Ok(session),
+        Some(label) => {
+            let patch = PatchSessionRequest {
+                session_key: key.to_owned(),
+                label: Some(label),
+            };
+            sessions.patch_session(principal, patch).await
+        }
+    }
+}
+
 /// The row of `session` with its runs in flight.
 async fn entry(
     state: &EdgeState,
@@ -407,18 +434,7 @@ pub async fn run(
             agent_id,
             label,
         } => {
-            let ensure = EnsureSessionRequest {
-                session_key: key.clone(),
-                agent_id,
-            };
-            let mut session = sessions.ensure_session(principal, ensure).await?;
-            if let Some(label) = label {
-                let patch = PatchSessionRequest {
-                    session_key: key.clone(),
-                    label: Some(label),
-                };
-                session = sessions.patch_session(principal, patch).await?;
-            }
+            let session = ensure_labelled(state, principal, &key, agent_id, label).await?;
             let entry = entry(state, principal, &session).await?;
             Ok(json!({
                 "ok": true, "key": key, "sessionId": session.session_id,
@@ -431,18 +447,7 @@ pub async fn run(
             label,
         } => {
             // A patch creates the session it names (OpenClaw).
-            let ensure = EnsureSessionRequest {
-                session_key: key.clone(),
-                agent_id,
-            };
-            let mut session = sessions.ensure_session(principal, ensure).await?;
-            if label.is_some() {
-                let patch = PatchSessionRequest {
-                    session_key: key.clone(),
-                    label,
-                };
-                session = sessions.patch_session(principal, patch).await?;
-            }
+            let session = ensure_labelled(state, principal, &key, agent_id, label).await?;
             if style == Style::Snake {
                 return Ok(json!({ "ok": true, "key": key }));
             }

@@ -50,7 +50,8 @@ pub struct List {
     pub v4: bool,
 }
 
-const OPENCLAW_LIST_KEYS: [&str; 10] = [
+/// OpenClaw's listing params; v4 adds `offset` (paging).
+const OPENCLAW_LIST_KEYS: [&str; 11] = [
     "limit",
     "activeMinutes",
     "includeGlobal",
@@ -61,21 +62,7 @@ const OPENCLAW_LIST_KEYS: [&str; 10] = [
     "spawnedBy",
     "agentId",
     "search",
-];
-
-/// v4 adds paging.
-const OPENCLAW_V4_LIST_KEYS: [&str; 11] = [
-    "limit",
     "offset",
-    "activeMinutes",
-    "includeGlobal",
-    "includeUnknown",
-    "includeDerivedTitles",
-    "includeLastMessage",
-    "label",
-    "spawnedBy",
-    "agentId",
-    "search",
 ];
 
 /// Longest label or search text a listing filters by.
@@ -84,10 +71,10 @@ const MAX_FILTER_CHARS: usize = 512;
 fn parse_list(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
     let bad = |why: String| request.invalid(why);
     let default_agent = &request.config.default_agent_id;
-    let keys: &[&str] = if request.v4() {
-        &OPENCLAW_V4_LIST_KEYS
+    let keys = if request.v4() || request.style == Style::Snake {
+        &OPENCLAW_LIST_KEYS[..]
     } else {
-        &OPENCLAW_LIST_KEYS
+        &OPENCLAW_LIST_KEYS[..OPENCLAW_LIST_KEYS.len() - 1]
     };
     let obj = request.closed(keys)?;
     let agent_id = obj

@@ -20,10 +20,12 @@ use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 9] = [
+pub const EVENTS: [&str; 11] = [
     "connect.challenge",
     "agent",
     "chat",
+    "sessions.changed",
+    "session.message",
     "tick",
     "health",
     "shutdown",

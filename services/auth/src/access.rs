@@ -17,7 +17,7 @@ use clawgate_proto::{Principal, ServiceError};
 
 use crate::AuthService;
 use crate::connect_errors;
-use crate::store::TenantRecord;
+use crate::store::{STATUS_ACTIVE, TenantRecord, UserRecord};
 
 pub fn unknown_tenant() -> ServiceError {
     ServiceError::not_found("unknown tenant")
@@ -82,21 +82,45 @@ impl AuthService {
         user: &str,
         owner: bool,
     ) -> Result<(), ServiceError> {
-        match self.store.tenant(tenant).await? {
-            Some(record) if record.is_active() => {}
-            None if tenant == self.config.default_tenant_id && !tenant.is_empty() => {}
-            _ => return Err(connect_errors::tenant_access_revoked()),
+        if owner {
+            return self.admit_tenant(tenant).await;
         }
-        if !owner
-            && self
-                .store
-                .user(tenant, user)
-                .await?
-                .is_some_and(|u| u.is_removed())
-        {
+        let (status, removed) = self.store.admission(tenant, user).await?;
+        self.admit_status(tenant, status.as_deref())?;
+        if removed {
             return Err(connect_errors::tenant_access_revoked());
         }
         Ok(())
+    }
+
+    /// [`admit`](Self::admit) of a non-owner whose user row (`None`: it has
+    /// none) was already read.
+    pub(crate) async fn admit_known(
+        &self,
+        tenant: &str,
+        user: Option<&UserRecord>,
+    ) -> Result<(), ServiceError> {
+        self.admit_tenant(tenant).await?;
+        if user.is_some_and(UserRecord::is_removed) {
+            return Err(connect_errors::tenant_access_revoked());
+        }
+        Ok(())
+    }
+
+    /// Whether `tenant` may be acted in: active, or the default tenant
+    /// before its row exists.
+    async fn admit_tenant(&self, tenant: &str) -> Result<(), ServiceError> {
+        let record = self.store.tenant(tenant).await?;
+        self.admit_status(tenant, record.as_ref().map(|r| r.status.as_str()))
+    }
+
+    /// Whether a tenant of `status` (`None`: no row) may be acted in.
+    fn admit_status(&self, tenant: &str, status: Option<&str>) -> Result<(), ServiceError> {
+        match status {
+            Some(STATUS_ACTIVE) => Ok(()),
+            None if tenant == self.config.default_tenant_id && !tenant.is_empty() => Ok(()),
+            _ => Err(connect_errors::tenant_access_revoked()),
+        }
     }
 
     /// The tenant an RPC acts on: the caller's own for an empty `requested`;

@@ -122,7 +122,13 @@ pub struct AuthService {
     store: store::Store,
     limiter: Arc<dyn AuthLimiter>,
     clock: Clock,
+    /// Permits of connect bookkeeping writes running off the connect path.
+    bookkeeping: Arc<tokio::sync::Semaphore>,
 }
+
+/// Connect bookkeeping writes (last-seen times) in flight at once off the
+/// connect path; beyond that a connect writes its own in line.
+const MAX_BACKGROUND_BOOKKEEPING: usize = 64;
 
 impl std::fmt::Debug for AuthService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,6 +156,34 @@ impl AuthService {
             store: store::Store::new(db),
             limiter: Arc::new(MemoryAuthLimiter::new(AuthLimitConfig::default())),
             clock: Arc::new(clawgate_runtime::clock::now_ms),
+            bookkeeping: Arc::new(tokio::sync::Semaphore::new(MAX_BACKGROUND_BOOKKEEPING)),
+        }
+    }
+
+    /// Records a paired device's connect (its last-seen time and metadata,
+    /// its token's last use) without holding the connect up: on a task of
+    /// its own, or in line when [`MAX_BACKGROUND_BOOKKEEPING`] are running
+    /// already. A failure is logged, not returned: it loses a last-seen time,
+    /// never a credential.
+    pub(crate) async fn record_seen(&self, seen: store::ConnectSeen) {
+        let failed = |err: ServiceError| {
+            tracing::warn!(error = %err, "connect bookkeeping failed");
+        };
+        match self.bookkeeping.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = store.touch_connect(&seen).await {
+                        failed(err);
+                    }
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                if let Err(err) = self.store.touch_connect(&seen).await {
+                    failed(err);
+                }
+            }
         }
     }
 

@@ -30,7 +30,9 @@ use clawgate_runtime::limits::AuthScope;
 
 use crate::connect_errors::{self, PairingDetails};
 use crate::device_proof::{self, DeviceProofInput, VerifiedDevice};
-use crate::store::{ApiKeyRecord, DeviceRecord, DeviceRequest, NewDeviceRequest, TokenRecord};
+use crate::store::{
+    ApiKeyRecord, ConnectSeen, DeviceRecord, DeviceRequest, NewDeviceRequest, TokenRecord,
+};
 use crate::{
     API_KEY_PREFIX, AuthService, Origin, PAIRING_REQUEST_TTL_MS, api_keys, convert, device_tokens,
     pairing, scopes, secret,
@@ -120,11 +122,13 @@ pub async fn connect(
         (_, Some(key)) => scopes::cap(&connect.scopes, &key.scopes),
         (_, None) => connect.scopes.clone(),
     };
-    let paired = svc
+    // The paired device with its token and user, in one read.
+    let facts = svc
         .store
-        .find_device(&verified.device_id)
+        .paired_facts(&verified.device_id, role)
         .await?
-        .filter(|d| d.public_key == verified.public_key_b64url);
+        .filter(|f| f.device.public_key == verified.public_key_b64url);
+    let paired = facts.as_ref().map(|f| f.device.clone());
     if let (Some(device), Some(key)) = (&paired, &key)
         && (device.tenant_id != key.tenant_id || device.user_id != key.user())
     {
@@ -132,14 +136,7 @@ pub async fn connect(
     }
     // Step 9: device token, when the shared secret did not authenticate.
     let candidate = device_token.or(if key.is_some() { None } else { token });
-    let stored_token = match &paired {
-        Some(d) => {
-            svc.store
-                .token(&d.tenant_id, &verified.device_id, role)
-                .await?
-        }
-        None => None,
-    };
+    let stored_token = facts.as_ref().and_then(|f| f.token.clone());
     let presented_valid = candidate.is_some_and(|c| {
         stored_token
             .as_ref()
@@ -168,7 +165,10 @@ pub async fn connect(
 
     // Authenticated: the tenant and user it acts as must be admitted.
     match (&paired, &key) {
-        (Some(device), _) => svc.admit(&device.tenant_id, &device.user_id, false).await?,
+        (Some(device), _) => {
+            let user = facts.as_ref().and_then(|f| f.user.as_ref());
+            svc.admit_known(&device.tenant_id, user).await?;
+        }
         (None, Some(_)) => {} // admitted with the key
         (None, None) => {
             svc.admit(
@@ -182,22 +182,22 @@ pub async fn connect(
 
     // Step 12: pairing.
     let mut response = AuthenticateConnectResponse::default();
-    let device = match pairing_reason(svc, paired.as_ref(), &verified, role, &requested).await? {
+    // A paired device that needs no pairing is recorded as seen (below, with
+    // its token's use).
+    let mut seen = false;
+    let reason = pairing_reason(
+        paired.as_ref(),
+        stored_token.as_ref(),
+        &verified,
+        role,
+        &requested,
+    );
+    let device = match reason {
         None => {
             let Some(device) = paired else {
                 return Err(ServiceError::internal("paired device vanished"));
             };
-            svc.store
-                .touch_device(
-                    &device.tenant_id,
-                    &device.device_id,
-                    &client.display_name,
-                    &client.id,
-                    &client.mode,
-                    &origin.remote_ip,
-                    now,
-                )
-                .await?;
+            seen = true;
             device
         }
         Some(reason) => {
@@ -254,10 +254,45 @@ pub async fn connect(
         }
     };
 
-    // Step 13: issue or reuse the device token of (device, role).
+    // Step 13: issue or reuse the device token of (device, role). A valid
+    // token presented for an already paired device was read above: reused
+    // without reading it again.
     let reusable = if presented_valid { candidate } else { None };
-    let (token, record) =
-        device_tokens::ensure(svc, &device, role, &requested, reusable, now).await?;
+    let known = match (&stored_token, reusable, response.auto_approved) {
+        (Some(stored), Some(presented), false) if scopes::within(&requested, &stored.scopes) => {
+            Some((presented.to_owned(), stored.clone()))
+        }
+        _ => None,
+    };
+    let connect_seen = |token_role: Option<&str>| ConnectSeen {
+        tenant: device.tenant_id.clone(),
+        device_id: device.device_id.clone(),
+        token_role: token_role.map(str::to_owned),
+        display_name: client.display_name.clone(),
+        client_id: client.id.clone(),
+        client_mode: client.mode.clone(),
+        remote_ip: origin.remote_ip.clone(),
+        now,
+    };
+    let (token, record) = match known {
+        Some((presented, mut stored)) => {
+            if seen {
+                svc.record_seen(connect_seen(Some(role))).await;
+            } else {
+                svc.store
+                    .touch_token(&device.tenant_id, &device.device_id, role, now)
+                    .await?;
+            }
+            stored.last_used_at = now;
+            (presented, stored)
+        }
+        None => {
+            if seen {
+                svc.record_seen(connect_seen(None)).await;
+            }
+            device_tokens::ensure(svc, &device, role, &requested, reusable, now).await?
+        }
+    };
     response.device_token = token;
     response.device_token_issued_at_ms = record.issued_at();
     response.device_token_role = role.to_owned();
@@ -373,32 +408,28 @@ async fn deviceless(
 }
 
 /// §3.4: why the proven device must be approved, if it must.
-async fn pairing_reason(
-    svc: &AuthService,
+fn pairing_reason(
     paired: Option<&DeviceRecord>,
+    token: Option<&TokenRecord>,
     verified: &VerifiedDevice,
     role: &str,
     requested: &[String],
-) -> Result<Option<PairingReason>, ServiceError> {
+) -> Option<PairingReason> {
     let Some(device) = paired else {
-        return Ok(Some(PairingReason::NotPaired));
+        return Some(PairingReason::NotPaired);
     };
     if device.platform != verified.platform || device.device_family != verified.device_family {
-        return Ok(Some(PairingReason::MetadataUpgrade));
+        return Some(PairingReason::MetadataUpgrade);
     }
-    let tokens: Vec<TokenRecord> = svc
-        .store
-        .tokens(&device.tenant_id, &device.device_id)
-        .await?;
     let effective = device.roles.iter().any(|r| r == role)
-        && tokens.iter().any(|t| t.role == role && !t.is_revoked());
+        && token.is_some_and(|t| t.role == role && !t.is_revoked());
     if !effective {
-        return Ok(Some(PairingReason::RoleUpgrade));
+        return Some(PairingReason::RoleUpgrade);
     }
     if !scopes::within(requested, &device.scopes) {
-        return Ok(Some(PairingReason::ScopeUpgrade));
+        return Some(PairingReason::ScopeUpgrade);
     }
-    Ok(None)
+    None
 }
 
 /// Silent local approval: configured, direct loopback; a metadata upgrade only

@@ -290,11 +290,20 @@ async fn approved_device_gets_and_reuses_a_device_token(h: &Harness) {
     // The token is stored hashed only.
     let tables = h.dump_tables().await;
     assert!(!tables.contains(&token));
-    let list = h
-        .api()
-        .list_pairing(&admin("default"), Default::default())
-        .await
-        .unwrap();
+    // The connect's bookkeeping (last use) is written off the connect path.
+    let mut waited = 0;
+    let list = loop {
+        let list = h
+            .api()
+            .list_pairing(&admin("default"), Default::default())
+            .await
+            .unwrap();
+        if list.paired[0].tokens[0].last_used_at_ms == h.now() || waited >= 100 {
+            break list;
+        }
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(list.paired.len(), 1);
     assert!(list.paired[0].tokens.iter().all(|t| t.token.is_empty()));
     assert_eq!(list.paired[0].tokens[0].last_used_at_ms, h.now());

@@ -245,7 +245,8 @@ async fn every_tenant_table_has_a_policy_and_lookups_are_narrow() {
             "device_tenant",
             "latest_code_tenant",
             "paired_sender_tenants",
-            "release_device_request"
+            "release_device_request",
+            "user_removed"
         ]
     );
     for (name, config, no_public) in &functions {

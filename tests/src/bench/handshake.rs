@@ -9,7 +9,10 @@
 //! moment its response is read, so it measures the gateway (auth call,
 //! signature check, device-token lookup, `hello-ok`) and not the client's own
 //! signing. Each variant first connects once unmeasured (a fresh device is
-//! paired then: local auto-approval), then measures `connects` connects.
+//! paired then: local auto-approval), then measures `connects` connects. A
+//! device-signed client reconnects as OpenClaw's reference client does: with
+//! the device token the last `hello-ok` gave it (`auth.deviceToken`) besides
+//! the shared token.
 
 use std::time::{Duration, Instant};
 
@@ -74,12 +77,13 @@ pub struct VariantReport {
     pub failures: usize,
 }
 
-/// One handshake on a new socket; returns the connect → response time.
+/// One handshake on a new socket; returns the connect → response time and
+/// the device token `hello-ok` gave, if any.
 async fn handshake(
     url: &str,
     spec: &ConnectSpec,
     identity: Option<&DeviceIdentity>,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Option<String>)> {
     tokio::time::timeout(HANDSHAKE_LIMIT, async {
         let mut ws = open(url).await?;
         let challenge = next_json(&mut ws).await?;
@@ -105,7 +109,10 @@ async fn handshake(
             bail!("connect refused: {frame}");
         }
         let _ = ws.close(None).await;
-        Ok(took)
+        let device_token = frame["payload"]["auth"]["deviceToken"]
+            .as_str()
+            .map(str::to_owned);
+        Ok((took, device_token))
     })
     .await
     .context("handshake timed out")?
@@ -120,20 +127,27 @@ pub async fn run(url: &str, token: &str, connects: usize) -> Vec<VariantReport> 
         } else {
             (ClientInfo::backend(), &["operator.read"])
         };
-        let spec = ConnectSpec::operator(scopes)
+        let mut spec = ConnectSpec::operator(scopes)
             .with_client(client)
             .with_token(token)
             .with_protocol(variant.protocol, variant.protocol);
         let identity = variant.device_signed.then(DeviceIdentity::generate);
         let mut failures = 0;
         // Unmeasured: pairs the device, warms the connection pools.
-        if handshake(url, &spec, identity.as_ref()).await.is_err() {
-            failures += 1;
+        match handshake(url, &spec, identity.as_ref()).await {
+            Ok((_, Some(device_token))) => spec = spec.with_device_token(&device_token),
+            Ok((_, None)) => {}
+            Err(_) => failures += 1,
         }
         let mut samples = Vec::with_capacity(connects);
         for _ in 0..connects {
             match handshake(url, &spec, identity.as_ref()).await {
-                Ok(took) => samples.push(took.as_secs_f64() * 1000.0),
+                Ok((took, device_token)) => {
+                    samples.push(took.as_secs_f64() * 1000.0);
+                    if let Some(device_token) = device_token {
+                        spec = spec.with_device_token(&device_token);
+                    }
+                }
                 Err(err) => {
                     failures += 1;
                     tracing::debug!(error = %err, "handshake failed");

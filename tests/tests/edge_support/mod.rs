@@ -110,3 +110,18 @@ pub fn chat_text(frame: &Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// The payload of a response, failing on an error response.
+pub fn ok(res: &Value) -> anyhow::Result<&Value> {
+    anyhow::ensure!(res["ok"] == true, "not ok: {res}");
+    Ok(&res["payload"])
+}
+
+/// The error message of a refused request.
+pub fn refused(res: &Value) -> String {
+    assert_eq!(res["ok"], false, "{res}");
+    res["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -75,7 +75,7 @@ pub struct DeviceRequest {
     pub user_bound: bool,
 }
 
-const DEVICE_COLUMNS: &str = "device_id, tenant_id, user_id, public_key, display_name, platform, \
+pub(super) const DEVICE_COLUMNS: &str = "device_id, tenant_id, user_id, public_key, display_name, platform, \
     device_family, client_id, client_mode, roles, scopes, remote_ip, created_at, approved_at, \
     last_seen_at";
 
@@ -87,15 +87,6 @@ const REQUEST_COLUMNS: &str = "request_id, tenant_id, user_id, device_id, public
 const INSERT_ATTEMPTS: usize = 3;
 
 impl Store {
-    /// The paired device `device_id`, in whatever tenant it belongs to. Only for
-    /// a device id derived from a verified key.
-    pub async fn find_device(&self, device_id: &str) -> Result<Option<DeviceRecord>, ServiceError> {
-        let Some(tenant) = self.device_tenant(device_id).await? else {
-            return Ok(None);
-        };
-        self.device(Scope::tenant(&tenant), device_id).await
-    }
-
     /// The paired device `device_id` of `scope`.
     pub async fn device(
         &self,
@@ -133,38 +124,6 @@ impl Store {
             .map_err(service_error)?;
         commit(tx).await?;
         rows.iter().map(device_of).collect()
-    }
-
-    /// Refreshes the unpinned metadata of a paired device of `tenant` after a
-    /// successful connect.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn touch_device(
-        &self,
-        tenant: &str,
-        device_id: &str,
-        display_name: &str,
-        client_id: &str,
-        client_mode: &str,
-        remote_ip: &str,
-        now: i64,
-    ) -> Result<(), ServiceError> {
-        let mut tx = self.tx(tenant).await?;
-        sqlx::query(
-            "UPDATE devices SET display_name = CASE WHEN $3 = '' THEN display_name ELSE $3 END, \
-                    client_id = $4, client_mode = $5, remote_ip = $6, last_seen_at = $7 \
-             WHERE tenant_id = $1 AND device_id = $2",
-        )
-        .bind(tenant)
-        .bind(device_id)
-        .bind(display_name)
-        .bind(client_id)
-        .bind(client_mode)
-        .bind(remote_ip)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(service_error)?;
-        commit(tx).await
     }
 
     /// Removes a paired device of `scope`, its tokens and its pending requests.
@@ -465,7 +424,7 @@ impl Store {
     }
 }
 
-fn device_of(row: &AnyRow) -> Result<DeviceRecord, ServiceError> {
+pub(super) fn device_of(row: &AnyRow) -> Result<DeviceRecord, ServiceError> {
     Ok(DeviceRecord {
         device_id: text(row, "device_id")?,
         tenant_id: text(row, "tenant_id")?,

@@ -8,6 +8,7 @@
 
 use clawgate_proto::ServiceError;
 use clawgate_runtime::db::{Backend, service_error};
+use sqlx::Row as _;
 
 use super::Store;
 
@@ -27,6 +28,30 @@ impl Store {
             "SELECT tenant_id FROM devices WHERE device_id = $1"
         };
         self.optional_text(sql, device_id).await
+    }
+
+    /// What admitting user `user` of tenant `tenant` needs, in one round trip:
+    /// the tenant's status (`None`: no such tenant row) and whether the user
+    /// was removed.
+    pub async fn admission(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> Result<(Option<String>, bool), ServiceError> {
+        let sql = if self.postgres() {
+            "SELECT (SELECT status FROM tenants WHERE id = $1),                     (CASE WHEN user_removed($1, $2) THEN 1 ELSE 0 END)::BIGINT"
+        } else {
+            "SELECT (SELECT status FROM tenants WHERE id = $1),                     EXISTS (SELECT 1 FROM users                             WHERE tenant_id = $1 AND user_id = $2 AND deleted_at > 0)"
+        };
+        let row = sqlx::query(sql)
+            .bind(tenant)
+            .bind(user)
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(service_error)?;
+        let status: Option<String> = row.try_get(0).map_err(service_error)?;
+        let removed: i64 = row.try_get(1).map_err(service_error)?;
+        Ok((status, removed != 0))
     }
 
     /// The tenant of the API key whose digest is `key_hash`.

@@ -22,6 +22,7 @@
 
 mod api_keys;
 mod codes;
+mod connect;
 mod devices;
 mod lookup;
 mod secrets;
@@ -36,6 +37,7 @@ use sqlx::any::AnyRow;
 
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use codes::{CodeStatus, NewCode, PairedSender, PairingCode};
+pub use connect::ConnectSeen;
 pub use devices::{DeviceRecord, DeviceRequest, NewDeviceRequest};
 pub use secrets::SecretRecord;
 pub use tenants::{STATUS_ACTIVE, STATUS_DISABLED, TenantRecord, TenantUpdate};

@@ -22,12 +22,6 @@ pub struct TenantRecord {
     pub updated_at: i64,
 }
 
-impl TenantRecord {
-    pub fn is_active(&self) -> bool {
-        self.status == STATUS_ACTIVE
-    }
-}
-
 /// What an update changes (`None`: unchanged).
 #[derive(Clone, Debug, Default)]
 pub struct TenantUpdate {

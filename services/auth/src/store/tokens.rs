@@ -49,7 +49,7 @@ impl std::fmt::Debug for TokenRecord {
     }
 }
 
-const TOKEN_COLUMNS: &str = "device_id, role, tenant_id, user_id, token_hash, scopes, created_at, \
+pub(super) const TOKEN_COLUMNS: &str = "device_id, role, tenant_id, user_id, token_hash, scopes, created_at, \
     rotated_at, revoked_at, last_used_at";
 
 impl Store {
@@ -148,7 +148,8 @@ impl Store {
         role: &str,
         now: i64,
     ) -> Result<(), ServiceError> {
-        let mut tx = self.tx(tenant).await?;
+        // A last-seen time: not worth a WAL flush per connect.
+        let mut tx = self.db.begin_tenant_bookkeeping(tenant).await?;
         sqlx::query(
             "UPDATE device_tokens SET last_used_at = $4 \
              WHERE tenant_id = $1 AND device_id = $2 AND role = $3",
@@ -213,7 +214,7 @@ pub(super) async fn upsert_token(
     token_of(&row)
 }
 
-fn token_of(row: &AnyRow) -> Result<TokenRecord, ServiceError> {
+pub(super) fn token_of(row: &AnyRow) -> Result<TokenRecord, ServiceError> {
     Ok(TokenRecord {
         device_id: text(row, "device_id")?,
         role: text(row, "role")?,

@@ -29,7 +29,8 @@ impl UserRecord {
     }
 }
 
-const COLUMNS: &str = "tenant_id, user_id, role, display_name, created_at, updated_at, deleted_at";
+pub(super) const COLUMNS: &str =
+    "tenant_id, user_id, role, display_name, created_at, updated_at, deleted_at";
 
 impl Store {
     /// The membership of `user` in `tenant`, removed or not.
@@ -130,7 +131,7 @@ impl Store {
     }
 }
 
-fn user_of(row: &AnyRow) -> Result<UserRecord, ServiceError> {
+pub(super) fn user_of(row: &AnyRow) -> Result<UserRecord, ServiceError> {
     Ok(UserRecord {
         tenant_id: text(row, "tenant_id")?,
         user_id: text(row, "user_id")?,

@@ -198,12 +198,17 @@ impl SubscriptionControl for RedisControl {
             }
             ControlState::Closed => return Err(BusError::Closed),
         };
-        // Route first, so messages that follow the confirmation are forwarded.
+        // Route first, so messages that follow the confirmation are forwarded
+        // (and a reconnect from here on subscribes it again).
         let known = self
             .shared
             .routes()
             .insert(channel.clone(), topic.clone())
             .is_some();
+        // Subscriptions of different topics wait for their confirmations
+        // concurrently (one socket's topics cost one round trip); the sink
+        // is a handle of the connection's task, so this is safe to share.
+        drop(state);
         let _reading = self.shared.gate.open();
         let result = tokio::time::timeout(
             self.shared.options.command_timeout,

@@ -218,6 +218,10 @@ async fn connect_postgres(url: &str, schema: &str) -> Result<AnyPool, DbError> {
     let pool = AnyPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // No ping before each use: it cost a round trip per query and per
+        // transaction. A connection that died is found by the query itself
+        // (UNAVAILABLE, retryable) and replaced.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let statement = set_search_path.clone();
             Box::pin(async move {

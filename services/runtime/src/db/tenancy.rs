@@ -5,8 +5,10 @@
 //! granting the services' runtime role what it needs.
 //!
 //! Invariants:
-//! - [`Database::begin_tenant`] is the only place that sets [`TENANT_SETTING`],
-//!   always transaction-local (`set_config(…, true)`), so a pooled connection
+//! - [`Database::begin_tenant`] (and its bookkeeping variant) is the only
+//!   place that sets [`TENANT_SETTING`], always transaction-local
+//!   (`set_config(…, true)`, in the `BEGIN` itself for a tenant id of plain
+//!   characters, else bound as a parameter), so a pooled connection
 //!   never carries one caller's tenant into another caller's transaction; an
 //!   empty tenant is refused before any SQL runs;
 //! - with the setting absent or empty the policies match no row (they compare
@@ -38,16 +40,67 @@ impl Database {
                 "tenant-scoped query without a tenant",
             ));
         }
-        let mut tx = self.pool().begin().await.map_err(service_error)?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT set_config($1, $2, true)")
-                .bind(TENANT_SETTING)
-                .bind(tenant_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(service_error)?;
+        if self.backend() != Backend::Postgres {
+            return self.pool().begin().await.map_err(service_error);
         }
+        self.begin_postgres_tenant(tenant_id, false).await
+    }
+
+    /// A PostgreSQL transaction with [`TENANT_SETTING`] set to `tenant_id`
+    /// (and, for `bookkeeping`, commits not waiting for the WAL flush). A
+    /// tenant id of plain characters is set in the `BEGIN` itself (one round
+    /// trip); any other is bound as a parameter of a statement of its own.
+    async fn begin_postgres_tenant(
+        &self,
+        tenant_id: &str,
+        bookkeeping: bool,
+    ) -> Result<Tx, ServiceError> {
+        let plain = tenant_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'));
+        let sync = if bookkeeping {
+            ", set_config('synchronous_commit', 'off', true)"
+        } else {
+            ""
+        };
+        if plain {
+            // Only the characters above are spliced in, inside quotes: no
+            // quote, backslash or other character can end the literal.
+            let begin =
+                format!("BEGIN; SELECT set_config('{TENANT_SETTING}', '{tenant_id}', true){sync}");
+            return self
+                .pool()
+                .begin_with(AssertSqlSafe(begin))
+                .await
+                .map_err(service_error);
+        }
+        let mut tx = self.pool().begin().await.map_err(service_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT set_config($1, $2, true){sync}"
+        )))
+        .bind(TENANT_SETTING)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(service_error)?;
         Ok(tx)
+    }
+
+    /// Like [`begin_tenant`](Self::begin_tenant), for bookkeeping writes whose
+    /// loss in a crash is harmless (last-seen times): on PostgreSQL its commit
+    /// does not wait for the WAL flush (`synchronous_commit = off` for this
+    /// transaction only). The write stays atomic and ordered; a crash may lose
+    /// the last few hundred milliseconds of such commits, never corrupt them.
+    pub async fn begin_tenant_bookkeeping(&self, tenant_id: &str) -> Result<Tx, ServiceError> {
+        if self.backend() != Backend::Postgres {
+            return self.begin_tenant(tenant_id).await;
+        }
+        if tenant_id.is_empty() {
+            return Err(ServiceError::internal(
+                "tenant-scoped query without a tenant",
+            ));
+        }
+        self.begin_postgres_tenant(tenant_id, true).await
     }
 
     /// Like [`begin_tenant`](Self::begin_tenant), for a transaction that will
