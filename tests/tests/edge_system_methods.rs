@@ -386,8 +386,12 @@ async fn goclaw_health_status_and_agents_are_real() -> anyhow::Result<()> {
     assert_eq!(agent["id"], "main", "{res}");
     assert_eq!(agent["model"], "mock-model");
     assert_eq!(agent["provider"], "127.0.0.1");
-    // goclaw has no models.list, users.list, config.get or logs.tail.
-    for method in ["models.list", "users.list", "config.get", "logs.tail"] {
+    // goclaw's seed names models.list (its code never registered it):
+    // clawgate answers the configured models.
+    let res = c.request("models.list", json!({})).await?;
+    assert_eq!(res["payload"]["models"][0]["id"], "mock-model", "{res}");
+    // goclaw has no users.list, config.get or logs.tail.
+    for method in ["users.list", "config.get", "logs.tail"] {
         let res = c.request(method, json!({})).await?;
         assert_eq!(res["ok"], false, "{method}: {res}");
     }
