@@ -275,14 +275,9 @@ pub async fn connect(
         now,
     };
     let (token, record) = match known {
+        // (Known only for a device that needed no pairing: seen.)
         Some((presented, mut stored)) => {
-            if seen {
-                svc.record_seen(connect_seen(Some(role))).await;
-            } else {
-                svc.store
-                    .touch_token(&device.tenant_id, &device.device_id, role, now)
-                    .await?;
-            }
+            svc.record_seen(connect_seen(Some(role))).await;
             stored.last_used_at = now;
             (presented, stored)
         }
