@@ -6,11 +6,12 @@
 //!
 //! Invariants: a change is published only after its transaction committed, and
 //! only when something changed (an idempotent replay of an append, or an
-//! ensure of an existing session, publishes nothing); publishing never fails
-//! the call (the change is durable; a lost event only delays a client's view
-//! until its next read), and a stalled bus is given up after
-//! [`PUBLISH_TIMEOUT`]. Without a bus (a bare service in tests) nothing is
-//! published.
+//! ensure of an existing session, publishes nothing); publishing neither fails
+//! nor delays the call: changes wait in a bounded queue ([`QUEUE_CAPACITY`],
+//! beyond which one is dropped and logged) that one task publishes in order,
+//! giving a stalled bus [`PUBLISH_TIMEOUT`] per change (the change is durable;
+//! a lost event only delays a client's view until its next read). Without a
+//! bus (a bare service in tests) nothing is published.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use clawgate_proto::session::{Session, TranscriptMessage};
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
 use prost::Message as _;
+use tokio::sync::mpsc;
 
 /// How long one publish may take before it is given up (and logged).
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,30 +69,47 @@ pub fn change(
     }
 }
 
+/// Changes waiting for the bus; beyond this a change is dropped (and logged).
+pub const QUEUE_CAPACITY: usize = 1024;
+
 /// Publishes session changes on the bus, if there is one. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct ChangeFeed {
-    bus: Option<Arc<dyn EventBus>>,
+    queue: Option<mpsc::Sender<SessionChange>>,
 }
 
 impl std::fmt::Debug for ChangeFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChangeFeed")
-            .field("bus", &self.bus.is_some())
+            .field("bus", &self.queue.is_some())
             .finish()
     }
 }
 
 impl ChangeFeed {
+    /// A feed onto `bus`: one task (on the current runtime) publishes the
+    /// queued changes in order; it ends once every clone of the feed is gone.
     pub fn new(bus: Arc<dyn EventBus>) -> Self {
-        Self { bus: Some(bus) }
+        let (queue, changes) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(drain(bus, changes));
+        Self { queue: Some(queue) }
     }
 
-    /// Publishes `change` on its user's run topics; failures are logged.
-    pub async fn publish(&self, change: SessionChange) {
-        let Some(bus) = &self.bus else {
+    /// Queues `change` for the bus without waiting for it; a full queue drops
+    /// it (logged): the change is durable, only its event is lost.
+    pub fn publish(&self, change: SessionChange) {
+        let Some(queue) = &self.queue else {
             return;
         };
+        if let Err(mpsc::error::TrySendError::Full(change)) = queue.try_send(change) {
+            tracing::warn!(reason = %change.reason, "session change dropped: the bus is behind");
+        }
+    }
+}
+
+/// Publishes each queued change on its user's run topics, in order.
+async fn drain(bus: Arc<dyn EventBus>, mut changes: mpsc::Receiver<SessionChange>) {
+    while let Some(change) = changes.recv().await {
         let topics = [
             Topic::user(&change.tenant_id, &change.user_id),
             Topic::tenant_runs(&change.tenant_id),

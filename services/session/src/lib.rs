@@ -161,9 +161,7 @@ impl SessionApi for SessionService {
             .ensure_session(owner, &request.session_key, &request.agent_id)
             .await?;
         if created {
-            self.changes
-                .publish(change(Reason::Create, &session, None))
-                .await;
+            self.changes.publish(change(Reason::Create, &session, None));
         }
         Ok(session)
     }
@@ -225,9 +223,7 @@ impl SessionApi for SessionService {
                     .set_label(owner, &request.session_key, label)
                     .await?;
                 if let Some(session) = &patched {
-                    self.changes
-                        .publish(change(Reason::Patch, session, None))
-                        .await;
+                    self.changes.publish(change(Reason::Patch, session, None));
                 }
                 patched
             }
@@ -257,7 +253,7 @@ impl SessionApi for SessionService {
             .store
             .reset_session(owner, &request.session_key, &request.agent_id)
             .await?;
-        self.changes.publish(change(reason, &fresh, None)).await;
+        self.changes.publish(change(reason, &fresh, None));
         Ok(fresh)
     }
 
@@ -273,9 +269,7 @@ impl SessionApi for SessionService {
         };
         let deleted = self.store.soft_delete(owner, &request.session_key).await?;
         if deleted {
-            self.changes
-                .publish(change(Reason::Delete, &session, None))
-                .await;
+            self.changes.publish(change(Reason::Delete, &session, None));
         }
         Ok(DeleteSessionResponse { deleted })
     }
@@ -311,8 +305,7 @@ impl SessionApi for SessionService {
             match self.store.get_session(owner, &request.session_key).await {
                 Ok(Some(session)) => {
                     self.changes
-                        .publish(change(Reason::Message, &session, Some(&stored)))
-                        .await;
+                        .publish(change(Reason::Message, &session, Some(&stored)));
                 }
                 Ok(None) => {}
                 Err(err) => tracing::debug!(error = %err, "session unreadable after an append"),
