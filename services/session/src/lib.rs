@@ -249,7 +249,7 @@ impl SessionApi for SessionService {
                 )));
             }
         };
-        let (_old, fresh) = self
+        let fresh = self
             .store
             .reset_session(owner, &request.session_key, &request.agent_id)
             .await?;

@@ -129,6 +129,32 @@ impl Filter<'_> {
     }
 }
 
+/// Binds a [`Filter`]'s parameters, in `list_filter!`'s order, onto a listing
+/// or count query.
+trait WithFilter: Sized {
+    fn with_filter(self, filter: &Filter<'_>, pattern: &str) -> Self;
+}
+
+macro_rules! impl_with_filter {
+    ($($query:ty),*) => {$(
+        impl<'q> WithFilter for $query {
+            fn with_filter(self, filter: &Filter<'_>, pattern: &str) -> Self {
+                self.bind(filter.agent_id.to_owned())
+                    .bind(filter.label.to_owned())
+                    .bind(pattern.to_owned())
+                    .bind(filter.updated_since_ms)
+                    .bind(i32::from(filter.exclude_global))
+                    .bind(i32::from(filter.exclude_unknown))
+            }
+        }
+    )*};
+}
+
+impl_with_filter!(
+    sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    sqlx::query::QueryScalar<'q, sqlx::Any, i64, sqlx::any::AnyArguments>
+);
+
 const SET_LABEL: &str = concat!(
     "UPDATE sessions SET label = $4, updated_at = $5 \
      WHERE tenant_id = $1 AND user_id = $2 AND session_key = $3 AND deleted_at IS NULL \
@@ -164,13 +190,13 @@ impl Store {
 
     /// Soft-deletes the live session `key` (if any) and creates a fresh one in
     /// its place, keeping its label and agent (else `agent_id`), in one
-    /// transaction; returns the old session, if any, and the new one.
+    /// transaction; returns the new one.
     pub async fn reset_session(
         &self,
         owner: Owner<'_>,
         key: &str,
         agent_id: &str,
-    ) -> Result<(Option<Session>, Session), ServiceError> {
+    ) -> Result<Session, ServiceError> {
         let mut tx = self.begin_write(owner.tenant_id).await?;
         let old = select_live_session(&mut *tx, owner, key).await?;
         let now = now_ms();
@@ -200,9 +226,7 @@ impl Store {
             .map_err(service_error)?;
         let fresh = select_live_session(&mut *tx, owner, key).await?;
         commit(tx).await?;
-        let fresh = fresh
-            .ok_or_else(|| ServiceError::unavailable("session changed concurrently; retry"))?;
-        Ok((old, fresh))
+        fresh.ok_or_else(|| ServiceError::unavailable("session changed concurrently; retry"))
     }
 
     /// The live session `key`, if any.
@@ -233,43 +257,23 @@ impl Store {
                 sqlx::query(LIST_USER_SESSIONS)
                     .bind(audience.tenant_id)
                     .bind(user_id)
-                    .bind(filter.agent_id)
-                    .bind(filter.label)
-                    .bind(pattern.as_str())
-                    .bind(filter.updated_since_ms)
-                    .bind(i32::from(filter.exclude_global))
-                    .bind(i32::from(filter.exclude_unknown))
+                    .with_filter(&filter, &pattern)
                     .bind(limit)
                     .bind(offset),
                 sqlx::query_scalar::<_, i64>(COUNT_USER_SESSIONS)
                     .bind(audience.tenant_id)
                     .bind(user_id)
-                    .bind(filter.agent_id)
-                    .bind(filter.label)
-                    .bind(pattern.as_str())
-                    .bind(filter.updated_since_ms)
-                    .bind(i32::from(filter.exclude_global))
-                    .bind(i32::from(filter.exclude_unknown)),
+                    .with_filter(&filter, &pattern),
             ),
             None => (
                 sqlx::query(LIST_TENANT_SESSIONS)
                     .bind(audience.tenant_id)
-                    .bind(filter.agent_id)
-                    .bind(filter.label)
-                    .bind(pattern.as_str())
-                    .bind(filter.updated_since_ms)
-                    .bind(i32::from(filter.exclude_global))
-                    .bind(i32::from(filter.exclude_unknown))
+                    .with_filter(&filter, &pattern)
                     .bind(limit)
                     .bind(offset),
                 sqlx::query_scalar::<_, i64>(COUNT_TENANT_SESSIONS)
                     .bind(audience.tenant_id)
-                    .bind(filter.agent_id)
-                    .bind(filter.label)
-                    .bind(pattern.as_str())
-                    .bind(filter.updated_since_ms)
-                    .bind(i32::from(filter.exclude_global))
-                    .bind(i32::from(filter.exclude_unknown)),
+                    .with_filter(&filter, &pattern),
             ),
         };
         let rows = page.fetch_all(&mut *tx).await.map_err(service_error)?;
