@@ -43,6 +43,10 @@ pub struct EdgeConfig {
     pub max_pending_chat_sends: usize,
     /// Capacity, in messages, of the process's one bus subscriber.
     pub bus_queue_capacity: usize,
+    /// How long a bus topic stays subscribed after its last socket left, so a
+    /// client that reconnects (each CLI command is a connection of its own)
+    /// finds it subscribed and its handshake skips the bus round trip.
+    pub topic_linger: Duration,
     /// How long a closing socket may take to write what is queued and the close
     /// frame (a client that stopped reading is dropped after this).
     pub close_timeout: Duration,
@@ -74,6 +78,7 @@ impl Default for EdgeConfig {
             max_in_flight_requests: 64,
             max_pending_chat_sends: 64,
             bus_queue_capacity: 4096,
+            topic_linger: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             restart_expected_ms: None,

@@ -10,7 +10,9 @@
 //!   targeted disconnects, filtered per socket);
 //!   the first socket of a topic subscribes it and [`Hub::register`] returns only
 //!   after the bus confirmed every topic, so a socket that answered `hello-ok`
-//!   misses no later message; the last socket to leave a topic unsubscribes it;
+//!   misses no later message; a topic whose last socket left stays subscribed
+//!   for the hub's linger time (a reconnecting client finds it subscribed) and
+//!   is unsubscribed then unless a socket joined it again;
 //! - each delivery is decoded once and the same [`HubEvent`] is offered to every
 //!   local socket of its topic with a non-blocking push into that socket's inbox,
 //!   which is bounded in bytes; a full inbox marks the socket overflowed (it then
@@ -25,6 +27,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
@@ -95,6 +98,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct SubState {
     refs: usize,
     subscribed: bool,
+    /// How often the topic lost its last socket: a lingering unsubscribe
+    /// applies only if no socket came and went since it was scheduled.
+    idle_epoch: u64,
     /// Removed from the topic map; a registrant holding it must look up again.
     retired: bool,
 }
@@ -110,6 +116,8 @@ struct HubInner {
     topics: Mutex<HashMap<Topic, Arc<TopicState>>>,
     next_id: AtomicU64,
     inbox_bytes: usize,
+    /// How long a topic without sockets stays subscribed.
+    linger: Duration,
     /// This process's inbox topic, once subscribed.
     pod_inbox: OnceLock<Topic>,
 }
@@ -130,11 +138,13 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// Opens the subscriber and starts the dispatcher. The dispatcher stops once
-    /// every handle on the hub is dropped.
+    /// every handle on the hub is dropped. A topic whose last socket left is
+    /// unsubscribed after `linger` (at once for zero).
     pub async fn start(
         bus: &dyn EventBus,
         capacity: usize,
         inbox_bytes: usize,
+        linger: Duration,
     ) -> Result<Self, BusError> {
         let subscriber = bus.subscriber(capacity).await?;
         let inner = Arc::new(HubInner {
@@ -142,6 +152,7 @@ impl Hub {
             topics: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             inbox_bytes,
+            linger,
             pod_inbox: OnceLock::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), subscriber.deliveries));
@@ -245,12 +256,37 @@ impl HubInner {
         }
     }
 
-    async fn release(&self, topic: &Topic, state: &Arc<TopicState>) {
+    /// Gives back one reference on `topic`; the last one unsubscribes it, at
+    /// once or after the linger time.
+    async fn release(self: &Arc<Self>, topic: &Topic, state: &Arc<TopicState>) {
         let mut sub = state.subscription.lock().await;
         sub.refs = sub.refs.saturating_sub(1);
         if sub.refs > 0 {
             return;
         }
+        if self.linger.is_zero() || !sub.subscribed {
+            self.retire(topic, state, &mut sub).await;
+            return;
+        }
+        sub.idle_epoch += 1;
+        let epoch = sub.idle_epoch;
+        drop(sub);
+        let hub = Arc::downgrade(self);
+        let (topic, state) = (topic.clone(), state.clone());
+        let linger = self.linger;
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            // A hub that is gone has no subscriptions left to end.
+            let Some(hub) = hub.upgrade() else { return };
+            let mut sub = state.subscription.lock().await;
+            if sub.refs == 0 && sub.idle_epoch == epoch && !sub.retired {
+                hub.retire(&topic, &state, &mut sub).await;
+            }
+        });
+    }
+
+    /// Unsubscribes `topic` (which has no sockets) and removes it from the map.
+    async fn retire(&self, topic: &Topic, state: &Arc<TopicState>, sub: &mut SubState) {
         if sub.subscribed {
             if let Err(err) = self.control.unsubscribe(topic).await {
                 tracing::warn!(topic = %topic, error = %err, "unsubscribe failed");
@@ -348,210 +384,5 @@ async fn dispatch(hub: Weak<HubInner>, mut deliveries: mpsc::Receiver<Delivery>)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::Popped;
-    use clawgate_proto::pb::common::v1::{AssistantDelta, run_event};
-    use clawgate_runtime::bus::memory::MemoryBus;
-
-    fn event(seq: u64) -> RunEvent {
-        RunEvent {
-            tenant_id: "t".into(),
-            user_id: "u".into(),
-            run_id: "r".into(),
-            seq,
-            kind: Some(run_event::Kind::Assistant(AssistantDelta {
-                delta: "x".into(),
-                offset: seq - 1,
-            })),
-            ..Default::default()
-        }
-    }
-
-    async fn publish(bus: &MemoryBus, topic: &Topic, event: RunEvent) {
-        let message = BusMessage {
-            body: Some(bus_message::Body::RunEvent(event)),
-        };
-        bus.publish(topic, message.encode_to_vec().into())
-            .await
-            .expect("publish");
-    }
-
-    async fn next(inbox: &EventInbox) -> Vec<u64> {
-        match tokio::time::timeout(std::time::Duration::from_secs(2), inbox.pop_all()).await {
-            Ok(Popped::Items(items)) => items
-                .iter()
-                .map(|e| match e {
-                    HubEvent::Run(run) => run.seq,
-                    other => panic!("unexpected {other:?}"),
-                })
-                .collect(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn fans_out_and_refcounts_topics() {
-        let bus = MemoryBus::new();
-        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
-        let topic = Topic::user("t", "u");
-        let a = hub.register(std::slice::from_ref(&topic)).await.expect("a");
-        let b = hub.register(std::slice::from_ref(&topic)).await.expect("b");
-        assert_eq!(hub.sockets_on(&topic), 2);
-        publish(&bus, &topic, event(1)).await;
-        assert_eq!(next(&a.inbox).await, vec![1]);
-        assert_eq!(next(&b.inbox).await, vec![1]);
-        a.release().await;
-        assert_eq!(hub.topic_count(), 1);
-        b.release().await;
-        assert_eq!(hub.topic_count(), 0);
-        // Re-registering subscribes again.
-        let c = hub.register(std::slice::from_ref(&topic)).await.expect("c");
-        publish(&bus, &topic, event(2)).await;
-        assert_eq!(next(&c.inbox).await, vec![2]);
-        drop(c);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(hub.topic_count(), 0);
-    }
-
-    #[tokio::test]
-    async fn one_inbox_for_the_user_and_the_tenant_topics() {
-        use clawgate_proto::pb::common::v1::Disconnect;
-        let bus = MemoryBus::new();
-        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
-        let topics = [Topic::user("t", "u"), Topic::tenant("t")];
-        let a = hub.register(&topics).await.expect("a");
-        let b = hub.register(&topics[1..]).await.expect("b");
-        assert_eq!(hub.topic_count(), 2);
-        assert_eq!(hub.sockets_on(&topics[1]), 2);
-        let message = BusMessage {
-            body: Some(bus_message::Body::Disconnect(Disconnect {
-                tenant_id: "t".into(),
-                device_id: "d".into(),
-                ..Default::default()
-            })),
-        };
-        bus.publish(&topics[1], message.encode_to_vec().into())
-            .await
-            .expect("publish");
-        for inbox in [&a.inbox, &b.inbox] {
-            match tokio::time::timeout(std::time::Duration::from_secs(2), inbox.pop_all()).await {
-                Ok(Popped::Items(items)) => {
-                    assert!(matches!(&items[..], [HubEvent::Disconnect(d)] if d.device_id == "d"));
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        publish(&bus, &topics[0], event(1)).await;
-        assert_eq!(next(&a.inbox).await, vec![1]);
-        a.release().await;
-        assert_eq!(hub.topic_count(), 1);
-        b.release().await;
-        assert_eq!(hub.topic_count(), 0);
-        let none = hub.register(&[]).await.expect("no topics");
-        assert_eq!(hub.topic_count(), 0);
-        drop(none);
-    }
-
-    #[tokio::test]
-    async fn a_disconnect_on_the_pod_inbox_reaches_the_tenant_sockets() {
-        use clawgate_proto::pb::common::v1::Disconnect;
-        let bus = MemoryBus::new();
-        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
-        let inbox = Topic::from_name("edge.pod-1");
-        hub.subscribe_inbox(inbox.clone()).await.expect("inbox");
-        let socket = hub.register(&[Topic::tenant("t")]).await.expect("socket");
-        let message = BusMessage {
-            body: Some(bus_message::Body::Disconnect(Disconnect {
-                tenant_id: "t".into(),
-                device_id: "d".into(),
-                ..Default::default()
-            })),
-        };
-        bus.publish(&inbox, message.encode_to_vec().into())
-            .await
-            .expect("publish");
-        match tokio::time::timeout(std::time::Duration::from_secs(2), socket.inbox.pop_all()).await
-        {
-            Ok(Popped::Items(items)) => {
-                assert!(matches!(&items[..], [HubEvent::Disconnect(d)] if d.device_id == "d"));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn admins_take_the_tenant_run_topic_operators_their_own() {
-        let mut principal = Principal {
-            tenant_id: "t".into(),
-            user_id: "u".into(),
-            role: "operator".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            socket_topics(&principal),
-            [Topic::user("t", "u"), Topic::tenant("t")]
-        );
-        principal.scopes = vec!["operator.admin".into()];
-        assert_eq!(run_topic(&principal), Topic::tenant_runs("t"));
-        principal.scopes.clear();
-        for role in ["admin", "owner"] {
-            principal.role = role.into();
-            assert_eq!(run_topic(&principal), Topic::tenant_runs("t"));
-        }
-        principal.role = "viewer".into();
-        assert_eq!(run_topic(&principal), Topic::user("t", "u"));
-    }
-
-    #[tokio::test]
-    async fn an_event_on_both_run_topics_reaches_each_socket_once() {
-        let bus = MemoryBus::new();
-        let hub = Hub::start(&bus, 16, 1 << 20).await.expect("hub");
-        let (user, tenant) = (Topic::user("t", "u"), Topic::tenant_runs("t"));
-        let operator = hub
-            .register(std::slice::from_ref(&user))
-            .await
-            .expect("operator");
-        let admin = hub
-            .register(std::slice::from_ref(&tenant))
-            .await
-            .expect("admin");
-        let message = BusMessage {
-            body: Some(bus_message::Body::RunEvent(event(1))),
-        };
-        let payload: bytes::Bytes = message.encode_to_vec().into();
-        bus.publish_many(vec![(user, payload.clone()), (tenant, payload)])
-            .await
-            .expect("publish");
-        assert_eq!(next(&operator.inbox).await, vec![1]);
-        assert_eq!(next(&admin.inbox).await, vec![1]);
-        publish(&bus, &Topic::user("t", "u"), event(2)).await;
-        assert_eq!(next(&operator.inbox).await, vec![2]);
-        let nothing =
-            tokio::time::timeout(std::time::Duration::from_millis(50), admin.inbox.pop_all()).await;
-        assert!(
-            nothing.is_err(),
-            "the admin got an event twice or one not for it"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_full_inbox_overflows_without_blocking_others() {
-        let bus = MemoryBus::new();
-        let hub = Hub::start(&bus, 16, 300).await.expect("hub");
-        let topic = Topic::user("t", "u");
-        let slow = hub
-            .register(std::slice::from_ref(&topic))
-            .await
-            .expect("slow");
-        let fast = hub
-            .register(std::slice::from_ref(&topic))
-            .await
-            .expect("fast");
-        for seq in 1..=10 {
-            publish(&bus, &topic, event(seq)).await;
-            assert_eq!(next(&fast.inbox).await, vec![seq]);
-        }
-        assert!(matches!(slow.inbox.pop_all().await, Popped::Overflowed));
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

@@ -78,6 +78,7 @@ impl Edge {
             services.bus.as_ref(),
             config.bus_queue_capacity,
             config.socket_queue_bytes,
+            config.topic_linger,
         )
         .await?;
         let devices = match &services.devices {

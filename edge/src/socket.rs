@@ -249,45 +249,54 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         Some(_) => Vec::new(),
         None => hub::socket_topics(&principal).to_vec(),
     };
-    let ((), registered) = tokio::join!(release, state.hub.register(&topics));
-    let registration = match registered {
+    // A device socket is entered in the device registry before `hello-ok`, so a
+    // message targeted at the device afterwards reaches this pod; that write,
+    // the hub's subscriptions and the slot's release go out at once.
+    let device_entry = match &state.devices {
+        Some(devices) if pending_until_ms.is_none() && !principal.device_id.is_empty() => Some((
+            devices,
+            DeviceEntry {
+                tenant_id: principal.tenant_id.clone(),
+                device_id: principal.device_id.clone(),
+                conn_id: info.conn_id.clone(),
+                pod_id: state.config.pod_id.clone(),
+            },
+        )),
+        _ => None,
+    };
+    let add_device = async {
+        match device_entry {
+            Some((devices, entry)) => devices.add(entry).await.map(|()| Some(devices)),
+            None => Ok(None),
+        }
+    };
+    let ((), registered, added) = tokio::join!(release, state.hub.register(&topics), add_device);
+    let failure = match (registered, added) {
+        (Ok(registration), Ok(_)) => Ok(registration),
+        (Err(err), added) => {
+            if let Ok(Some(devices)) = added {
+                devices.remove(&info.conn_id).await;
+            }
+            Err((ServiceError::from(err), "event bus unavailable"))
+        }
+        (Ok(registration), Err(err)) => {
+            registration.release().await;
+            Err((err, "device registry unavailable"))
+        }
+    };
+    let registration = match failure {
         Ok(registration) => registration,
-        Err(err) => {
-            let err = ServiceError::from(err);
+        Err((err, reason)) => {
             let shape = if goclaw {
                 ErrorShape::goclaw(&err)
             } else {
                 ErrorShape::openclaw(&err)
             };
             out.response(&request.id, None, Some(&shape));
-            out.close(CLOSE_INTERNAL, "event bus unavailable");
+            out.close(CLOSE_INTERNAL, reason);
             return None;
         }
     };
-    // A device socket is entered in the device registry before `hello-ok`, so a
-    // message targeted at the device afterwards reaches this pod.
-    if let Some(devices) = &state.devices
-        && pending_until_ms.is_none()
-        && !principal.device_id.is_empty()
-    {
-        let entry = DeviceEntry {
-            tenant_id: principal.tenant_id.clone(),
-            device_id: principal.device_id.clone(),
-            conn_id: info.conn_id.clone(),
-            pod_id: state.config.pod_id.clone(),
-        };
-        if let Err(err) = devices.add(entry).await {
-            let shape = if goclaw {
-                ErrorShape::goclaw(&err)
-            } else {
-                ErrorShape::openclaw(&err)
-            };
-            out.response(&request.id, None, Some(&shape));
-            out.close(CLOSE_INTERNAL, "device registry unavailable");
-            registration.release().await;
-            return None;
-        }
-    }
     tracing::info!(
         parent: &span,
         tenant = %principal.tenant_id,

@@ -93,14 +93,15 @@ impl AuthService {
         Ok(())
     }
 
-    /// [`admit`](Self::admit) of a non-owner whose user row (`None`: it has
-    /// none) was already read.
-    pub(crate) async fn admit_known(
+    /// [`admit`](Self::admit) of a non-owner whose tenant status (`None`: the
+    /// tenant has no row) and user row (`None`: it has none) were already read.
+    pub(crate) fn admit_known(
         &self,
         tenant: &str,
+        tenant_status: Option<&str>,
         user: Option<&UserRecord>,
     ) -> Result<(), ServiceError> {
-        self.admit_tenant(tenant).await?;
+        self.admit_status(tenant, tenant_status)?;
         if user.is_some_and(UserRecord::is_removed) {
             return Err(connect_errors::tenant_access_revoked());
         }

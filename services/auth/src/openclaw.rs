@@ -166,8 +166,13 @@ pub async fn connect(
     // Authenticated: the tenant and user it acts as must be admitted.
     match (&paired, &key) {
         (Some(device), _) => {
-            let user = facts.as_ref().and_then(|f| f.user.as_ref());
-            svc.admit_known(&device.tenant_id, user).await?;
+            let facts = facts.as_ref();
+            let status = facts.and_then(|f| f.tenant_status.as_deref());
+            svc.admit_known(
+                &device.tenant_id,
+                status,
+                facts.and_then(|f| f.user.as_ref()),
+            )?;
         }
         (None, Some(_)) => {} // admitted with the key
         (None, None) => {

@@ -242,6 +242,7 @@ async fn every_tenant_table_has_a_policy_and_lookups_are_narrow() {
             .collect::<Vec<_>>(),
         [
             "api_key_tenant",
+            "connect_facts",
             "device_tenant",
             "latest_code_tenant",
             "paired_sender_tenants",
@@ -280,6 +281,24 @@ async fn every_tenant_table_has_a_policy_and_lookups_are_narrow() {
         let found: Option<String> = sqlx::query_scalar(sql).fetch_one(app).await.unwrap();
         assert_eq!(found.as_deref(), expected, "{sql}");
     }
+    // The connect read of a paired device: its own rows, of its own tenant.
+    let facts: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT d_device_id, d_tenant_id, t_role, tenant_status \
+         FROM connect_facts('b-key', 'operator')",
+    )
+    .fetch_all(app)
+    .await
+    .unwrap();
+    assert_eq!(
+        facts,
+        [("b-key".into(), "b".into(), None, Some("active".into()))]
+    );
+    let none: Vec<(String,)> =
+        sqlx::query_as("SELECT d_device_id FROM connect_facts('nope', 'operator')")
+            .fetch_all(app)
+            .await
+            .unwrap();
+    assert!(none.is_empty());
     let tenants: Vec<String> =
         sqlx::query_scalar("SELECT t FROM paired_sender_tenants('b-key', 'browser', 0) AS s (t)")
             .fetch_all(app)

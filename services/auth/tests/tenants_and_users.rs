@@ -24,6 +24,7 @@ behaviour_suite!(
     tenant_rpcs_follow_the_access_rules,
     user_rpcs_follow_the_access_rules,
     no_cross_tenant_or_cross_user_leaks,
+    concurrent_writers_all_succeed,
 );
 
 /// Both calls failed the same way: same code, message and details.
@@ -569,4 +570,28 @@ async fn no_cross_tenant_or_cross_user_leaks(h: &Harness) {
             (me.caller.tenant_id.as_str(), me.caller.user_id.as_str())
         );
     }
+}
+
+/// Writes that read first (a tenant's clash check, a user's upsert) racing
+/// each other all commit: on SQLite none fails to upgrade its read lock to a
+/// write lock while another writer commits (which answered UNAVAILABLE).
+async fn concurrent_writers_all_succeed(h: &Harness) {
+    let api = h.api();
+    let root = owner("default");
+    let tenants = futures_util::future::join_all(
+        (0..12).map(|i| api.create_tenant(&root, tenant(&format!("t{i}"), ""))),
+    )
+    .await;
+    for created in tenants {
+        created.unwrap();
+    }
+    let admin_t0 = admin("t0");
+    let users = futures_util::future::join_all(
+        (0..12).map(|i| api.put_user(&admin_t0, put("t0", &format!("u{i}"), "operator"))),
+    )
+    .await;
+    for user in users {
+        user.unwrap();
+    }
+    assert_eq!(user_ids(h, &admin_t0, "t0").await.len(), 12);
 }

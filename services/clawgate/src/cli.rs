@@ -200,6 +200,12 @@ pub struct EdgeArgs {
     /// edge stops (0: `null`, no restart expected).
     #[arg(long, env = "CLAWGATE_RESTART_EXPECTED_MS", default_value_t = EdgeArgs::DEFAULT.restart_expected_ms)]
     pub restart_expected_ms: u64,
+
+    /// How long an edge keeps a bus topic subscribed after the last socket on
+    /// it closed, in milliseconds, so a client that reconnects (each CLI
+    /// command is a connection of its own) skips that round trip (0: at once).
+    #[arg(long, env = "CLAWGATE_TOPIC_LINGER_MS", default_value_t = EdgeArgs::DEFAULT.topic_linger_ms)]
+    pub topic_linger_ms: u64,
 }
 
 impl EdgeArgs {
@@ -211,6 +217,7 @@ impl EdgeArgs {
         drain_timeout_ms: 10_000,
         preauth_sockets_per_ip: 32,
         restart_expected_ms: 5_000,
+        topic_linger_ms: 10_000,
     };
 }
 

@@ -116,6 +116,8 @@ pub struct Config {
     pub hold: Duration,
     /// Runner coalescing window of the idle and throughput phases.
     pub coalesce_ms: u64,
+    /// Topic linger time of the local cluster's edges (`None`: their default).
+    pub topic_linger_ms: Option<u64>,
     /// Coalescing windows of the latency phase (one run each).
     pub latency_coalesce_ms: Vec<u64>,
     pub latency_sockets: usize,
@@ -144,6 +146,7 @@ impl Default for Config {
             warmup: Duration::from_secs(2),
             hold: Duration::from_secs(2),
             coalesce_ms: 40,
+            topic_linger_ms: None,
             latency_coalesce_ms: vec![5, 40],
             latency_sockets: 20,
             latency_runs: 10,
@@ -269,6 +272,7 @@ async fn setup(
                 edges: config.edges,
                 redis_url: config.redis_url.clone(),
                 coalesce_ms,
+                topic_linger_ms: config.topic_linger_ms,
             };
             let target = Target::local(&options, mock.base_url())
                 .await

@@ -106,6 +106,8 @@ pub struct LocalOptions {
     pub edges: usize,
     pub redis_url: String,
     pub coalesce_ms: u64,
+    /// `CLAWGATE_TOPIC_LINGER_MS` of the edges (`None`: their default).
+    pub topic_linger_ms: Option<u64>,
 }
 
 impl Target {
@@ -120,10 +122,16 @@ impl Target {
             database_url: database.url().to_owned(),
             redis_url: options.redis_url.clone(),
             model_base_url,
-            env: vec![(
-                "CLAWGATE_COALESCE_MS".to_owned(),
-                options.coalesce_ms.to_string(),
-            )],
+            env: [
+                Some(("CLAWGATE_COALESCE_MS", options.coalesce_ms)),
+                options
+                    .topic_linger_ms
+                    .map(|ms| ("CLAWGATE_TOPIC_LINGER_MS", ms)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.to_owned(), value.to_string()))
+            .collect(),
         })
         .await?;
         let pids = cluster.pids();

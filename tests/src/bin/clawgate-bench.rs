@@ -70,6 +70,11 @@ struct Args {
     /// Runner coalescing window of the local cluster (idle and throughput phases).
     #[arg(long, default_value_t = 40)]
     coalesce_ms: u64,
+    /// How long the local cluster's edges keep a bus topic subscribed after
+    /// its last socket closed (`--topic-linger-ms` of the edge; 0 makes every
+    /// handshake subscribe its topics anew). Default: the edge's own.
+    #[arg(long)]
+    topic_linger_ms: Option<u64>,
     /// Coalescing windows of the latency phase, one cluster each (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "5,40")]
     latency_coalesce_ms: Vec<u64>,
@@ -153,6 +158,7 @@ impl Args {
             warmup: seconds(self.warmup_s, "warmup-s")?,
             hold: seconds(self.hold_s, "hold-s")?,
             coalesce_ms: self.coalesce_ms,
+            topic_linger_ms: self.topic_linger_ms,
             latency_coalesce_ms: self.latency_coalesce_ms,
             latency_sockets: self.latency_sockets,
             latency_runs: self.latency_runs,

@@ -8,7 +8,7 @@ use clawgate_proto::ServiceError;
 use clawgate_runtime::db::{is_unique_violation, service_error};
 use sqlx::any::AnyRow;
 
-use super::{Scope, Store, commit, int, list, list_to_text, text};
+use super::{Columns, Scope, Store, commit, int, list, list_to_text, text};
 
 /// An approved device.
 #[derive(Clone, Debug, PartialEq)]
@@ -425,22 +425,27 @@ impl Store {
 }
 
 pub(super) fn device_of(row: &AnyRow) -> Result<DeviceRecord, ServiceError> {
+    device_from(Columns::of(row))
+}
+
+/// [`device_of`] of the columns `row` holds (perhaps prefixed).
+pub(super) fn device_from(row: Columns<'_>) -> Result<DeviceRecord, ServiceError> {
     Ok(DeviceRecord {
-        device_id: text(row, "device_id")?,
-        tenant_id: text(row, "tenant_id")?,
-        user_id: text(row, "user_id")?,
-        public_key: text(row, "public_key")?,
-        display_name: text(row, "display_name")?,
-        platform: text(row, "platform")?,
-        device_family: text(row, "device_family")?,
-        client_id: text(row, "client_id")?,
-        client_mode: text(row, "client_mode")?,
-        roles: list(row, "roles")?,
-        scopes: list(row, "scopes")?,
-        remote_ip: text(row, "remote_ip")?,
-        created_at: int(row, "created_at")?,
-        approved_at: int(row, "approved_at")?,
-        last_seen_at: int(row, "last_seen_at")?,
+        device_id: row.text("device_id")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        public_key: row.text("public_key")?,
+        display_name: row.text("display_name")?,
+        platform: row.text("platform")?,
+        device_family: row.text("device_family")?,
+        client_id: row.text("client_id")?,
+        client_mode: row.text("client_mode")?,
+        roles: row.list("roles")?,
+        scopes: row.list("scopes")?,
+        remote_ip: row.text("remote_ip")?,
+        created_at: row.int("created_at")?,
+        approved_at: row.int("approved_at")?,
+        last_seen_at: row.int("last_seen_at")?,
     })
 }
 

@@ -88,8 +88,18 @@ impl Store {
         &self.db
     }
 
-    /// A transaction that sees only `tenant`'s rows.
+    /// A transaction that sees only `tenant`'s rows and may write: on SQLite
+    /// it holds the write lock from its start, so a read followed by a write
+    /// never fails to upgrade its lock while another writer (a connect's
+    /// last-seen bookkeeping, say) commits. Most of this store's transactions
+    /// read, then write.
     async fn tx(&self, tenant: &str) -> Result<Tx, ServiceError> {
+        self.db.begin_tenant_write(tenant).await
+    }
+
+    /// A read-only transaction that sees only `tenant`'s rows: on SQLite it
+    /// never waits for a writer (the reads on every connect use it).
+    async fn read_tx(&self, tenant: &str) -> Result<Tx, ServiceError> {
         self.db.begin_tenant(tenant).await
     }
 }
@@ -113,4 +123,53 @@ fn int(row: &AnyRow, column: &str) -> Result<i64, ServiceError> {
 
 fn list(row: &AnyRow, column: &str) -> Result<Vec<String>, ServiceError> {
     text_to_list(&text(row, column)?)
+}
+
+/// The columns of one table's row within a result row: the plain names, or
+/// the names with a prefix (a joined read aliases each table's columns).
+#[derive(Clone, Copy)]
+pub(super) struct Columns<'r> {
+    row: &'r AnyRow,
+    prefix: &'static str,
+}
+
+impl<'r> Columns<'r> {
+    /// The row's columns under their own names.
+    pub(super) fn of(row: &'r AnyRow) -> Self {
+        Self { row, prefix: "" }
+    }
+
+    /// The row's columns named `prefix` + name.
+    pub(super) fn prefixed(row: &'r AnyRow, prefix: &'static str) -> Self {
+        Self { row, prefix }
+    }
+
+    /// Calls `read` with the full name of `column`.
+    fn named<T>(&self, column: &str, read: impl FnOnce(&AnyRow, &str) -> T) -> T {
+        if self.prefix.is_empty() {
+            read(self.row, column)
+        } else {
+            read(self.row, &format!("{}{column}", self.prefix))
+        }
+    }
+
+    pub(super) fn text(&self, column: &str) -> Result<String, ServiceError> {
+        self.named(column, text)
+    }
+
+    pub(super) fn int(&self, column: &str) -> Result<i64, ServiceError> {
+        self.named(column, int)
+    }
+
+    pub(super) fn list(&self, column: &str) -> Result<Vec<String>, ServiceError> {
+        self.named(column, list)
+    }
+
+    /// Whether the text column `column` is NULL (an outer join found no row).
+    pub(super) fn is_null(&self, column: &str) -> Result<bool, ServiceError> {
+        self.named(column, |row, name| {
+            let value: Option<String> = row.try_get(name).map_err(service_error)?;
+            Ok(value.is_none())
+        })
+    }
 }

@@ -68,7 +68,7 @@ impl Store {
         now: i64,
     ) -> Result<TenantRecord, ServiceError> {
         let taken = || ServiceError::new(ErrorCode::AlreadyExists, "tenant id or slug taken");
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let clash: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM tenants WHERE id IN ($1, $2) OR slug IN ($1, $2)",
         )

@@ -5,7 +5,7 @@ use clawgate_proto::ServiceError;
 use clawgate_runtime::db::{Tx, service_error};
 use sqlx::any::AnyRow;
 
-use super::{DeviceRecord, Scope, Store, commit, int, list, list_to_text, text};
+use super::{Columns, DeviceRecord, Scope, Store, commit, list_to_text};
 
 /// A device token as stored: its hash, never the token.
 #[derive(Clone, PartialEq)]
@@ -64,7 +64,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM device_tokens \
              WHERE tenant_id = $1 AND device_id = $2 AND role = $3"
         );
-        let mut tx = self.tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(device_id)
@@ -86,7 +86,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM device_tokens WHERE tenant_id = $1 AND device_id = $2 \
              ORDER BY role"
         );
-        let mut tx = self.tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant)
             .bind(device_id)
@@ -215,16 +215,21 @@ pub(super) async fn upsert_token(
 }
 
 pub(super) fn token_of(row: &AnyRow) -> Result<TokenRecord, ServiceError> {
+    token_from(Columns::of(row))
+}
+
+/// [`token_of`] of the columns `row` holds (perhaps prefixed).
+pub(super) fn token_from(row: Columns<'_>) -> Result<TokenRecord, ServiceError> {
     Ok(TokenRecord {
-        device_id: text(row, "device_id")?,
-        role: text(row, "role")?,
-        tenant_id: text(row, "tenant_id")?,
-        user_id: text(row, "user_id")?,
-        token_hash: text(row, "token_hash")?,
-        scopes: list(row, "scopes")?,
-        created_at: int(row, "created_at")?,
-        rotated_at: int(row, "rotated_at")?,
-        revoked_at: int(row, "revoked_at")?,
-        last_used_at: int(row, "last_used_at")?,
+        device_id: row.text("device_id")?,
+        role: row.text("role")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        token_hash: row.text("token_hash")?,
+        scopes: row.list("scopes")?,
+        created_at: row.int("created_at")?,
+        rotated_at: row.int("rotated_at")?,
+        revoked_at: row.int("revoked_at")?,
+        last_used_at: row.int("last_used_at")?,
     })
 }

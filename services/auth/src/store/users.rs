@@ -9,7 +9,7 @@ use clawgate_proto::ServiceError;
 use clawgate_runtime::db::service_error;
 use sqlx::any::AnyRow;
 
-use super::{Scope, Store, commit, int, text};
+use super::{Columns, Scope, Store, commit};
 
 /// A membership as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,13 +132,18 @@ impl Store {
 }
 
 pub(super) fn user_of(row: &AnyRow) -> Result<UserRecord, ServiceError> {
+    user_from(Columns::of(row))
+}
+
+/// [`user_of`] of the columns `row` holds (perhaps prefixed).
+pub(super) fn user_from(row: Columns<'_>) -> Result<UserRecord, ServiceError> {
     Ok(UserRecord {
-        tenant_id: text(row, "tenant_id")?,
-        user_id: text(row, "user_id")?,
-        role: text(row, "role")?,
-        display_name: text(row, "display_name")?,
-        created_at: int(row, "created_at")?,
-        updated_at: int(row, "updated_at")?,
-        deleted_at: int(row, "deleted_at")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        role: row.text("role")?,
+        display_name: row.text("display_name")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+        deleted_at: row.int("deleted_at")?,
     })
 }

@@ -47,6 +47,7 @@ pub fn redacted(plan: &Plan) -> Value {
             "drainTimeoutMs": edge.drain_timeout_ms,
             "preauthSocketsPerIp": edge.preauth_sockets_per_ip,
             "restartExpectedMs": edge.restart_expected_ms,
+            "topicLingerMs": edge.topic_linger_ms,
         },
         "auth": {
             "pairingAutoApproveLocal": auth.pairing_auto_approve_local,

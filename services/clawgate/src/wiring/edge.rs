@@ -70,6 +70,7 @@ async fn here(plan: &Plan, peers: Peers<'_>) -> anyhow::Result<Wired<Edge>> {
         tick_interval: Duration::from_millis(edge.tick_interval_ms),
         drain_timeout: Duration::from_millis(edge.drain_timeout_ms),
         restart_expected_ms: (edge.restart_expected_ms > 0).then_some(edge.restart_expected_ms),
+        topic_linger: Duration::from_millis(edge.topic_linger_ms),
         effective_config: Some(super::config_snapshot::redacted(plan)),
         ..EdgeConfig::default()
     };

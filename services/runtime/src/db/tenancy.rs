@@ -93,7 +93,7 @@ impl Database {
     /// the last few hundred milliseconds of such commits, never corrupt them.
     pub async fn begin_tenant_bookkeeping(&self, tenant_id: &str) -> Result<Tx, ServiceError> {
         if self.backend() != Backend::Postgres {
-            return self.begin_tenant(tenant_id).await;
+            return self.begin_tenant_write(tenant_id).await;
         }
         if tenant_id.is_empty() {
             return Err(ServiceError::internal(
@@ -128,6 +128,19 @@ impl Database {
     /// tenant-scoped (and `SECURITY DEFINER` lookups) return rows in it.
     pub async fn begin(&self) -> Result<Tx, ServiceError> {
         self.pool().begin().await.map_err(service_error)
+    }
+
+    /// Like [`begin`](Self::begin), for a transaction that will write after
+    /// reading: on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`).
+    pub async fn begin_write(&self) -> Result<Tx, ServiceError> {
+        match self.backend() {
+            Backend::Postgres => self.begin().await,
+            Backend::Sqlite => self
+                .pool()
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(service_error),
+        }
     }
 
     /// Grants `role` the data rights on this service's schema: usage, `SELECT,
