@@ -9,8 +9,8 @@
 //! goclaw.
 //!
 //! Invariants: a socket holds a slot of its IP's pre-auth budget from the upgrade
-//! until its handshake ends (however it ends), and gives it back before the
-//! connect response is queued; one handshake attempt per socket (every connect
+//! until its handshake ends (however it ends), and its release is under way
+//! before the connect response is queued; one handshake attempt per socket (every connect
 //! failure closes, so a challenge nonce is never accepted twice); the socket is
 //! registered with the hub (its run-event topic, [`crate::hub::run_topic`], and
 //! its tenant's topic confirmed subscribed) before the connect response is
@@ -206,13 +206,10 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         }
         outcome = attempt => outcome,
     };
-    // The pre-auth slot goes back while the socket registers on the hub (one
-    // round trip for both).
-    let release = async {
-        if let Some(permit) = permit {
-            permit.release().await;
-        }
-    };
+    // The handshake is over: the pre-auth slot goes back now, its release
+    // sent in the background (the client's next socket is at least a round
+    // trip away), so no connect response waits for it.
+    drop(permit);
     let accepted = match outcome {
         Ok(accepted) => accepted,
         Err(Rejected {
@@ -222,7 +219,6 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
             close_reason,
         }) => {
             tracing::info!(parent: &span, code = error.code, "connect refused");
-            release.await;
             out.response(&request.id, payload.as_ref(), Some(&error));
             out.close(close_code, &close_reason);
             return None;
@@ -250,8 +246,8 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         None => hub::socket_topics(&principal).to_vec(),
     };
     // A device socket is entered in the device registry before `hello-ok`, so a
-    // message targeted at the device afterwards reaches this pod; that write,
-    // the hub's subscriptions and the slot's release go out at once.
+    // message targeted at the device afterwards reaches this pod; that write
+    // and the hub's subscriptions go out at once.
     let device_entry = match &state.devices {
         Some(devices) if pending_until_ms.is_none() && !principal.device_id.is_empty() => Some((
             devices,
@@ -270,7 +266,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
             None => Ok(None),
         }
     };
-    let ((), registered, added) = tokio::join!(release, state.hub.register(&topics), add_device);
+    let (registered, added) = tokio::join!(state.hub.register(&topics), add_device);
     let failure = match (registered, added) {
         (Ok(registration), Ok(_)) => Ok(registration),
         (Err(err), added) => {

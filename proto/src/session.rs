@@ -24,5 +24,11 @@ crate::macros::service_bindings! {
         /// Appends one transcript row; idempotent on (run_id, role) when run_id is set.
         authed fn append_message(AppendMessageRequest) -> TranscriptMessage;
         authed fn list_messages(ListMessagesRequest) -> ListMessagesResponse;
+        /// The tenant's agents, the default one first.
+        authed fn list_agents(ListAgentsRequest) -> ListAgentsResponse;
+        authed fn get_agent(GetAgentRequest) -> Agent;
+        authed fn create_agent(CreateAgentRequest) -> Agent;
+        authed fn update_agent(UpdateAgentRequest) -> Agent;
+        authed fn delete_agent(DeleteAgentRequest) -> DeleteAgentResponse;
     }
 }

@@ -192,7 +192,10 @@ async fn status_models_and_agents_come_from_the_configuration() -> anyhow::Resul
     let res = c
         .request("agent.identity.get", json!({"sessionKey": "agent:main:x"}))
         .await?;
-    assert_eq!(ok(&res)?, &json!({"agentId": "main"}));
+    assert_eq!(
+        ok(&res)?,
+        &json!({"agentId": "main", "avatarStatus": "none"})
+    );
     let res = c
         .request("agent.identity.get", json!({"agentId": "nobody"}))
         .await?;

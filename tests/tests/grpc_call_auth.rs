@@ -106,6 +106,51 @@ impl SessionApi for Recording {
         self.seen.lock().unwrap().push(principal.clone());
         self.inner.list_messages(principal, request).await
     }
+
+    async fn list_agents(
+        &self,
+        principal: &Principal,
+        request: clawgate_proto::session::ListAgentsRequest,
+    ) -> Result<clawgate_proto::session::ListAgentsResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.list_agents(principal, request).await
+    }
+
+    async fn get_agent(
+        &self,
+        principal: &Principal,
+        request: clawgate_proto::session::GetAgentRequest,
+    ) -> Result<clawgate_proto::session::Agent, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.get_agent(principal, request).await
+    }
+
+    async fn create_agent(
+        &self,
+        principal: &Principal,
+        request: clawgate_proto::session::CreateAgentRequest,
+    ) -> Result<clawgate_proto::session::Agent, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.create_agent(principal, request).await
+    }
+
+    async fn update_agent(
+        &self,
+        principal: &Principal,
+        request: clawgate_proto::session::UpdateAgentRequest,
+    ) -> Result<clawgate_proto::session::Agent, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.update_agent(principal, request).await
+    }
+
+    async fn delete_agent(
+        &self,
+        principal: &Principal,
+        request: clawgate_proto::session::DeleteAgentRequest,
+    ) -> Result<clawgate_proto::session::DeleteAgentResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.delete_agent(principal, request).await
+    }
 }
 
 /// A session gRPC server on 127.0.0.1 accepting tokens `verifier` accepts.

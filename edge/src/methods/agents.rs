@@ -1,8 +1,15 @@
 //! The agent and model catalog: `agents.list`, `agent.identity.get` and
 //! `models.list`.
 //!
-//! Agents: the one configured agent (`EdgeConfig::default_agent_id`, main key
-//! `main_key`); it has no display name, avatar or emoji, so none is sent.
+//! Agents: the tenant's agents as the session service keeps them
+//! (`ListAgents`, `GetAgent`; the default one always there), read at each
+//! call. OpenClaw rows carry `identity` (name, emoji, avatar), `workspace`
+//! and `model {primary, fallbacks}` only where the agent sets them; goclaw
+//! rows show each agent's model, or the provider's when it sets none.
+//! `agent.identity.get` answers the agent named by `agentId`, else by the
+//! `sessionKey`'s agent, else the default one, with `avatarStatus` telling
+//! what the avatar is (`remote` URL, `data` URI, `none`); an agent the tenant
+//! lacks is NOT_FOUND `unknown agent: <id>`.
 //! Models: what the runner is configured to call (`ListModels`, asked at each
 //! call, so every answer is fresh): one OpenAI-compatible endpoint's model,
 //! `provider` its host, `input` `["text"]` (runs send text only), `local` for
@@ -14,7 +21,7 @@
 //! `models.list` params (OpenClaw, closed): `provider` filters; `view`
 //! (`default|configured|provider-config|all`) selects nothing different, since
 //! the catalog is the configured model and it is the default; `agentId` and
-//! `sessionKey` must name the configured agent (its models are all models);
+//! `sessionKey` must name an agent of the tenant (its models are all models);
 //! `includeDetails`, `includeDefaultModels`, `refresh` and `preparedOnly` are
 //! accepted and already true of every answer (details always included, the
 //! default model always listed, read fresh from the runner, every listed model
@@ -24,6 +31,7 @@
 //! clients the same `{models}` list.
 
 use clawgate_proto::runner::{ListModelsRequest, Model, RunnerApi};
+use clawgate_proto::session::{Agent, GetAgentRequest, ListAgentsRequest, SessionApi};
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
@@ -63,55 +71,56 @@ pub const METHODS: &[Method] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     AgentsList,
-    Identity,
-    /// Models of `provider` (all when `None`).
+    /// The identity of `agent` (the default one when `None`).
+    Identity {
+        agent: Option<String>,
+    },
+    /// Models of `provider` (all when `None`), asked for `agent` (which must
+    /// exist) when one is named.
     Models {
         provider: Option<String>,
+        agent: Option<String>,
     },
 }
 
-/// Fails unless `agent_id` (normalized) is the configured agent.
-fn known_agent(request: &Request<'_>, agent_id: &str) -> Result<(), ServiceError> {
-    let default = &request.config.default_agent_id;
-    if session_key::normalize_agent_id(agent_id, "") == *default {
-        Ok(())
-    } else {
-        Err(ServiceError::not_found(format!(
-            "unknown agent: {agent_id}"
-        )))
-    }
-}
-
-/// Checks `agentId` and `sessionKey` of `obj`: both must lead to the
-/// configured agent.
-fn check_agent_params(
+/// The agent `agentId` or `sessionKey` of `obj` names (normalized), the
+/// former first; `None` when neither names one.
+fn agent_param(
     request: &Request<'_>,
     obj: &crate::params::Obj<'_>,
-) -> Result<(), ServiceError> {
-    if let Some(agent) = obj
+) -> Result<Option<String>, ServiceError> {
+    let config = request.config;
+    let agent = obj
         .opt_nonempty_str("agentId")
         .map_err(|why| request.invalid(why))?
-    {
-        known_agent(request, agent)?;
-    }
-    if let Some(key) = obj
+        .map(|agent| session_key::normalize_agent_id(agent, ""));
+    let from_key = match obj
         .opt_nonempty_str("sessionKey")
         .map_err(|why| request.invalid(why))?
     {
-        let config = request.config;
-        let canonical = session_key::canonicalize(key, &config.default_agent_id, &config.main_key)
-            .map_err(|err| request.invalid(format!("sessionKey: {err}")))?;
-        if let Some(agent) = session_key::agent_of(&canonical) {
-            known_agent(request, agent)?;
+        Some(key) => {
+            let canonical =
+                session_key::canonicalize(key, &config.default_agent_id, &config.main_key)
+                    .map_err(|err| request.invalid(format!("sessionKey: {err}")))?;
+            session_key::agent_of(&canonical).map(str::to_owned)
         }
+        None => None,
+    };
+    match agent {
+        // A name that normalizes to nothing is no agent's.
+        Some(agent) if agent.is_empty() => Err(ServiceError::not_found(format!(
+            "unknown agent: {}",
+            obj.opt_str("agentId").ok().flatten().unwrap_or_default()
+        ))),
+        Some(agent) => Ok(Some(agent)),
+        None => Ok(from_key),
     }
-    Ok(())
 }
 
 fn parse_identity(request: &Request<'_>) -> Result<Box<dyn super::Job>, ServiceError> {
     let obj = request.closed(&["agentId", "sessionKey"])?;
-    check_agent_params(request, &obj)?;
-    Ok(job(Call::Identity))
+    let agent = agent_param(request, &obj)?;
+    Ok(job(Call::Identity { agent }))
 }
 
 fn parse_models(request: &Request<'_>) -> Result<Box<dyn super::Job>, ServiceError> {
@@ -128,7 +137,7 @@ fn parse_models(request: &Request<'_>) -> Result<Box<dyn super::Job>, ServiceErr
         "view",
     ])?;
     let invalid = |why| request.invalid(why);
-    check_agent_params(request, &obj)?;
+    let agent = agent_param(request, &obj)?;
     for flag in [
         "includeDetails",
         "includeDefaultModels",
@@ -155,7 +164,7 @@ fn parse_models(request: &Request<'_>) -> Result<Box<dyn super::Job>, ServiceErr
         .opt_nonempty_str("provider")
         .map_err(invalid)?
         .map(|p| p.trim().to_ascii_lowercase());
-    Ok(job(Call::Models { provider }))
+    Ok(job(Call::Models { provider, agent }))
 }
 
 impl Runs for Call {
@@ -170,33 +179,51 @@ async fn run(
     principal: &Principal,
     style: Style,
 ) -> Result<Value, ServiceError> {
-    let config = &state.config;
-    let agent = &config.default_agent_id;
+    let session = &state.services.session;
     match call {
-        Call::AgentsList => match style {
-            Style::Camel => Ok(json!({
-                "defaultId": agent,
-                "mainKey": config.main_key,
-                "scope": "per-sender",
-                "agents": [{ "id": agent, "kind": "agent" }],
-            })),
-            Style::Snake => {
-                let models = models(state, principal).await?;
-                let model = models.first();
-                Ok(json!({
-                    "agents": [{
-                        "id": agent,
-                        "name": agent,
-                        "model": model.map(|m| m.id.as_str()).unwrap_or_default(),
-                        "provider": model.map(|m| m.provider.as_str()).unwrap_or_default(),
-                        "agentType": "open",
-                        "status": "active",
-                    }],
-                }))
+        Call::AgentsList => {
+            let listed = session.list_agents(principal, ListAgentsRequest {}).await?;
+            match style {
+                Style::Camel => Ok(json!({
+                    "defaultId": listed.default_agent_id,
+                    "mainKey": state.config.main_key,
+                    "scope": "per-sender",
+                    "agents": listed.agents.iter().map(openclaw_row).collect::<Vec<_>>(),
+                })),
+                Style::Snake => {
+                    let models = models(state, principal).await?;
+                    let fallback = models.first();
+                    let rows: Vec<Value> = listed
+                        .agents
+                        .iter()
+                        .map(|agent| {
+                            let model = if agent.model.is_empty() {
+                                fallback.map(|m| m.id.as_str()).unwrap_or_default()
+                            } else {
+                                agent.model.as_str()
+                            };
+                            json!({
+                                "id": agent.agent_id,
+                                "name": display_name(agent),
+                                "model": model,
+                                "provider": fallback.map(|m| m.provider.as_str()).unwrap_or_default(),
+                                "agentType": "open",
+                                "status": "active",
+                            })
+                        })
+                        .collect();
+                    Ok(json!({ "agents": rows }))
+                }
             }
-        },
-        Call::Identity => Ok(json!({ "agentId": agent })),
-        Call::Models { provider } => {
+        }
+        Call::Identity { agent } => {
+            let agent = agent_named(state, principal, agent).await?;
+            Ok(identity(&agent))
+        }
+        Call::Models { provider, agent } => {
+            if agent.is_some() {
+                agent_named(state, principal, agent).await?;
+            }
             let models: Vec<Value> = models(state, principal)
                 .await?
                 .iter()
@@ -206,6 +233,90 @@ async fn run(
             Ok(json!({ "models": models }))
         }
     }
+}
+
+/// The tenant's agent `agent` (the default one for `None`); NOT_FOUND
+/// `unknown agent: …` when it has none of that id.
+async fn agent_named(
+    state: &EdgeState,
+    principal: &Principal,
+    agent: Option<String>,
+) -> Result<Agent, ServiceError> {
+    let agent_id = agent.unwrap_or_else(|| state.config.default_agent_id.clone());
+    state
+        .services
+        .session
+        .get_agent(principal, GetAgentRequest { agent_id })
+        .await
+}
+
+/// An agent's name, or its id when it has none.
+fn display_name(agent: &Agent) -> &str {
+    if agent.name.is_empty() {
+        &agent.agent_id
+    } else {
+        &agent.name
+    }
+}
+
+/// `identity` of an OpenClaw roster row, or `None` when the agent sets none.
+fn identity_fields(agent: &Agent) -> Option<Value> {
+    let mut identity = serde_json::Map::new();
+    for (key, value) in [
+        ("name", &agent.name),
+        ("emoji", &agent.emoji),
+        ("avatar", &agent.avatar),
+    ] {
+        if !value.is_empty() {
+            identity.insert(key.to_owned(), json!(value));
+        }
+    }
+    (!identity.is_empty()).then_some(Value::Object(identity))
+}
+
+/// One `agents.list` row (OpenClaw).
+fn openclaw_row(agent: &Agent) -> Value {
+    let mut row = json!({ "id": agent.agent_id, "kind": "agent" });
+    if !agent.name.is_empty() {
+        row["name"] = json!(agent.name);
+    }
+    if let Some(identity) = identity_fields(agent) {
+        row["identity"] = identity;
+    }
+    if !agent.workspace.is_empty() {
+        row["workspace"] = json!(agent.workspace);
+    }
+    if !agent.model.is_empty() || !agent.fallbacks.is_empty() {
+        let mut model = json!({ "fallbacks": agent.fallbacks });
+        if !agent.model.is_empty() {
+            model["primary"] = json!(agent.model);
+        }
+        row["model"] = model;
+    }
+    row
+}
+
+/// `agent.identity.get`'s answer.
+fn identity(agent: &Agent) -> Value {
+    let mut answer = json!({ "agentId": agent.agent_id });
+    if !agent.name.is_empty() {
+        answer["name"] = json!(agent.name);
+    }
+    if !agent.emoji.is_empty() {
+        answer["emoji"] = json!(agent.emoji);
+    }
+    let status = if agent.avatar.is_empty() {
+        "none"
+    } else if agent.avatar.to_ascii_lowercase().starts_with("data:") {
+        "data"
+    } else {
+        "remote"
+    };
+    if !agent.avatar.is_empty() {
+        answer["avatar"] = json!(agent.avatar);
+    }
+    answer["avatarStatus"] = json!(status);
+    answer
 }
 
 async fn models(state: &EdgeState, principal: &Principal) -> Result<Vec<Model>, ServiceError> {
@@ -295,12 +406,8 @@ mod tests {
         );
         assert!(parse("models.list", json!({"includeProviderCapabilities": false})).is_ok());
         assert_eq!(
-            refusal("models.list", json!({"agentId": "other"})),
-            "unknown agent: other"
-        );
-        assert_eq!(
-            refusal("agent.identity.get", json!({"sessionKey": "agent:x:s"})),
-            "unknown agent: x"
+            refusal("models.list", json!({"agentId": "!!"})),
+            "unknown agent: !!"
         );
         assert!(
             refusal("agent.identity.get", json!({"name": "x"}))

@@ -25,6 +25,7 @@
 //! not offer (dispatch goes through [`find`] and the dialect's offer first).
 
 pub mod agent;
+pub mod agent_admin;
 pub mod agents;
 pub mod api_keys;
 pub mod chat;
@@ -51,11 +52,12 @@ pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscriptio
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 16] = [
+pub const FAMILIES: [&[Method]; 17] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
     agents::METHODS,
+    agent_admin::METHODS,
     users::METHODS,
     chat::METHODS,
     agent::METHODS,

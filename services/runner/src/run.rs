@@ -55,6 +55,10 @@ pub(crate) struct RunTask {
     pub registry: Arc<dyn RunRegistry>,
     pub publisher: EventPublisher,
     pub config: Arc<RunnerConfig>,
+    /// The agent's instructions ('' = the runner's configured ones, if any).
+    pub system_prompt: String,
+    /// The agent's model (`None`: the provider's own).
+    pub model: Option<String>,
 }
 
 /// How the model part of a run ended.
@@ -104,7 +108,8 @@ impl RunTask {
         let deadline = Instant::now() + self.timeout;
         let ending = match self.load_context().await {
             Ok(messages) => {
-                let span = model_span(self.provider.as_ref());
+                let model = self.model.as_deref().unwrap_or(self.provider.model());
+                let span = model_span(self.provider.as_ref(), model);
                 self.call_model(messages, deadline, &mut coalescer)
                     .instrument(span)
                     .await
@@ -122,11 +127,13 @@ impl RunTask {
             session_key: self.identity.session_key.clone(),
             limit: self.config.max_history_messages,
         };
+        let system_prompt = if self.system_prompt.is_empty() {
+            self.config.system_prompt.as_deref()
+        } else {
+            Some(self.system_prompt.as_str())
+        };
         match self.session.list_messages(&self.principal, request).await {
-            Ok(response) => Ok(context_messages(
-                self.config.system_prompt.as_deref(),
-                &response.messages,
-            )),
+            Ok(response) => Ok(context_messages(system_prompt, &response.messages)),
             Err(err) => {
                 tracing::error!(error = %err, "cannot load the session transcript");
                 Err(Ending::Failed(ProviderError::new(
@@ -144,7 +151,10 @@ impl RunTask {
         coalescer: &mut Coalescer,
     ) -> Ending {
         let cancel = self.control.cancelled().clone();
-        let request = ModelRequest { messages };
+        let request = ModelRequest {
+            messages,
+            model: self.model.clone(),
+        };
         let opened = tokio::select! {
             biased;
             () = cancel.cancelled() => return self.aborted(),
@@ -383,15 +393,15 @@ async fn sleep_until_some(at: Option<Instant>) {
 }
 
 /// The span of one model call, with OpenTelemetry gen_ai attributes.
-fn model_span(provider: &dyn ModelProvider) -> tracing::Span {
+fn model_span(provider: &dyn ModelProvider, model: &str) -> tracing::Span {
     tracing::info_span!(
         "gen_ai.chat",
-        otel.name = %format!("chat {}", provider.model()),
+        otel.name = %format!("chat {model}"),
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         gen_ai.system = provider.system(),
         gen_ai.operation.name = "chat",
-        gen_ai.request.model = provider.model(),
+        gen_ai.request.model = model,
         gen_ai.response.finish_reasons = tracing::field::Empty,
         gen_ai.usage.input_tokens = tracing::field::Empty,
         gen_ai.usage.output_tokens = tracing::field::Empty,

@@ -37,7 +37,8 @@ use clawgate_proto::runner::{
     StartRunResponse, StartStatus,
 };
 use clawgate_proto::session::{
-    AppendMessageRequest, EnsureSessionRequest, MessageStatus, SessionApi as _, SessionClient,
+    AppendMessageRequest, EnsureSessionRequest, GetAgentRequest, MessageStatus, SessionApi as _,
+    SessionClient,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::bus::EventBus;
@@ -311,6 +312,22 @@ impl RunnerApi for RunnerService {
         if self.inner.draining.load(Ordering::SeqCst) {
             return Err(ServiceError::unavailable("the runner is shutting down"));
         }
+        // The session key's agent, as its tenant defines it ('' = the
+        // default one); an agent the tenant lacks refuses the run.
+        let agent = self
+            .inner
+            .session
+            .get_agent(
+                principal,
+                GetAgentRequest {
+                    agent_id: request.agent_id.clone(),
+                },
+            )
+            .await?;
+        let timeout = match agent.timeout_ms {
+            0 => request.timeout,
+            ms => request.timeout.min(Duration::from_millis(ms)),
+        };
 
         let started_at_ms = now_ms();
         let info = RunInfo {
@@ -377,12 +394,14 @@ impl RunnerApi for RunnerService {
             ),
             identity,
             started_at_ms,
-            timeout: request.timeout,
+            timeout,
             control,
             provider,
             session: self.inner.session.clone(),
             registry: registry.clone(),
             config: self.inner.config.clone(),
+            system_prompt: agent.system_prompt,
+            model: (!agent.model.is_empty()).then_some(agent.model),
         };
         let registry = registry.clone();
         self.inner.tasks.spawn(

@@ -15,6 +15,7 @@ use futures_util::StreamExt as _;
 fn request(text: &str) -> ModelRequest {
     ModelRequest {
         messages: vec![ChatMessage::new("user", text)],
+        model: None,
     }
 }
 

@@ -35,6 +35,8 @@
 //! - Bad input is `INVALID_REQUEST` with a message saying what is wrong; database
 //!   trouble is `UNAVAILABLE` (retryable) or `INTERNAL` (detail logged only).
 //!
+//! - Each tenant's agents ([`agents`]) live here too: the default one always
+//!   exists, members read them, admins and owners change them.
 //! - Every committed change is published as a `SessionChange` ([`changes`]) once
 //!   the bus is given ([`SessionService::with_bus`]).
 //!
@@ -42,6 +44,7 @@
 //! runtime role its data rights (`Database::grant_to_app_role`), and serve as that
 //! role (no `SUPERUSER`/`BYPASSRLS`, not the owner), so row-level security applies.
 
+pub mod agents;
 pub mod changes;
 pub mod retention;
 mod store;
@@ -51,10 +54,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::session::{
-    AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
-    GetSessionRequest, ListMessagesRequest, ListMessagesResponse, ListSessionsRequest,
-    ListSessionsResponse, PatchSessionRequest, ResetSessionRequest, Session, SessionApi,
-    TranscriptMessage,
+    Agent, AppendMessageRequest, CreateAgentRequest, DeleteAgentRequest, DeleteAgentResponse,
+    DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest, GetAgentRequest,
+    GetSessionRequest, ListAgentsRequest, ListAgentsResponse, ListMessagesRequest,
+    ListMessagesResponse, ListSessionsRequest, ListSessionsResponse, PatchSessionRequest,
+    ResetSessionRequest, Session, SessionApi, TranscriptMessage, UpdateAgentRequest,
 };
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
@@ -331,5 +335,45 @@ impl SessionApi for SessionService {
             .recent_messages(owner, &request.session_key, limit)
             .await?;
         Ok(ListMessagesResponse { messages })
+    }
+
+    async fn list_agents(
+        &self,
+        principal: &Principal,
+        _request: ListAgentsRequest,
+    ) -> Result<ListAgentsResponse, ServiceError> {
+        agents::list(&self.store, principal).await
+    }
+
+    async fn get_agent(
+        &self,
+        principal: &Principal,
+        request: GetAgentRequest,
+    ) -> Result<Agent, ServiceError> {
+        agents::get(&self.store, principal, &request.agent_id).await
+    }
+
+    async fn create_agent(
+        &self,
+        principal: &Principal,
+        request: CreateAgentRequest,
+    ) -> Result<Agent, ServiceError> {
+        agents::create(&self.store, principal, request).await
+    }
+
+    async fn update_agent(
+        &self,
+        principal: &Principal,
+        request: UpdateAgentRequest,
+    ) -> Result<Agent, ServiceError> {
+        agents::update(&self.store, principal, request).await
+    }
+
+    async fn delete_agent(
+        &self,
+        principal: &Principal,
+        request: DeleteAgentRequest,
+    ) -> Result<DeleteAgentResponse, ServiceError> {
+        agents::delete(&self.store, principal, request).await
     }
 }

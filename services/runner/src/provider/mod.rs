@@ -39,6 +39,8 @@ impl ChatMessage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelRequest {
     pub messages: Vec<ChatMessage>,
+    /// The model to call instead of the provider's own (an agent's choice).
+    pub model: Option<String>,
 }
 
 /// Token counts as the provider reports them.

@@ -158,7 +158,7 @@ impl ModelProvider for OpenAiProvider {
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError> {
         let body = RequestBody {
-            model: &self.config.model,
+            model: request.model.as_deref().unwrap_or(&self.config.model),
             messages: request.messages.iter().map(WireMessage::from).collect(),
             stream: true,
             stream_options: StreamOptions {

@@ -23,6 +23,7 @@
 //!   SQLite `BEGIN IMMEDIATE`); the unique (session_id, seq) and
 //!   (session_id, run_id, role) indexes back this up, and a violation is retried.
 
+mod agents;
 mod messages;
 mod retention;
 mod sessions;
