@@ -32,8 +32,11 @@ pub enum GatewayDatabase {
 /// Options of a test gateway.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayOptions {
-    /// OpenAI-compatible base URL (e.g. a [`crate::mock_model::MockModel`]).
+    /// OpenAI-compatible base URL (e.g. a [`crate::mock_model::MockModel`]),
+    /// or an Anthropic one with `model_provider`.
     pub model_base_url: Option<String>,
+    /// `--model-provider`: `None` for `openai`, or `anthropic`.
+    pub model_provider: Option<String>,
     /// Coalescing window of the runner in ms (default 40).
     pub coalesce_ms: Option<u64>,
     /// Edge settings (defaults as in production).
@@ -193,6 +196,10 @@ fn common_args(options: &GatewayOptions) -> CommonArgs {
         default_user: "owner".into(),
         owner_ids: options.owner_ids.clone(),
         model_base_url: options.model_base_url.clone(),
+        model_provider: options
+            .model_provider
+            .clone()
+            .unwrap_or_else(|| "openai".into()),
         model: "mock-model".into(),
         model_api_key: Some("test-api-key".into()),
         coalesce_ms: options.coalesce_ms.unwrap_or(40),

@@ -16,4 +16,4 @@ pub mod bench;
 pub mod cluster;
 pub mod gateway;
 
-pub use clawgate_testkit::{mock_model, openclaw_device, otlp, ws};
+pub use clawgate_testkit::{mock_anthropic, mock_model, openclaw_device, otlp, ws};

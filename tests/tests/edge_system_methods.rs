@@ -280,6 +280,7 @@ async fn config_get_answers_the_effective_configuration_without_secrets() -> any
     assert_eq!(snapshot["issues"], json!([]));
     let config = &snapshot["config"];
     assert_eq!(config["model"]["model"], "mock-model");
+    assert_eq!(config["model"]["provider"], "openai");
     assert_eq!(config["model"]["apiKey"], "__OPENCLAW_REDACTED__");
     assert_eq!(config["gateway"]["token"], "__OPENCLAW_REDACTED__");
     assert_eq!(config["gateway"]["defaultTenant"], "default");

@@ -54,6 +54,14 @@ pub struct CommonArgs {
     #[arg(long, env = "CLAWGATE_MODEL_BASE_URL")]
     pub model_base_url: Option<String>,
 
+    /// Wire format of the model provider: `openai` (Chat Completions: OpenAI,
+    /// vLLM, Ollama, LiteLLM, …) or `anthropic` (the Messages API; base URL
+    /// e.g. https://api.anthropic.com).
+    #[allow(rustdoc::bare_urls)]
+    #[arg(long, env = "CLAWGATE_MODEL_PROVIDER", default_value = "openai",
+        value_parser = ["openai", "anthropic"])]
+    pub model_provider: String,
+
     /// Model name sent to the provider.
     #[arg(long, env = "CLAWGATE_MODEL", default_value = "gpt-4o-mini")]
     pub model: String,

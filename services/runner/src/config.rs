@@ -6,11 +6,44 @@
 use std::fmt;
 use std::time::Duration;
 
-/// An OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, Ollama, LiteLLM, …).
+/// Which wire format a provider speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions (OpenAI, vLLM, Ollama, LiteLLM, …).
+    #[default]
+    OpenAi,
+    /// The Anthropic Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// The name used in flags and answers: `openai` | `anthropic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s names.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "openai" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            _ => None,
+        }
+    }
+}
+
+/// One model endpoint: an OpenAI-compatible Chat Completions API or the
+/// Anthropic Messages API.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
-    /// The API root without the `/chat/completions` suffix, e.g.
-    /// `https://api.openai.com/v1` or `http://localhost:11434/v1`.
+    pub kind: ProviderKind,
+    /// The API root: for OpenAI-compatible APIs without the
+    /// `/chat/completions` suffix (`https://api.openai.com/v1`,
+    /// `http://localhost:11434/v1`); for Anthropic `https://api.anthropic.com`
+    /// (`/v1/messages` is appended; a root ending in `/v1` gets `/messages`).
     pub base_url: String,
     /// Sent as a bearer token when set; local servers usually need none.
     pub api_key: Option<String>,
@@ -21,10 +54,16 @@ pub struct ProviderConfig {
 impl ProviderConfig {
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
+            kind: ProviderKind::OpenAi,
             base_url: base_url.into(),
             api_key: None,
             model: model.into(),
         }
+    }
+
+    pub fn with_kind(mut self, kind: ProviderKind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub fn with_api_key(mut self, api_key: impl Into<String>) -> Self {
@@ -56,6 +95,7 @@ impl Default for ProviderTimeouts {
 impl fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderConfig")
+            .field("kind", &self.kind)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("model", &self.model)

@@ -1,7 +1,9 @@
 //! The agent runner: owns runs from start to end, independently of any socket.
 //!
-//! A run is started by [`RunnerService`] (`StartRun`), streams an OpenAI-compatible
-//! model ([`provider`]), coalesces its tokens into deltas and publishes them as
+//! A run is started by [`RunnerService`] (`StartRun`), streams its agent's
+//! model from an OpenAI-compatible or Anthropic provider ([`provider`]),
+//! failing over to the agent's fallback models on transient failures
+//! (`failover`), coalesces its tokens into deltas and publishes them as
 //! protobuf `RunEvent`s on the event bus (topic of the run's tenant and user). The
 //! user turn is written to the session transcript when the run is accepted, the
 //! assistant turn once, when the run ends.
@@ -21,6 +23,7 @@ mod builder;
 mod catalog;
 mod coalesce;
 mod events;
+mod failover;
 mod history;
 mod registry;
 mod run;
@@ -30,7 +33,7 @@ mod validate;
 
 pub use builder::RunnerBuilder;
 pub use cluster::{ClusterOptions, RUNNER_LOST};
-pub use config::{ProviderConfig, ProviderTimeouts, RunnerConfig};
+pub use config::{ProviderConfig, ProviderKind, ProviderTimeouts, RunnerConfig};
 pub use provider::NO_PROVIDER_MESSAGE;
 pub use service::RunnerService;
 pub use stopwords::is_stop_command;

@@ -34,6 +34,7 @@ use tracing::Instrument as _;
 use crate::coalesce::Coalescer;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
+use crate::failover::{self, Cooldowns, Pick, Tried};
 use crate::provider::{
     ChatMessage, ModelEvent, ModelProvider, ModelRequest, ProviderError, ProviderErrorKind,
     TokenUsage,
@@ -59,6 +60,18 @@ pub(crate) struct RunTask {
     pub system_prompt: String,
     /// The agent's model (`None`: the provider's own).
     pub model: Option<String>,
+    /// The agent's models to fail over to, in order.
+    pub fallbacks: Vec<String>,
+    /// Models that failed recently (shared by the runner's runs).
+    pub cooldowns: Arc<Cooldowns>,
+}
+
+/// How one model call ended.
+enum Attempt {
+    Ended(Ending),
+    /// A retryable failure before the model produced anything: another model
+    /// (or a later try) may answer instead.
+    Retry(ProviderError),
 }
 
 /// How the model part of a run ended.
@@ -107,13 +120,7 @@ impl RunTask {
             Coalescer::new(self.config.coalesce_window, self.config.coalesce_max_bytes);
         let deadline = Instant::now() + self.timeout;
         let ending = match self.load_context().await {
-            Ok(messages) => {
-                let model = self.model.as_deref().unwrap_or(self.provider.model());
-                let span = model_span(self.provider.as_ref(), model);
-                self.call_model(messages, deadline, &mut coalescer)
-                    .instrument(span)
-                    .await
-            }
+            Ok(messages) => self.call_models(messages, deadline, &mut coalescer).await,
             Err(ending) => ending,
         };
         if let Some(delta) = coalescer.flush() {
@@ -144,28 +151,106 @@ impl RunTask {
         }
     }
 
-    async fn call_model(
+    /// Calls the run's models in failover order until one answers, a
+    /// failure is not retryable, or the attempts or the deadline run out.
+    async fn call_models(
         &mut self,
         messages: Vec<ChatMessage>,
         deadline: Instant,
         coalescer: &mut Coalescer,
     ) -> Ending {
+        let primary = self.model.as_deref().unwrap_or(self.provider.model());
+        let models = failover::candidates(primary, &self.fallbacks);
+        let cancel = self.control.cancelled().clone();
+        let mut tried = Tried::default();
+        let mut cooling_until = None;
+        for _ in 0..failover::MAX_ATTEMPTS {
+            let model = match self.cooldowns.pick(&models, Instant::now()) {
+                None => break,
+                Some(Pick::Now(model)) => model,
+                Some(Pick::Cooling(at)) => {
+                    cooling_until = Some(at);
+                    break;
+                }
+                Some(Pick::At(model, at)) => {
+                    if at >= deadline || at > Instant::now() + failover::MAX_WAIT {
+                        cooling_until = Some(at);
+                        break;
+                    }
+                    tracing::info!(model = %model, wait_ms = (at - Instant::now()).as_millis() as u64, "every model is cooling down; waiting");
+                    tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => return self.aborted(),
+                        () = tokio::time::sleep_until(at) => model,
+                    }
+                }
+            };
+            let span = model_span(self.provider.as_ref(), &model);
+            let attempt = self
+                .call_model(messages.clone(), &model, deadline, coalescer)
+                .instrument(span)
+                .await;
+            match attempt {
+                Attempt::Ended(Ending::Failed(err)) if !tried.is_empty() => {
+                    return Ending::Failed(tried.into_error(Some((&model, err))));
+                }
+                Attempt::Ended(ending) => {
+                    if matches!(ending, Ending::Completed { .. }) {
+                        self.cooldowns.clear(&model);
+                    }
+                    return ending;
+                }
+                Attempt::Retry(err) => {
+                    tracing::warn!(model = %model, error = %err.message, "model call failed; failing over");
+                    self.cooldowns.cool(&model, &err, Instant::now());
+                    tried.push(&model, err);
+                }
+            }
+        }
+        match (tried.is_empty(), cooling_until) {
+            (false, _) => Ending::Failed(tried.into_error(None)),
+            (true, Some(at)) => {
+                let wait_ms = (at - Instant::now()).as_millis() as u64;
+                let mut error = ProviderError::new(
+                    ProviderErrorKind::RateLimit,
+                    format!(
+                        "every model of this agent failed moments ago; try again in {} s",
+                        wait_ms.div_ceil(1000)
+                    ),
+                );
+                error.retry_after_ms = Some(wait_ms);
+                failed(error)
+            }
+            (true, None) => self.timed_out(),
+        }
+    }
+
+    async fn call_model(
+        &mut self,
+        messages: Vec<ChatMessage>,
+        model: &str,
+        deadline: Instant,
+        coalescer: &mut Coalescer,
+    ) -> Attempt {
         let cancel = self.control.cancelled().clone();
         let request = ModelRequest {
             messages,
-            model: self.model.clone(),
+            model: Some(model.to_owned()),
         };
         let opened = tokio::select! {
             biased;
-            () = cancel.cancelled() => return self.aborted(),
-            () = tokio::time::sleep_until(deadline) => return self.timed_out(),
+            () = cancel.cancelled() => return Attempt::Ended(self.aborted()),
+            () = tokio::time::sleep_until(deadline) => return Attempt::Ended(self.timed_out()),
             opened = self.provider.stream(request) => opened,
         };
         let mut stream = match opened {
             Ok(stream) => stream,
-            Err(err) => return failed(err),
+            Err(err) => return retry_or_fail(err, false),
         };
-        loop {
+        // Once the model produced something, a failure ends the run: what was
+        // streamed cannot be taken back.
+        let mut produced = false;
+        let ending = loop {
             let flush_at = coalescer.deadline();
             let step = tokio::select! {
                 biased;
@@ -175,10 +260,13 @@ impl RunTask {
                 next = stream.next() => Step::Model(next),
             };
             match step {
-                Step::Abort => return self.aborted(),
-                Step::Timeout => return self.timed_out(),
+                Step::Abort => break self.aborted(),
+                Step::Timeout => break self.timed_out(),
                 Step::Flush => self.flush(coalescer).await,
+                // Not asked for (no agent enables thinking yet), so not streamed.
+                Step::Model(Some(Ok(ModelEvent::Thinking(_)))) => {}
                 Step::Model(Some(Ok(ModelEvent::Text(text)))) => {
+                    produced = true;
                     if coalescer.push(&text, Instant::now()) {
                         self.flush(coalescer).await;
                     }
@@ -188,6 +276,7 @@ impl RunTask {
                     name,
                     arguments_json,
                 }))) => {
+                    produced = true;
                     self.flush(coalescer).await;
                     self.publisher
                         .publish(run_event::Kind::ToolStart(ToolStart {
@@ -209,20 +298,22 @@ impl RunTask {
                         span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
                         span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
                     }
-                    return Ending::Completed {
+                    break Ending::Completed {
                         stop_reason: finish_reason.unwrap_or_else(|| "stop".to_owned()),
                         usage,
                     };
                 }
-                Step::Model(Some(Err(err))) => return failed(err),
+                Step::Model(Some(Err(err))) => return retry_or_fail(err, produced),
                 Step::Model(None) => {
-                    return failed(ProviderError::new(
+                    let err = ProviderError::new(
                         ProviderErrorKind::Network,
                         "the model stream ended before the reply was complete",
-                    ));
+                    );
+                    return retry_or_fail(err, produced);
                 }
             }
-        }
+        };
+        Attempt::Ended(ending)
     }
 
     fn aborted(&self) -> Ending {
@@ -371,6 +462,18 @@ pub(crate) async fn write_turn(
     }
 }
 
+/// A failed call: another try when nothing was produced and the failure is
+/// transient, else the end of the run.
+fn retry_or_fail(err: ProviderError, produced: bool) -> Attempt {
+    tracing::Span::current().record("otel.status_code", "ERROR");
+    tracing::Span::current().record("error.type", err.kind.wire_kind());
+    if !produced && failover::is_retryable(&err) {
+        Attempt::Retry(err)
+    } else {
+        Attempt::Ended(Ending::Failed(err))
+    }
+}
+
 fn failed(err: ProviderError) -> Ending {
     tracing::Span::current().record("otel.status_code", "ERROR");
     Ending::Failed(err)
@@ -399,6 +502,7 @@ fn model_span(provider: &dyn ModelProvider, model: &str) -> tracing::Span {
         otel.name = %format!("chat {model}"),
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
         gen_ai.system = provider.system(),
         gen_ai.operation.name = "chat",
         gen_ai.request.model = model,

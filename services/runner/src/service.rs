@@ -53,6 +53,7 @@ use tracing::Instrument as _;
 use crate::cluster::Cluster;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
+use crate::failover::Cooldowns;
 use crate::history::RunHistory;
 use crate::provider::{ModelProvider, ProviderSlot};
 use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     draining: AtomicBool,
     /// Stops the cluster loops (on shutdown, or when the service is dropped).
     pub background: CancellationToken,
+    /// Models that failed recently, skipped by every run until they cool off.
+    cooldowns: Arc<Cooldowns>,
 }
 
 impl Drop for Inner {
@@ -148,6 +151,7 @@ impl RunnerService {
                 tasks: TaskTracker::new(),
                 draining: AtomicBool::new(false),
                 background: CancellationToken::new(),
+                cooldowns: Arc::default(),
             }),
         }
     }
@@ -402,6 +406,8 @@ impl RunnerApi for RunnerService {
             config: self.inner.config.clone(),
             system_prompt: agent.system_prompt,
             model: (!agent.model.is_empty()).then_some(agent.model),
+            fallbacks: agent.fallbacks,
+            cooldowns: self.inner.cooldowns.clone(),
         };
         let registry = registry.clone();
         self.inner.tasks.spawn(

@@ -3,6 +3,7 @@
 //! tests can use it without building the binary or another service.
 //!
 //! - [`mock_model`]: a real HTTP server speaking the OpenAI Chat Completions SSE format;
+//! - [`mock_anthropic`]: one speaking the Anthropic Messages event stream;
 //! - [`otlp`]: an OTLP/gRPC trace receiver that keeps the spans it is sent;
 //! - [`ws`]: a WebSocket client for both protocol dialects;
 //! - [`openclaw_device`]: an independent OpenClaw device-identity client (keys,
@@ -10,6 +11,7 @@
 //!
 //! Nothing here fakes a part of clawgate.
 
+pub mod mock_anthropic;
 pub mod mock_model;
 pub mod openclaw_device;
 pub mod otlp;

@@ -11,6 +11,7 @@
 //!
 //! [`MockModel::base_url`] is what a runner's provider base URL should be.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,6 +60,13 @@ pub struct Script {
     /// Token `i` is due `(i + 1) × delay` after the stream starts, instead of
     /// `delay` after the previous one, so timer rounding does not accumulate.
     pub steady: bool,
+    /// The `Retry-After` header of a scripted failure (a 429 sends `1` unless set).
+    pub retry_after: Option<String>,
+    /// Reasoning streamed before the text (the Anthropic mock's thinking block).
+    pub thinking: Vec<String>,
+    /// After the tokens, fail the stream with this provider error type (e.g.
+    /// `overloaded_error`) instead of finishing it.
+    pub stream_error: Option<String>,
 }
 
 impl Default for Script {
@@ -72,6 +80,9 @@ impl Default for Script {
             finish_reason: "stop".to_owned(),
             tool_calls: Vec::new(),
             steady: false,
+            retry_after: None,
+            thinking: Vec::new(),
+            stream_error: None,
         }
     }
 }
@@ -145,6 +156,24 @@ impl Script {
         self
     }
 
+    /// Sends `Retry-After: value` with a scripted failure.
+    pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    /// Streams `thinking` as reasoning before the text (Anthropic mock).
+    pub fn with_thinking(mut self, thinking: &str) -> Self {
+        self.thinking = split_words(thinking);
+        self
+    }
+
+    /// Streams the tokens, then fails the stream with provider error `kind`.
+    pub fn then_fail(mut self, kind: impl Into<String>) -> Self {
+        self.stream_error = Some(kind.into());
+        self
+    }
+
     /// Streams the tokens, then keeps the response open forever.
     pub fn then_hang(mut self) -> Self {
         self.hang = true;
@@ -205,18 +234,80 @@ struct Recorded {
     emissions: Vec<TokenEmission>,
 }
 
-struct MockState {
+pub(crate) struct MockState {
     script: Mutex<Script>,
+    /// Scripts of requests naming these models (else `script`).
+    model_scripts: Mutex<HashMap<String, Script>>,
     recorded: Mutex<Recorded>,
 }
 
 impl MockState {
+    pub(crate) fn new(script: Script) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(script),
+            model_scripts: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(Recorded::default()),
+        })
+    }
+
     fn script(&self) -> MutexGuard<'_, Script> {
         self.script.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The script of a request for `model`.
+    pub(crate) fn script_for(&self, model: Option<&str>) -> Script {
+        let scripts = self.model_scripts.lock().unwrap_or_else(|p| p.into_inner());
+        match model.and_then(|model| scripts.get(model)) {
+            Some(script) => script.clone(),
+            None => self.script().clone(),
+        }
+    }
+
+    pub(crate) fn set_model_script(&self, model: &str, script: Script) {
+        let mut scripts = self.model_scripts.lock().unwrap_or_else(|p| p.into_inner());
+        scripts.insert(model.to_owned(), script);
+    }
+
     fn recorded(&self) -> MutexGuard<'_, Recorded> {
         self.recorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a request; its index.
+    pub(crate) fn record(&self, path: &str, authorization: Option<String>, body: &Value) -> usize {
+        let mut recorded = self.recorded();
+        recorded.requests.push(RecordedRequest {
+            path: path.to_owned(),
+            authorization,
+            body: body.clone(),
+            received_at: Instant::now(),
+        });
+        recorded.requests.len() - 1
+    }
+
+    /// Records that token `index` of `request`'s reply was written.
+    pub(crate) fn emitted(&self, request: usize, index: usize, text: &str) {
+        self.recorded().emissions.push(TokenEmission {
+            request,
+            index,
+            text: text.to_owned(),
+            at: Instant::now(),
+            wall_clock: SystemTime::now(),
+        });
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
+        self.recorded().requests.clone()
+    }
+
+    pub(crate) async fn wait_for_requests(&self, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.recorded().requests.len() >= count {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.recorded().requests.len() >= count
     }
 }
 
@@ -245,10 +336,7 @@ impl MockModel {
     pub async fn start_on(addr: SocketAddr, script: Script) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(MockState {
-            script: Mutex::new(script),
-            recorded: Mutex::new(Recorded::default()),
-        });
+        let state = MockState::new(script);
         let app = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
             .route("/chat/completions", post(chat_completions))
@@ -283,9 +371,14 @@ impl MockModel {
         *self.state.script() = script;
     }
 
+    /// Answers requests naming `model` with `script` (others keep the main one).
+    pub fn set_model_script(&self, model: &str, script: Script) {
+        self.state.set_model_script(model, script);
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.recorded().requests.clone()
+        self.state.requests()
     }
 
     /// Every token written so far, in emission order.
@@ -295,14 +388,7 @@ impl MockModel {
 
     /// Waits until at least `count` requests arrived; false after `limit`.
     pub async fn wait_for_requests(&self, count: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.state.recorded().requests.len() >= count {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.state.recorded().requests.len() >= count
+        self.state.wait_for_requests(count, limit).await
     }
 }
 
@@ -321,22 +407,19 @@ async fn chat_completions(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error_response(400, "request body is not JSON");
     };
-    let script = state.script().clone();
-    let request_index = {
-        let mut recorded = state.recorded();
-        recorded.requests.push(RecordedRequest {
-            path: uri.path().to_owned(),
-            authorization: headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned),
-            body: body.clone(),
-            received_at: Instant::now(),
-        });
-        recorded.requests.len() - 1
-    };
+    let script = state.script_for(body["model"].as_str());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let request_index = state.record(uri.path(), authorization, &body);
     if let Some(status) = script.status {
-        return error_response(status, "scripted failure");
+        let mut response = error_response(status, "scripted failure");
+        let scripted = script.retry_after.as_deref();
+        if let Some(value) = scripted.and_then(|v| header::HeaderValue::from_str(v).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
     }
     let tokens = match &script.reply {
         Reply::Tokens(tokens) => tokens.clone(),
@@ -401,24 +484,30 @@ async fn produce(
         {
             return;
         }
-        state.recorded().emissions.push(TokenEmission {
-            request,
-            index,
-            text: token.clone(),
-            at: Instant::now(),
-            wall_clock: SystemTime::now(),
-        });
+        state.emitted(request, index, token);
     }
+    // Each call's arguments arrive in two pieces, the second without id or
+    // name, as real providers split them.
     for (index, call) in script.tool_calls.iter().enumerate() {
-        let delta = json!({"tool_calls": [{
+        let (head, tail) = split_in_two(&call.arguments_json);
+        let first = json!({"tool_calls": [{
             "index": index,
             "id": call.id,
             "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments_json},
+            "function": {"name": call.name, "arguments": head},
         }]});
-        if tx.send(chunk(delta, Value::Null)).await.is_err() {
-            return;
+        let second = json!({"tool_calls": [{"index": index, "function": {"arguments": tail}}]});
+        for delta in [first, second] {
+            if tx.send(chunk(delta, Value::Null)).await.is_err() {
+                return;
+            }
         }
+    }
+    if let Some(kind) = &script.stream_error {
+        let error =
+            json!({"error": {"message": "scripted stream failure", "type": kind, "code": null}});
+        let _ = tx.send(event(&error)).await;
+        return;
     }
     if script.hang {
         tx.closed().await;
@@ -467,6 +556,7 @@ fn error_response(status: u16, message: &str) -> Response {
     let body = json!({"error": {"message": message, "type": kind, "code": null}});
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
+        // A scripted `Retry-After` replaces this one.
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -484,6 +574,15 @@ fn last_user_message(body: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn split_words(text: &str) -> Vec<String> {
+/// `text` cut near its middle, on a character boundary.
+pub(crate) fn split_in_two(text: &str) -> (&str, &str) {
+    let mut middle = text.len() / 2;
+    while !text.is_char_boundary(middle) {
+        middle += 1;
+    }
+    text.split_at(middle)
+}
+
+pub(crate) fn split_words(text: &str) -> Vec<String> {
     text.split_inclusive(' ').map(str::to_owned).collect()
 }

@@ -34,6 +34,7 @@ pub fn redacted(plan: &Plan) -> Value {
             "ownerIds": common.owner_ids,
         },
         "model": {
+            "provider": common.model_provider,
             "baseUrl": url(&common.model_base_url),
             "model": common.model,
             "apiKey": secret(common.model_api_key.is_some()),

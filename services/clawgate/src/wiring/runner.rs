@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clawgate_proto::runner::{RunnerApi, RunnerClient, RunnerGrpc};
 use clawgate_proto::session::SessionClient;
-use clawgate_runner::{ClusterOptions, ProviderConfig, RunnerConfig, RunnerService};
+use clawgate_runner::{ClusterOptions, ProviderConfig, ProviderKind, RunnerConfig, RunnerService};
 use clawgate_runtime::balance::balanced_channel;
 use clawgate_runtime::bus::redis::RedisBus;
 
@@ -83,6 +83,7 @@ fn runner_config(common: &CommonArgs) -> RunnerConfig {
         .model_base_url
         .as_ref()
         .map(|base_url| ProviderConfig {
+            kind: ProviderKind::parse(&common.model_provider).unwrap_or_default(),
             base_url: base_url.clone(),
             api_key: common.model_api_key.clone(),
             model: common.model.clone(),

@@ -6,6 +6,9 @@
 //! [`ModelEvent::Done`]; a stream that yields an `Err` yields nothing after it.
 //! Which provider a runner uses is decided once, when it is built (`slot`).
 
+pub mod anthropic;
+mod anthropic_wire;
+mod http;
 pub mod openai;
 mod slot;
 mod wire;
@@ -15,6 +18,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures_util::Stream;
 
+pub use anthropic::AnthropicProvider;
 pub use openai::OpenAiProvider;
 pub use slot::NO_PROVIDER_MESSAGE;
 pub(crate) use slot::ProviderSlot;
@@ -56,6 +60,8 @@ pub struct TokenUsage {
 pub enum ModelEvent {
     /// The next piece of assistant text.
     Text(String),
+    /// The next piece of the model's reasoning (Anthropic thinking blocks).
+    Thinking(String),
     /// A complete tool call (arguments fully assembled). Not executed yet.
     ToolCall {
         id: String,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use clawgate_proto::ServiceError;
 
-use super::{ModelProvider, OpenAiProvider};
-use crate::config::RunnerConfig;
+use super::{AnthropicProvider, ModelProvider, OpenAiProvider};
+use crate::config::{ProviderKind, RunnerConfig};
 
 /// Shown when no model provider is configured.
 pub const NO_PROVIDER_MESSAGE: &str = "no model provider configured: set CLAWGATE_MODEL_BASE_URL (and CLAWGATE_MODEL, CLAWGATE_MODEL_API_KEY)";
@@ -23,13 +23,22 @@ pub(crate) enum ProviderSlot {
 }
 
 impl ProviderSlot {
-    /// The OpenAI-compatible provider of `config`, if it has one.
+    /// The provider of `config`, if it has one.
     pub fn from_config(config: &RunnerConfig) -> Self {
         match &config.provider {
             None => Self::Missing,
             Some(provider_config) => {
-                match OpenAiProvider::new(provider_config.clone(), config.provider_timeouts) {
-                    Ok(provider) => Self::Ready(Arc::new(provider)),
+                let (settings, timeouts) = (provider_config.clone(), config.provider_timeouts);
+                let built: Result<Arc<dyn ModelProvider>, _> = match provider_config.kind {
+                    ProviderKind::OpenAi => {
+                        OpenAiProvider::new(settings, timeouts).map(|p| Arc::new(p) as _)
+                    }
+                    ProviderKind::Anthropic => {
+                        AnthropicProvider::new(settings, timeouts).map(|p| Arc::new(p) as _)
+                    }
+                };
+                match built {
+                    Ok(provider) => Self::Ready(provider),
                     Err(err) => {
                         tracing::error!(error = %err, "model provider unusable");
                         Self::Broken

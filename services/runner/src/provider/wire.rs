@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::http::{Feed, StreamParser};
 use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage};
 
 /// Malformed chunks tolerated (skipped with a warning) before the stream fails.
@@ -123,14 +124,6 @@ struct PartialToolCall {
     arguments: String,
 }
 
-/// What the stream should do after a chunk.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Feed {
-    Continue,
-    /// `[DONE]` was received; the stream is complete.
-    Done,
-}
-
 #[derive(Default)]
 pub(crate) struct ChunkParser {
     tool_calls: BTreeMap<u32, PartialToolCall>,
@@ -142,16 +135,15 @@ pub(crate) struct ChunkParser {
 }
 
 impl ChunkParser {
-    /// Whether the model reported a finish reason (a stream may then end without `[DONE]`).
-    pub fn saw_finish(&self) -> bool {
-        self.finish_reason.is_some()
-    }
-
     /// Parses the `data` of one SSE event, appending what it produced to `out`.
-    pub fn feed(&mut self, data: &str, out: &mut Vec<ModelEvent>) -> Result<Feed, ProviderError> {
+    pub fn feed_data(
+        &mut self,
+        data: &str,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<Feed, ProviderError> {
         let data = data.trim();
         if data == "[DONE]" {
-            self.finish(out)?;
+            self.finish_stream(out)?;
             return Ok(Feed::Done);
         }
         if data.is_empty() {
@@ -213,7 +205,7 @@ impl ChunkParser {
     }
 
     /// Ends the stream: emits pending tool calls and the final [`ModelEvent::Done`].
-    pub fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ProviderError> {
+    pub fn finish_stream(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ProviderError> {
         if self.finished {
             return Ok(());
         }
@@ -247,6 +239,26 @@ impl ChunkParser {
                 arguments_json: call.arguments,
             });
         }
+    }
+}
+
+impl StreamParser for ChunkParser {
+    fn feed(
+        &mut self,
+        _event: &str,
+        data: &str,
+        out: &mut Vec<ModelEvent>,
+    ) -> Result<Feed, ProviderError> {
+        self.feed_data(data, out)
+    }
+
+    /// Whether the model reported a finish reason (a stream may then end without `[DONE]`).
+    fn saw_finish(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+
+    fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ProviderError> {
+        self.finish_stream(out)
     }
 }
 
@@ -299,7 +311,7 @@ mod tests {
     ) -> Result<Vec<ModelEvent>, ProviderError> {
         let mut out = Vec::new();
         for line in lines {
-            parser.feed(line, &mut out)?;
+            parser.feed_data(line, &mut out)?;
         }
         Ok(out)
     }
