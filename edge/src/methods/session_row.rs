@@ -177,6 +177,18 @@ pub fn message(row: &TranscriptMessage, user_text: bool, max_chars: Option<usize
     };
     let content = if user_text && role == "user" {
         json!(text)
+    } else if !row.tool_calls.is_empty() {
+        // A tool-loop step: its text (if any), then one block per call.
+        let mut blocks: Vec<Value> = Vec::with_capacity(row.tool_calls.len() + 1);
+        if !text.is_empty() {
+            blocks.push(json!({ "type": "text", "text": text }));
+        }
+        blocks.extend(row.tool_calls.iter().map(|call| {
+            let arguments = serde_json::from_str::<Value>(&call.arguments_json)
+                .unwrap_or_else(|_| json!(call.arguments_json));
+            json!({ "type": "toolCall", "id": call.id, "name": call.name, "arguments": arguments })
+        }));
+        json!(blocks)
     } else {
         json!([{ "type": "text", "text": text }])
     };
@@ -186,6 +198,11 @@ pub fn message(row: &TranscriptMessage, user_text: bool, max_chars: Option<usize
         "timestamp": row.created_at_ms,
         "__openclaw": { "id": row.id, "seq": row.seq },
     });
+    if role == "toolResult" && !row.tool_call_id.is_empty() {
+        message["toolCallId"] = json!(row.tool_call_id);
+        message["toolName"] = json!(row.tool_name);
+        message["isError"] = json!(row.tool_error);
+    }
     if !row.run_id.is_empty() {
         // v4 moved a message's run into its transcript metadata.
         if user_text {
@@ -195,7 +212,12 @@ pub fn message(row: &TranscriptMessage, user_text: bool, max_chars: Option<usize
         }
     }
     if row.status == MessageStatus::Complete as i32 && role == "assistant" {
-        message["stopReason"] = json!("stop");
+        let stop = if row.tool_calls.is_empty() {
+            "stop"
+        } else {
+            "toolUse"
+        };
+        message["stopReason"] = json!(stop);
     } else if row.status == MessageStatus::Aborted as i32 {
         message["stopReason"] = json!("aborted");
     } else if row.status == MessageStatus::Error as i32 {
@@ -263,5 +285,42 @@ mod tests {
         assert_eq!(tool["role"], json!("toolResult"));
         assert_eq!(tool["stopReason"], json!("error"));
         assert_eq!(tool["__openclaw"], json!({ "id": "m1", "seq": 1 }));
+    }
+
+    #[test]
+    fn tool_steps_and_results_show_as_openclaw_reads_them() {
+        let step = TranscriptMessage {
+            role: "assistant".into(),
+            content: "Looking.".into(),
+            status: MessageStatus::Complete as i32,
+            tool_calls: vec![clawgate_proto::session::ToolCallRecord {
+                id: "c1".into(),
+                name: "sessions_list".into(),
+                arguments_json: r#"{"limit":2}"#.into(),
+            }],
+            ..Default::default()
+        };
+        let shown = message(&step, true, None);
+        assert_eq!(
+            shown["content"],
+            json!([
+                { "type": "text", "text": "Looking." },
+                { "type": "toolCall", "id": "c1", "name": "sessions_list", "arguments": { "limit": 2 } },
+            ])
+        );
+        assert_eq!(shown["stopReason"], json!("toolUse"));
+        let result = TranscriptMessage {
+            role: "tool".into(),
+            content: "[]".into(),
+            tool_call_id: "c1".into(),
+            tool_name: "sessions_list".into(),
+            ..Default::default()
+        };
+        let shown = message(&result, true, None);
+        assert_eq!(shown["role"], json!("toolResult"));
+        assert_eq!(
+            (&shown["toolCallId"], &shown["toolName"], &shown["isError"]),
+            (&json!("c1"), &json!("sessions_list"), &json!(false))
+        );
     }
 }

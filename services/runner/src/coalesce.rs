@@ -71,7 +71,6 @@ impl Coalescer {
     }
 
     /// The whole text so far, flushed or not.
-    #[cfg(test)]
     pub fn text(&self) -> &str {
         &self.text
     }

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::tools::ToolSet;
+
 /// Which wire format a provider speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProviderKind {
@@ -111,6 +113,8 @@ pub struct RunnerConfig {
     pub provider_timeouts: ProviderTimeouts,
     /// Prepended to every model request when set.
     pub system_prompt: Option<String>,
+    /// The tools this runner offers (agents pick from them).
+    pub tools: ToolSet,
     /// Assistant tokens are gathered this long before one delta is published.
     pub coalesce_window: Duration,
     /// A pending delta is published early once it holds this many bytes.
@@ -142,6 +146,7 @@ impl Default for RunnerConfig {
             provider: None,
             provider_timeouts: ProviderTimeouts::default(),
             system_prompt: None,
+            tools: ToolSet::builtin(),
             coalesce_window: Duration::from_millis(40),
             coalesce_max_bytes: 16 * 1024,
             run_timeout: Duration::from_secs(600),

@@ -18,15 +18,18 @@
 pub mod cluster;
 pub mod config;
 pub mod provider;
+pub mod tools;
 
 mod builder;
 mod catalog;
 mod coalesce;
+mod context;
 mod events;
 mod failover;
 mod history;
 mod registry;
 mod run;
+mod run_tools;
 mod service;
 mod stopwords;
 mod validate;

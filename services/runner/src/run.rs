@@ -1,12 +1,15 @@
 //! One run, from the first event to the last: loads the transcript as context,
-//! streams the model, coalesces its text into deltas, and ends the run.
+//! streams the model (failing over between its models), coalesces its text
+//! into deltas, runs the tools it calls (`run_tools`), and ends the run.
 //!
 //! Invariants:
-//! - events go out as `start` → (`assistant` | `tool_start`)* → exactly one of
-//!   `end` / `error`, with seq 1, 2, 3, …;
+//! - events go out as `start` → (`assistant` | `tool_start` | `tool_result`)*
+//!   → exactly one of `end` / `error`, with seq 1, 2, 3, …;
 //! - the concatenated deltas equal the terminal event's text (pending text is
-//!   flushed before a tool event and before the terminal event);
-//! - nothing is written per token: the assistant turn is written once, when the
+//!   flushed before a tool event and before the terminal event; a later
+//!   model step's text is set off by a blank line);
+//! - nothing is written per token: each tool step writes its row when the
+//!   model finished it, and the last assistant turn is written once, when the
 //!   run ends, *before* the session is freed and the terminal event published, so
 //!   a client that sees the terminal event can read the turn from history and
 //!   send its next message without hitting `session-busy`;
@@ -24,7 +27,6 @@ use clawgate_proto::pb::common::v1::{
 use clawgate_proto::runner::{RunInfo, RunState};
 use clawgate_proto::session::{
     AppendMessageRequest, ListMessagesRequest, MessageStatus, SessionApi as _, SessionClient,
-    TranscriptMessage,
 };
 use clawgate_runtime::clock::now_ms;
 use futures_util::StreamExt as _;
@@ -33,16 +35,15 @@ use tracing::Instrument as _;
 
 use crate::coalesce::Coalescer;
 use crate::config::RunnerConfig;
+use crate::context::{context_messages, write_turn};
 use crate::events::{EventPublisher, RunIdentity};
 use crate::failover::{self, Cooldowns, Pick, Tried};
 use crate::provider::{
     ChatMessage, ModelEvent, ModelProvider, ModelRequest, ProviderError, ProviderErrorKind,
-    TokenUsage,
+    TokenUsage, ToolCall,
 };
 use crate::registry::{RunControl, RunRegistry};
-
-/// Attempts at writing the assistant turn before giving up (and logging).
-const TRANSCRIPT_WRITE_ATTEMPTS: u32 = 3;
+use crate::tools::AgentTools;
 
 /// Everything a run needs; consumed by [`RunTask::run`].
 pub(crate) struct RunTask {
@@ -64,6 +65,14 @@ pub(crate) struct RunTask {
     pub fallbacks: Vec<String>,
     /// Models that failed recently (shared by the runner's runs).
     pub cooldowns: Arc<Cooldowns>,
+    /// The tools the agent may call.
+    pub tools: AgentTools,
+    /// Most tool steps (model turns whose tool calls are run) per run.
+    pub max_tool_steps: u32,
+    /// The next `part` of a row this run writes.
+    pub next_part: u32,
+    /// Where the current step's text starts in the run's text.
+    pub step_start: usize,
 }
 
 /// How one model call ended.
@@ -75,7 +84,7 @@ enum Attempt {
 }
 
 /// How the model part of a run ended.
-enum Ending {
+pub(crate) enum Ending {
     Completed {
         stop_reason: String,
         usage: Option<TokenUsage>,
@@ -120,7 +129,7 @@ impl RunTask {
             Coalescer::new(self.config.coalesce_window, self.config.coalesce_max_bytes);
         let deadline = Instant::now() + self.timeout;
         let ending = match self.load_context().await {
-            Ok(messages) => self.call_models(messages, deadline, &mut coalescer).await,
+            Ok(messages) => self.agent_loop(messages, deadline, &mut coalescer).await,
             Err(ending) => ending,
         };
         if let Some(delta) = coalescer.flush() {
@@ -153,11 +162,12 @@ impl RunTask {
 
     /// Calls the run's models in failover order until one answers, a
     /// failure is not retryable, or the attempts or the deadline run out.
-    async fn call_models(
+    pub(crate) async fn call_models(
         &mut self,
-        messages: Vec<ChatMessage>,
+        request: &ModelRequest,
         deadline: Instant,
         coalescer: &mut Coalescer,
+        calls: &mut Vec<ToolCall>,
     ) -> Ending {
         let primary = self.model.as_deref().unwrap_or(self.provider.model());
         let models = failover::candidates(primary, &self.fallbacks);
@@ -186,8 +196,12 @@ impl RunTask {
                 }
             };
             let span = model_span(self.provider.as_ref(), &model);
+            let request = ModelRequest {
+                model: Some(model.clone()),
+                ..request.clone()
+            };
             let attempt = self
-                .call_model(messages.clone(), &model, deadline, coalescer)
+                .call_model(request, deadline, coalescer, calls)
                 .instrument(span)
                 .await;
             match attempt {
@@ -227,16 +241,12 @@ impl RunTask {
 
     async fn call_model(
         &mut self,
-        messages: Vec<ChatMessage>,
-        model: &str,
+        request: ModelRequest,
         deadline: Instant,
         coalescer: &mut Coalescer,
+        calls: &mut Vec<ToolCall>,
     ) -> Attempt {
         let cancel = self.control.cancelled().clone();
-        let request = ModelRequest {
-            messages,
-            model: Some(model.to_owned()),
-        };
         let opened = tokio::select! {
             biased;
             () = cancel.cancelled() => return Attempt::Ended(self.aborted()),
@@ -266,6 +276,12 @@ impl RunTask {
                 // Not asked for (no agent enables thinking yet), so not streamed.
                 Step::Model(Some(Ok(ModelEvent::Thinking(_)))) => {}
                 Step::Model(Some(Ok(ModelEvent::Text(text)))) => {
+                    if !produced && self.step_start > 0 && coalescer.text().len() == self.step_start
+                    {
+                        // A later step's text starts a new paragraph of the reply.
+                        coalescer.push(STEP_SEPARATOR, Instant::now());
+                        self.step_start += STEP_SEPARATOR.len();
+                    }
                     produced = true;
                     if coalescer.push(&text, Instant::now()) {
                         self.flush(coalescer).await;
@@ -278,13 +294,19 @@ impl RunTask {
                 }))) => {
                     produced = true;
                     self.flush(coalescer).await;
+                    let call = ToolCall {
+                        id: unique_call_id(id, calls),
+                        name,
+                        arguments_json,
+                    };
                     self.publisher
                         .publish(run_event::Kind::ToolStart(ToolStart {
-                            tool_call_id: id,
-                            name,
-                            arguments_json,
+                            tool_call_id: call.id.clone(),
+                            name: call.name.clone(),
+                            arguments_json: call.arguments_json.clone(),
                         }))
                         .await;
+                    calls.push(call);
                 }
                 Step::Model(Some(Ok(ModelEvent::Done {
                     finish_reason,
@@ -316,13 +338,13 @@ impl RunTask {
         Attempt::Ended(ending)
     }
 
-    fn aborted(&self) -> Ending {
+    pub(crate) fn aborted(&self) -> Ending {
         let stop_reason = self.control.stop_reason();
         tracing::info!(stop_reason = %stop_reason, "run aborted");
         Ending::Aborted { stop_reason }
     }
 
-    fn timed_out(&self) -> Ending {
+    pub(crate) fn timed_out(&self) -> Ending {
         failed(ProviderError::new(
             ProviderErrorKind::Timeout,
             format!("the run timed out after {} s", self.timeout.as_secs()),
@@ -420,13 +442,20 @@ impl RunTask {
             self.control.mark_ended();
             return;
         }
-        self.write_assistant_turn(text, status, error).await;
+        // The last step's text: earlier steps wrote their own rows.
+        let last_step = text.get(self.step_start..).unwrap_or_default().to_owned();
+        self.write_assistant_turn(last_step, status, error).await;
         self.registry.finish(info).await;
         self.publisher.publish(terminal).await;
         self.control.mark_ended();
     }
 
-    async fn write_assistant_turn(&self, content: String, status: MessageStatus, error: String) {
+    async fn write_assistant_turn(
+        &mut self,
+        content: String,
+        status: MessageStatus,
+        error: String,
+    ) {
         let request = AppendMessageRequest {
             session_key: self.identity.session_key.clone(),
             role: "assistant".to_owned(),
@@ -435,31 +464,29 @@ impl RunTask {
             status: status as i32,
             error,
             agent_id: self.identity.agent_id.clone(),
+            part: self.take_part(),
+            ..Default::default()
         };
         write_turn(&self.session, &self.principal, request).await;
     }
+
+    /// The `part` of the next row this run writes.
+    pub(crate) fn take_part(&mut self) -> u32 {
+        let part = self.next_part;
+        self.next_part += 1;
+        part
+    }
 }
 
-/// Appends a transcript row, retrying with backoff; failures are logged.
-pub(crate) async fn write_turn(
-    session: &SessionClient,
-    principal: &Principal,
-    request: AppendMessageRequest,
-) {
-    let mut backoff = Duration::from_millis(100);
-    for attempt in 1..=TRANSCRIPT_WRITE_ATTEMPTS {
-        match session.append_message(principal, request.clone()).await {
-            Ok(_) => return,
-            Err(err) if attempt < TRANSCRIPT_WRITE_ATTEMPTS => {
-                tracing::warn!(error = %err, attempt, "assistant turn write failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff *= 4;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "assistant turn could not be written");
-            }
-        }
+/// Put between the texts of two model steps of one reply.
+const STEP_SEPARATOR: &str = "\n\n";
+
+/// `id`, or a fresh one when the model sent none or one already used in this step.
+fn unique_call_id(id: String, calls: &[ToolCall]) -> String {
+    if !id.is_empty() && !calls.iter().any(|call| call.id == id) {
+        return id;
     }
+    format!("call_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A failed call: another try when nothing was produced and the failure is
@@ -510,48 +537,4 @@ fn model_span(provider: &dyn ModelProvider, model: &str) -> tracing::Span {
         gen_ai.usage.input_tokens = tracing::field::Empty,
         gen_ai.usage.output_tokens = tracing::field::Empty,
     )
-}
-
-/// The transcript rows the model sees, oldest first, after an optional system prompt.
-/// Tool rows and empty turns (e.g. a run aborted before any text) are left out.
-fn context_messages(system_prompt: Option<&str>, rows: &[TranscriptMessage]) -> Vec<ChatMessage> {
-    let mut messages = Vec::with_capacity(rows.len() + 1);
-    if let Some(prompt) = system_prompt.filter(|prompt| !prompt.is_empty()) {
-        messages.push(ChatMessage::new("system", prompt));
-    }
-    messages.extend(
-        rows.iter()
-            .filter(|row| matches!(row.role.as_str(), "user" | "assistant" | "system"))
-            .filter(|row| !row.content.is_empty())
-            .map(|row| ChatMessage::new(row.role.clone(), row.content.clone())),
-    );
-    messages
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(role: &str, content: &str) -> TranscriptMessage {
-        TranscriptMessage {
-            role: role.into(),
-            content: content.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn context_skips_tool_rows_and_empty_turns() {
-        let rows = [
-            row("user", "hi"),
-            row("assistant", ""),
-            row("tool", "{}"),
-            row("assistant", "hello"),
-            row("user", "again"),
-        ];
-        let messages = context_messages(Some("be brief"), &rows);
-        let roles: Vec<_> = messages.iter().map(|m| m.role.as_str()).collect();
-        assert_eq!(roles, ["system", "user", "assistant", "user"]);
-        assert_eq!(messages[3].content, "again");
-    }
 }

@@ -284,6 +284,7 @@ impl RunnerService {
                     status: MessageStatus::Complete as i32,
                     error: String::new(),
                     agent_id: request.agent_id.clone(),
+                    ..Default::default()
                 },
             )
             .await?;
@@ -408,6 +409,10 @@ impl RunnerApi for RunnerService {
             model: (!agent.model.is_empty()).then_some(agent.model),
             fallbacks: agent.fallbacks,
             cooldowns: self.inner.cooldowns.clone(),
+            tools: self.inner.config.tools.for_agent(&agent.tools),
+            max_tool_steps: agent.max_tool_steps,
+            next_part: 0,
+            step_start: 0,
         };
         let registry = registry.clone();
         self.inner.tasks.spawn(

@@ -33,6 +33,7 @@ fn request(messages: &[(&str, &str)]) -> ModelRequest {
             .map(|(role, text)| ChatMessage::new(*role, *text))
             .collect(),
         model: None,
+        tools: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ fn request(text: &str) -> ModelRequest {
     ModelRequest {
         messages: vec![ChatMessage::new("user", text)],
         model: None,
+        tools: Vec::new(),
     }
 }
 

@@ -291,6 +291,7 @@ impl SessionApi for SessionService {
         validate::optional_id("agent_id", &request.agent_id)?;
         validate::error_text(&request.error)?;
         let status = validate::status(request.status)?;
+        validate::tool_data(role, &request)?;
         let message = NewMessage {
             session_key: &request.session_key,
             agent_id: &request.agent_id,
@@ -299,9 +300,15 @@ impl SessionApi for SessionService {
             run_id: &request.run_id,
             status,
             error: &request.error,
-            preview: role
-                .sets_preview()
-                .then(|| validate::preview(&request.content)),
+            // A step that only called tools leaves the preview as it was.
+            preview: (role.sets_preview()
+                && (!request.content.is_empty() || request.tool_calls.is_empty()))
+            .then(|| validate::preview(&request.content)),
+            part: request.part,
+            tool_calls: &request.tool_calls,
+            tool_call_id: &request.tool_call_id,
+            tool_name: &request.tool_name,
+            tool_error: request.tool_error,
         };
         let (stored, fresh) = self.store.append(owner, &message).await?;
         if fresh {

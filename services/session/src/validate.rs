@@ -3,7 +3,7 @@
 //! the store only ever sees values both backends accept the same way.
 
 use clawgate_proto::ServiceError;
-use clawgate_proto::session::MessageStatus;
+use clawgate_proto::session::{AppendMessageRequest, MessageStatus};
 
 /// Longest session key, in characters.
 pub const MAX_SESSION_KEY_CHARS: usize = 512;
@@ -132,6 +132,53 @@ pub fn error_text(error: &str) -> Result<(), ServiceError> {
         )));
     }
     no_nul("error", error)
+}
+
+/// Most tool calls one assistant row may carry.
+pub const MAX_TOOL_CALLS: usize = 64;
+
+/// A row's tool data: calls only on assistant rows, a call id and tool name
+/// only on tool rows, bounded ids, names and arguments.
+pub fn tool_data(role: Role, request: &AppendMessageRequest) -> Result<(), ServiceError> {
+    if !request.tool_calls.is_empty() && role != Role::Assistant {
+        return Err(ServiceError::invalid(
+            "only assistant rows carry tool calls",
+        ));
+    }
+    if request.tool_calls.len() > MAX_TOOL_CALLS {
+        return Err(ServiceError::invalid(format!(
+            "more than {MAX_TOOL_CALLS} tool calls on one row"
+        )));
+    }
+    let mut arguments = 0;
+    for call in &request.tool_calls {
+        required_id("tool call id", &call.id)?;
+        required_id("tool name", &call.name)?;
+        no_nul("tool call arguments", &call.arguments_json)?;
+        arguments += call.arguments_json.len();
+    }
+    if arguments > MAX_CONTENT_BYTES {
+        return Err(ServiceError::invalid(format!(
+            "tool call arguments are larger than {MAX_CONTENT_BYTES} bytes"
+        )));
+    }
+    match role {
+        Role::Tool => {
+            optional_id("tool_call_id", &request.tool_call_id)?;
+            optional_id("tool_name", &request.tool_name)
+        }
+        _ if !request.tool_call_id.is_empty() || !request.tool_name.is_empty() => Err(
+            ServiceError::invalid("only tool rows carry tool_call_id and tool_name"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn required_id(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.is_empty() {
+        return Err(ServiceError::invalid(format!("{field} is required")));
+    }
+    optional_id(field, value)
 }
 
 /// The stored status of a message; `UNSPECIFIED` means complete.

@@ -8,7 +8,7 @@ mod support;
 
 use clawgate_proto::session::{
     AppendMessageRequest, DeleteSessionRequest, EnsureSessionRequest, ListMessagesRequest,
-    ListSessionsRequest, MessageStatus, PatchSessionRequest, SessionApi,
+    ListSessionsRequest, MessageStatus, PatchSessionRequest, SessionApi, ToolCallRecord,
 };
 use clawgate_proto::{ErrorCode, Principal};
 use futures_util::future::join_all;
@@ -39,6 +39,7 @@ behaviour_suite!(
     tenants_and_users_are_isolated,
     append_numbers_messages_and_updates_the_session,
     append_with_run_id_is_idempotent,
+    tool_loop_rows_keep_their_calls_and_results,
     concurrent_appends_get_distinct_consecutive_seqs,
     soft_delete_hides_the_session_and_a_new_one_starts_fresh,
     list_sessions_orders_pages_and_filters,
@@ -205,6 +206,64 @@ async fn append_numbers_messages_and_updates_the_session(api: &dyn SessionApi) {
     assert_eq!(
         messages(api, &alice, "main").await,
         vec![first, reply, tool]
+    );
+}
+
+/// A tool loop's rows: one run, several assistant and tool rows told apart by
+/// `part`, each idempotent, with their calls and results read back as written.
+async fn tool_loop_rows_keep_their_calls_and_results(api: &dyn SessionApi) {
+    let alice = principal("t1", "alice");
+    api.append_message(&alice, append_request("main", "user", "list", "run-1"))
+        .await
+        .unwrap();
+    let call = ToolCallRecord {
+        id: "c1".into(),
+        name: "sessions_list".into(),
+        arguments_json: r#"{"limit":2}"#.into(),
+    };
+    let step = AppendMessageRequest {
+        tool_calls: vec![call.clone()],
+        part: 0,
+        ..append_request("main", "assistant", "", "run-1")
+    };
+    let result = AppendMessageRequest {
+        tool_call_id: "c1".into(),
+        tool_name: "sessions_list".into(),
+        tool_error: true,
+        part: 1,
+        ..append_request("main", "tool", "no sessions", "run-1")
+    };
+    let last = AppendMessageRequest {
+        part: 2,
+        ..append_request("main", "assistant", "None yet.", "run-1")
+    };
+    for request in [&step, &result, &last, &step, &result] {
+        api.append_message(&alice, request.clone()).await.unwrap();
+    }
+    let rows = messages(api, &alice, "main").await;
+    assert_eq!(rows.len(), 4, "replays add nothing: {rows:?}");
+    assert_eq!(rows[1].tool_calls, [call]);
+    assert_eq!((rows[1].role.as_str(), rows[1].part), ("assistant", 0));
+    assert_eq!(
+        (
+            rows[2].tool_call_id.as_str(),
+            rows[2].tool_name.as_str(),
+            rows[2].tool_error
+        ),
+        ("c1", "sessions_list", true)
+    );
+    assert_eq!((rows[3].content.as_str(), rows[3].part), ("None yet.", 2));
+    // A step that only called tools leaves the preview to the turns with text.
+    let session = api.get_session(&alice, get("main")).await.unwrap();
+    assert_eq!(session.last_message_preview, "None yet.");
+    // Tool data only where it belongs.
+    let misplaced = AppendMessageRequest {
+        tool_calls: vec![ToolCallRecord::default()],
+        ..append_request("main", "user", "x", "")
+    };
+    assert_code(
+        api.append_message(&alice, misplaced).await,
+        ErrorCode::InvalidRequest,
     );
 }
 

@@ -77,6 +77,11 @@ impl MockAnthropic {
         self.state.set_model_script(model, script);
     }
 
+    /// Answers the next request with `script` (queued scripts go first, in order).
+    pub fn queue_script(&self, script: Script) {
+        self.state.queue_script(script);
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests()

@@ -11,7 +11,7 @@
 //!
 //! [`MockModel::base_url`] is what a runner's provider base URL should be.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -238,6 +238,8 @@ pub(crate) struct MockState {
     script: Mutex<Script>,
     /// Scripts of requests naming these models (else `script`).
     model_scripts: Mutex<HashMap<String, Script>>,
+    /// Scripts of the next requests, one each, before any other.
+    queue: Mutex<VecDeque<Script>>,
     recorded: Mutex<Recorded>,
 }
 
@@ -246,6 +248,7 @@ impl MockState {
         Arc::new(Self {
             script: Mutex::new(script),
             model_scripts: Mutex::new(HashMap::new()),
+            queue: Mutex::new(VecDeque::new()),
             recorded: Mutex::new(Recorded::default()),
         })
     }
@@ -254,13 +257,29 @@ impl MockState {
         self.script.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The script of a request for `model`.
+    /// The script of a request for `model`: the next queued one, else the
+    /// model's, else the main one.
     pub(crate) fn script_for(&self, model: Option<&str>) -> Script {
+        if let Some(next) = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+        {
+            return next;
+        }
         let scripts = self.model_scripts.lock().unwrap_or_else(|p| p.into_inner());
         match model.and_then(|model| scripts.get(model)) {
             Some(script) => script.clone(),
             None => self.script().clone(),
         }
+    }
+
+    pub(crate) fn queue_script(&self, script: Script) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(script);
     }
 
     pub(crate) fn set_model_script(&self, model: &str, script: Script) {
@@ -374,6 +393,11 @@ impl MockModel {
     /// Answers requests naming `model` with `script` (others keep the main one).
     pub fn set_model_script(&self, model: &str, script: Script) {
         self.state.set_model_script(model, script);
+    }
+
+    /// Answers the next request with `script` (queued scripts go first, in order).
+    pub fn queue_script(&self, script: Script) {
+        self.state.queue_script(script);
     }
 
     /// Every request received so far, in arrival order.

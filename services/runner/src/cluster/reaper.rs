@@ -17,8 +17,8 @@ use clawgate_runtime::lease::{HeldLease, LostRun};
 use clawgate_runtime::replay::RunRef;
 
 use super::{Cluster, RUNNER_LOST, RUNNER_LOST_MESSAGE};
+use crate::context::{LOST_RUN_PART, write_turn};
 use crate::events::{EventPublisher, RunIdentity};
-use crate::run::write_turn;
 use crate::service::RunnerService;
 
 /// One reaper pass: ends every run whose runner stopped renewing its lease.
@@ -68,6 +68,9 @@ async fn end_lost_run(service: &RunnerService, cluster: &Cluster, info: RunInfo,
         status: MessageStatus::Error as i32,
         error: RUNNER_LOST_MESSAGE.to_owned(),
         agent_id: info.agent_id.clone(),
+        // Past any part the run wrote itself (its tool-loop steps).
+        part: LOST_RUN_PART,
+        ..Default::default()
     };
     write_turn(&service.inner.session, &principal, request).await;
 

@@ -104,7 +104,7 @@ impl ModelProvider for AnthropicProvider {
 
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ProviderError> {
         let model = request.model.as_deref().unwrap_or(&self.config.model);
-        let body = RequestBody::new(model, MAX_OUTPUT_TOKENS, &request.messages);
+        let body = RequestBody::new(model, MAX_OUTPUT_TOKENS, &request.messages, &request.tools);
         let mut builder = self
             .client
             .post(&self.endpoint)

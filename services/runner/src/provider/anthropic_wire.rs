@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::{Feed, StreamParser};
-use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage};
+use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage, ToolSpec};
 
 /// Malformed events tolerated (skipped with a warning) before the stream fails.
 const MAX_MALFORMED_EVENTS: u32 = 8;
@@ -31,29 +31,36 @@ pub(crate) struct RequestBody<'a> {
     pub system: Option<String>,
     pub messages: Vec<Value>,
     pub stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
 }
 
 impl<'a> RequestBody<'a> {
     /// System messages go to `system` (joined by blank lines); the others
-    /// become `messages`, consecutive ones of a role merged into one, as the
-    /// API wants roles to alternate.
-    pub fn new(model: &'a str, max_tokens: u32, messages: &[ChatMessage]) -> Self {
+    /// become `messages` of content blocks — an assistant's tool calls as
+    /// `tool_use` blocks, tool results as `tool_result` blocks of a user
+    /// message — consecutive ones of a role merged into one, as the API wants
+    /// roles to alternate (and all results of a step in one message).
+    pub fn new(
+        model: &'a str,
+        max_tokens: u32,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Self {
         let system: Vec<&str> = messages
             .iter()
             .filter(|message| message.role == "system")
             .map(|message| message.content.as_str())
             .collect();
-        let mut wire: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut wire: Vec<(&str, Vec<Value>)> = Vec::new();
         for message in messages.iter().filter(|message| message.role != "system") {
-            let role = if message.role == "assistant" {
-                "assistant"
-            } else {
-                "user"
-            };
-            let block = json!({"type": "text", "text": message.content});
+            let (role, blocks) = blocks_of(message);
+            if blocks.is_empty() {
+                continue;
+            }
             match wire.last_mut() {
-                Some((last, blocks)) if last == role => blocks.push(block),
-                _ => wire.push((role.to_owned(), vec![block])),
+                Some((last, known)) if *last == role => known.extend(blocks),
+                _ => wire.push((role, blocks)),
             }
         }
         Self {
@@ -65,8 +72,46 @@ impl<'a> RequestBody<'a> {
                 .map(|(role, content)| json!({"role": role, "content": content}))
                 .collect(),
             stream: true,
+            tools: tools
+                .iter()
+                .map(|tool| {
+                    json!({"name": tool.name, "description": tool.description,
+                        "input_schema": tool.parameters})
+                })
+                .collect(),
         }
     }
+}
+
+/// The role and content blocks of one message (the API has no empty text blocks).
+fn blocks_of(message: &ChatMessage) -> (&'static str, Vec<Value>) {
+    if message.role == "tool" {
+        let mut result = json!({"type": "tool_result", "tool_use_id": message.tool_call_id,
+            "content": message.content});
+        if message.is_error {
+            result["is_error"] = json!(true);
+        }
+        return ("user", vec![result]);
+    }
+    let role = if message.role == "assistant" {
+        "assistant"
+    } else {
+        "user"
+    };
+    let mut blocks = Vec::with_capacity(1 + message.tool_calls.len());
+    if !message.content.is_empty() {
+        blocks.push(json!({"type": "text", "text": message.content}));
+    }
+    for call in &message.tool_calls {
+        // The API wants the input as an object; a model's malformed
+        // arguments go back as an empty one (its tool result said why).
+        let input = serde_json::from_str::<Value>(&call.arguments_json)
+            .ok()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    (role, blocks)
 }
 
 #[derive(Deserialize)]
@@ -506,7 +551,8 @@ mod tests {
             ChatMessage::new("user", "again"),
             ChatMessage::new("assistant", "hello"),
         ];
-        let body = serde_json::to_value(RequestBody::new("claude", 1024, &messages)).expect("json");
+        let body =
+            serde_json::to_value(RequestBody::new("claude", 1024, &messages, &[])).expect("json");
         assert_eq!(body["system"], "be brief");
         assert_eq!(body["max_tokens"], 1024);
         assert_eq!(body["stream"], true);
@@ -516,6 +562,55 @@ mod tests {
                 {"role": "user", "content": [
                     {"type": "text", "text": "hi"}, {"type": "text", "text": "again"}]},
                 {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_calls_and_results_become_blocks() {
+        let calls = vec![
+            super::super::ToolCall {
+                id: "toolu_1".into(),
+                name: "sessions_list".into(),
+                arguments_json: r#"{"limit":2}"#.into(),
+            },
+            super::super::ToolCall {
+                id: "toolu_2".into(),
+                name: "sessions_list".into(),
+                arguments_json: "not json".into(),
+            },
+        ];
+        let messages = [
+            ChatMessage::new("user", "list"),
+            ChatMessage::assistant_with_calls("", calls),
+            ChatMessage::tool_result("toolu_1", "[]", false),
+            ChatMessage::tool_result("toolu_2", "bad arguments", true),
+        ];
+        let tools = [ToolSpec {
+            name: "sessions_list".into(),
+            description: "Lists sessions.".into(),
+            parameters: json!({"type": "object"}),
+        }];
+        let body = serde_json::to_value(RequestBody::new("claude", 1024, &messages, &tools))
+            .expect("json");
+        assert_eq!(
+            body["tools"],
+            json!([{"name": "sessions_list", "description": "Lists sessions.",
+                "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "list"}]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "sessions_list", "input": {"limit": 2}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "sessions_list", "input": {}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "[]"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "bad arguments",
+                        "is_error": true},
+                ]},
             ])
         );
     }

@@ -24,11 +24,17 @@ pub use slot::NO_PROVIDER_MESSAGE;
 pub(crate) use slot::ProviderSlot;
 
 /// One message of the context sent to the model.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatMessage {
-    /// "system" | "user" | "assistant"
+    /// "system" | "user" | "assistant" | "tool"
     pub role: String,
     pub content: String,
+    /// An assistant message's tool calls (after its text).
+    pub tool_calls: Vec<ToolCall>,
+    /// A tool message: the call it answers.
+    pub tool_call_id: String,
+    /// A tool message: whether the tool failed.
+    pub is_error: bool,
 }
 
 impl ChatMessage {
@@ -36,8 +42,51 @@ impl ChatMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            ..Self::default()
         }
     }
+
+    /// An assistant message that asked for `calls`.
+    pub fn assistant_with_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self {
+            role: "assistant".to_owned(),
+            content: content.into(),
+            tool_calls: calls,
+            ..Self::default()
+        }
+    }
+
+    /// The result of tool call `call_id`.
+    pub fn tool_result(
+        call_id: impl Into<String>,
+        content: impl Into<String>,
+        is_error: bool,
+    ) -> Self {
+        Self {
+            role: "tool".to_owned(),
+            content: content.into(),
+            tool_call_id: call_id.into(),
+            is_error,
+            ..Self::default()
+        }
+    }
+}
+
+/// A tool call a model made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text, as the model sent it.
+    pub arguments_json: String,
+}
+
+/// A tool offered to the model: its name, what it does, its JSON Schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +94,8 @@ pub struct ModelRequest {
     pub messages: Vec<ChatMessage>,
     /// The model to call instead of the provider's own (an agent's choice).
     pub model: Option<String>,
+    /// Tools the model may call (none: a plain chat).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// Token counts as the provider reports them.

@@ -101,6 +101,7 @@ impl ModelProvider for OpenAiProvider {
             stream_options: StreamOptions {
                 include_usage: true,
             },
+            tools: super::wire::wire_tools(&request.tools),
         };
         let mut builder = self
             .client

@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::http::{Feed, StreamParser};
-use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage};
+use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage, ToolSpec};
 
 /// Malformed chunks tolerated (skipped with a warning) before the stream fails.
 const MAX_MALFORMED_CHUNKS: u32 = 8;
@@ -23,19 +24,51 @@ pub(crate) struct RequestBody<'a> {
     pub messages: Vec<WireMessage<'a>>,
     pub stream: bool,
     pub stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+}
+
+/// The `tools` of a request: one `function` per tool.
+pub(crate) fn wire_tools(tools: &[ToolSpec]) -> Vec<Value> {
+    tools
+        .iter()
+        .map(|tool| {
+            json!({"type": "function", "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            }})
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
 pub(crate) struct WireMessage<'a> {
     pub role: &'a str,
-    pub content: &'a str,
+    /// `null` for an assistant message that only called tools.
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub tool_call_id: &'a str,
 }
 
 impl<'a> From<&'a ChatMessage> for WireMessage<'a> {
     fn from(message: &'a ChatMessage) -> Self {
+        let only_calls = message.content.is_empty() && !message.tool_calls.is_empty();
         Self {
             role: &message.role,
-            content: &message.content,
+            content: (!only_calls).then_some(message.content.as_str()),
+            tool_calls: message
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    json!({"id": call.id, "type": "function", "function": {
+                        "name": call.name, "arguments": call.arguments_json,
+                    }})
+                })
+                .collect(),
+            tool_call_id: &message.tool_call_id,
         }
     }
 }

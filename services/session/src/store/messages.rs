@@ -8,19 +8,19 @@
 //! - `seq` is the session's new `message_count`, taken under the session row's
 //!   lock in the same transaction, so seqs are gapless and unique; one
 //!   transaction per attempt, retried when a unique index says another append won.
-//! - With a run id, (session, run id, role) is unique; appending it again
-//!   returns the stored row and changes nothing.
+//! - With a run id, (session, run id, role, part) is unique; appending it
+//!   again returns the stored row and changes nothing.
 //! - Reads see only the caller's own live session; a missing or deleted one
 //!   reads as an empty transcript.
 
 use clawgate_proto::ServiceError;
-use clawgate_proto::session::{MessageStatus, TranscriptMessage};
+use clawgate_proto::session::{MessageStatus, ToolCallRecord, TranscriptMessage};
 use clawgate_runtime::clock::now_ms;
 use clawgate_runtime::db::{is_unique_violation, service_error};
 use sqlx::Row as _;
 
 use super::sessions::insert_session_if_missing;
-use super::{Owner, Store, commit, message_of, to_u64};
+use super::{Owner, Store, commit, message_of, to_u64, tools};
 use crate::validate::Role;
 
 /// How often an append is retried after losing a race on a unique index.
@@ -37,6 +37,13 @@ pub struct NewMessage<'a> {
     pub status: MessageStatus,
     pub error: &'a str,
     pub preview: Option<String>,
+    pub part: u32,
+    /// An assistant row's tool calls.
+    pub tool_calls: &'a [ToolCallRecord],
+    /// A tool row's call id, tool name and outcome.
+    pub tool_call_id: &'a str,
+    pub tool_name: &'a str,
+    pub tool_error: bool,
 }
 
 const BUMP_SESSION_WITH_PREVIEW: &str = "\
@@ -53,21 +60,22 @@ const BUMP_SESSION: &str = "\
 
 const MESSAGE_OF_RUN: &str = "\
     SELECT id, tenant_id, user_id, session_key, seq, role, content, run_id, status, error, \
-           created_at \
+           created_at, part, tools \
     FROM messages \
-    WHERE session_id = $1 AND tenant_id = $2 AND user_id = $3 AND run_id = $4 AND role = $5";
+    WHERE session_id = $1 AND tenant_id = $2 AND user_id = $3 AND run_id = $4 AND role = $5 \
+      AND part = $6";
 
 const INSERT_MESSAGE: &str = "\
     INSERT INTO messages (id, session_id, tenant_id, user_id, session_key, seq, role, content, \
-                          run_id, status, error, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                          run_id, status, error, created_at, part, tools) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 const RECENT_MESSAGES: &str = "\
     SELECT id, tenant_id, user_id, session_key, seq, role, content, run_id, status, \
-           error, created_at \
+           error, created_at, part, tools \
     FROM ( \
         SELECT m.id, m.tenant_id, m.user_id, m.session_key, m.seq, m.role, m.content, \
-               m.run_id, m.status, m.error, m.created_at \
+               m.run_id, m.status, m.error, m.created_at, m.part, m.tools \
         FROM messages m JOIN sessions s ON s.id = m.session_id \
         WHERE s.tenant_id = $1 AND s.user_id = $2 AND s.session_key = $3 \
           AND s.deleted_at IS NULL AND m.tenant_id = $1 AND m.user_id = $2 \
@@ -156,6 +164,7 @@ impl Store {
                 .bind(owner.user_id)
                 .bind(message.run_id)
                 .bind(message.role.as_str())
+                .bind(i64::from(message.part))
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(service_error)?;
@@ -180,7 +189,18 @@ impl Store {
             status: message.status as i32,
             error: message.error.to_owned(),
             created_at_ms: now,
+            part: message.part,
+            tool_calls: message.tool_calls.to_vec(),
+            tool_call_id: message.tool_call_id.to_owned(),
+            tool_name: message.tool_name.to_owned(),
+            tool_error: message.tool_error,
         };
+        let tools = tools::encode(
+            message.tool_calls,
+            message.tool_call_id,
+            message.tool_name,
+            message.tool_error,
+        );
         let inserted = sqlx::query(INSERT_MESSAGE)
             .bind(stored.id.as_str())
             .bind(session_id.as_str())
@@ -194,6 +214,8 @@ impl Store {
             .bind(i64::from(stored.status))
             .bind(message.error)
             .bind(now)
+            .bind(i64::from(message.part))
+            .bind(tools)
             .execute(&mut *tx)
             .await;
         if let Err(err) = inserted {

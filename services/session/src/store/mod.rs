@@ -27,6 +27,7 @@ mod agents;
 mod messages;
 mod retention;
 mod sessions;
+mod tools;
 
 use clawgate_proto::ServiceError;
 use clawgate_proto::session::{Session, TranscriptMessage};
@@ -121,6 +122,13 @@ fn message_of(row: &AnyRow) -> Result<TranscriptMessage, sqlx::Error> {
         status: i32::try_from(status).unwrap_or_default(),
         error: row.try_get("error")?,
         created_at_ms: row.try_get("created_at")?,
+        part: u32::try_from(row.try_get::<i64, _>("part")?).unwrap_or_default(),
+        ..Default::default()
+    })
+    .map(|mut message| {
+        let tools: String = row.try_get("tools").unwrap_or_default();
+        tools::decode(&tools, &mut message);
+        message
     })
 }
 
