@@ -17,11 +17,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{Feed, StreamParser};
+use super::http::{Feed, Malformed, StreamParser};
 use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage, ToolSpec};
-
-/// Malformed events tolerated (skipped with a warning) before the stream fails.
-const MAX_MALFORMED_EVENTS: u32 = 8;
 
 #[derive(Serialize)]
 pub(crate) struct RequestBody<'a> {
@@ -230,7 +227,7 @@ pub(crate) struct EventParser {
     saw_usage: bool,
     stop_reason: Option<String>,
     stopped: bool,
-    malformed: u32,
+    malformed: Malformed,
     finished: bool,
 }
 
@@ -261,17 +258,7 @@ impl StreamParser for EventParser {
         }
         let event: StreamEvent = match serde_json::from_str(data) {
             Ok(event) => event,
-            Err(err) => {
-                self.malformed += 1;
-                tracing::warn!(error = %err, count = self.malformed, "skipping malformed model stream event");
-                if self.malformed > MAX_MALFORMED_EVENTS {
-                    return Err(ProviderError::new(
-                        ProviderErrorKind::Protocol,
-                        "the model provider sent a malformed stream",
-                    ));
-                }
-                return Ok(Feed::Continue);
-            }
+            Err(err) => return self.malformed.skip(&err),
         };
         match event {
             StreamEvent::MessageStart { message } => self.usage(message.usage),

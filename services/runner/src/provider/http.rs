@@ -15,6 +15,7 @@ use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 
 use super::{ModelEvent, ModelStream, ProviderError, ProviderErrorKind};
+use crate::config::ProviderTimeouts;
 
 /// Longest error body read from a failed response (for the log only).
 const MAX_ERROR_BODY_BYTES: usize = 4 * 1024;
@@ -44,6 +45,45 @@ pub(crate) trait StreamParser: Send + 'static {
     fn saw_finish(&self) -> bool;
     /// Ends a complete stream: whatever is pending, then [`ModelEvent::Done`].
     fn finish(&mut self, out: &mut Vec<ModelEvent>) -> Result<(), ProviderError>;
+}
+
+/// The HTTP client of a provider.
+pub(crate) fn client(timeouts: ProviderTimeouts) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .build()
+        .map_err(|err| {
+            tracing::error!(error = %err, "cannot build the model provider HTTP client");
+            ProviderError::new(
+                ProviderErrorKind::Unknown,
+                "the model provider client could not be initialised",
+            )
+        })
+}
+
+/// Counts the malformed events of one stream: a few are skipped (with a
+/// warning), more fail it.
+#[derive(Debug, Default)]
+pub(crate) struct Malformed {
+    seen: u32,
+}
+
+impl Malformed {
+    /// Events tolerated before the stream fails.
+    const LIMIT: u32 = 8;
+
+    /// Records one malformed event; an error once there were too many.
+    pub fn skip(&mut self, err: &serde_json::Error) -> Result<Feed, ProviderError> {
+        self.seen += 1;
+        tracing::warn!(error = %err, count = self.seen, "skipping malformed model stream event");
+        if self.seen > Self::LIMIT {
+            return Err(ProviderError::new(
+                ProviderErrorKind::Protocol,
+                "the model provider sent a malformed stream",
+            ));
+        }
+        Ok(Feed::Continue)
+    }
 }
 
 /// Sends `request`, waiting at most `idle` for the response headers.

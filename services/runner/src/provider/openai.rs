@@ -33,16 +33,7 @@ impl std::fmt::Debug for OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: ProviderConfig, timeouts: ProviderTimeouts) -> Result<Self, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .build()
-            .map_err(|err| {
-                tracing::error!(error = %err, "cannot build the model provider HTTP client");
-                ProviderError::new(
-                    ProviderErrorKind::Unknown,
-                    "the model provider client could not be initialised",
-                )
-            })?;
+        let client = http::client(timeouts)?;
         let endpoint = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Ok(Self {
             client,

@@ -12,11 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http::{Feed, StreamParser};
+use super::http::{Feed, Malformed, StreamParser};
 use super::{ChatMessage, ModelEvent, ProviderError, ProviderErrorKind, TokenUsage, ToolSpec};
-
-/// Malformed chunks tolerated (skipped with a warning) before the stream fails.
-const MAX_MALFORMED_CHUNKS: u32 = 8;
 
 #[derive(Serialize)]
 pub(crate) struct RequestBody<'a> {
@@ -163,7 +160,7 @@ pub(crate) struct ChunkParser {
     finish_reason: Option<String>,
     usage: Option<TokenUsage>,
     refusal: String,
-    malformed: u32,
+    malformed: Malformed,
     finished: bool,
 }
 
@@ -184,17 +181,7 @@ impl ChunkParser {
         }
         let chunk: Chunk = match serde_json::from_str(data) {
             Ok(chunk) => chunk,
-            Err(err) => {
-                self.malformed += 1;
-                tracing::warn!(error = %err, count = self.malformed, "skipping malformed model stream chunk");
-                if self.malformed > MAX_MALFORMED_CHUNKS {
-                    return Err(ProviderError::new(
-                        ProviderErrorKind::Protocol,
-                        "the model provider sent a malformed stream",
-                    ));
-                }
-                return Ok(Feed::Continue);
-            }
+            Err(err) => return self.malformed.skip(&err),
         };
         if let Some(error) = chunk.error {
             return Err(classify_error_body(&error, None));
