@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    Disconnect, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+    Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange, TranscriptNote,
 };
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
@@ -173,6 +173,10 @@ pub trait DialectConn: Send + 'static {
     /// (on the same topics as run events); by default it shows nothing.
     fn on_session(&mut self, _change: &SessionChange, _cx: &mut Cx<'_, Self::Done>) {}
 
+    /// Handles one exec approval event of the connection's tenant (the
+    /// connection decides whether it may see it); by default it shows nothing.
+    fn on_approval(&mut self, _event: &ExecApprovalEvent, _cx: &mut Cx<'_, Self::Done>) {}
+
     /// Whether `disconnect` (published for the connection's tenant) targets
     /// this connection.
     fn is_target(&self, disconnect: &Disconnect) -> bool;
@@ -261,6 +265,7 @@ pub async fn authenticated<C: DialectConn>(
                         }
                         HubEvent::Note(note) => session.conn.on_note(&note, &mut cx),
                         HubEvent::Session(change) => session.conn.on_session(&change, &mut cx),
+                        HubEvent::Approval(event) => session.conn.on_approval(&event, &mut cx),
                         HubEvent::Disconnect(disconnect) => {
                             if session.conn.is_target(&disconnect) {
                                 tracing::info!(

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, PairingEvent, PresenceEvent, RunEvent, SessionChange, TranscriptNote,
-    bus_message,
+    BusMessage, Disconnect, ExecApprovalEvent, PairingEvent, PresenceEvent, RunEvent,
+    SessionChange, TranscriptNote, bus_message,
 };
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
@@ -53,6 +53,7 @@ pub enum HubEvent {
     Presence(Arc<PresenceEvent>),
     Note(Arc<TranscriptNote>),
     Session(Arc<SessionChange>),
+    Approval(Arc<ExecApprovalEvent>),
 }
 
 impl HubEvent {
@@ -65,6 +66,7 @@ impl HubEvent {
             bus_message::Body::PresenceEvent(event) => Self::Presence(Arc::new(event)),
             bus_message::Body::TranscriptNote(note) => Self::Note(Arc::new(note)),
             bus_message::Body::SessionChange(change) => Self::Session(Arc::new(change)),
+            bus_message::Body::ExecApprovalEvent(event) => Self::Approval(Arc::new(event)),
         };
         Some((event, size))
     }

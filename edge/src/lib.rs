@@ -38,6 +38,7 @@
 //!
 //! Runs belong to runners, not sockets: closing a socket never aborts a run.
 
+mod approvers;
 pub mod config;
 mod conn;
 pub mod error;

@@ -30,6 +30,7 @@ use axum::routing::get;
 use clawgate_runtime::bus::Topic;
 use tokio_util::sync::CancellationToken;
 
+use crate::approvers::EdgeApprovers;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::health;
@@ -98,6 +99,7 @@ impl Edge {
             started: Instant::now(),
             bus_ok: AtomicBool::new(true),
             devices,
+            approvers: EdgeApprovers::start(services_presence.clone()),
             presence: EdgePresence::start(services_presence),
             health: HealthCache::default(),
         });

@@ -109,6 +109,7 @@ async fn run(mut socket: Box<Socket>) {
         if let Some(devices) = &state.devices {
             devices.remove(&socket.info.conn_id).await;
         }
+        state.approvers.remove(&socket.info.conn_id).await;
     }
     socket.out.close_quietly();
     let grace = state.config.close_timeout;
@@ -311,6 +312,9 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
         presence::fill_hello(&mut reply, &opened);
         opened
     };
+    if pending_until_ms.is_none() {
+        state.approvers.add(&principal, &info.conn_id, goclaw).await;
+    }
     out.response(&request.id, Some(&reply), None);
     if let Some(event) = opened.event.take() {
         presence::publish_in_background(state, event);

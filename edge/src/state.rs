@@ -20,6 +20,7 @@ use clawgate_runtime::presence::PresenceRegistry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::approvers::EdgeApprovers;
 use crate::config::EdgeConfig;
 use crate::health_cache::HealthCache;
 use crate::hub::Hub;
@@ -130,6 +131,8 @@ pub struct EdgeState {
     pub devices: Option<LocalDevices>,
     /// This edge's listed connections in the presence registry.
     pub presence: EdgePresence,
+    /// This edge's connections that may answer exec approvals.
+    pub approvers: EdgeApprovers,
     /// The cached health snapshot (refreshed by [`crate::health`]).
     pub health: HealthCache,
 }

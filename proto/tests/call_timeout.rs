@@ -12,10 +12,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
-    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
-    RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
-    StartRunResponse,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, ExecApproval,
+    GetApprovalRequest, GetRunRequest, ListApprovalsRequest, ListApprovalsResponse,
+    ListModelsRequest, ListModelsResponse, ListToolsRequest, ListToolsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, ResolveApprovalRequest, ResolveApprovalResponse,
+    RunInfo, RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse,
+    StartRunRequest, StartRunResponse, WaitApprovalRequest,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 
@@ -81,6 +83,46 @@ impl RunnerApi for Slow {
         _principal: &Principal,
         _request: ActiveRunsRequest,
     ) -> Result<ActiveRunsResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn list_approvals(
+        &self,
+        _principal: &Principal,
+        _request: ListApprovalsRequest,
+    ) -> Result<ListApprovalsResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn get_approval(
+        &self,
+        _principal: &Principal,
+        _request: GetApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn resolve_approval(
+        &self,
+        _principal: &Principal,
+        _request: ResolveApprovalRequest,
+    ) -> Result<ResolveApprovalResponse, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn wait_approval(
+        &self,
+        _principal: &Principal,
+        _request: WaitApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        Err(ServiceError::not_found("not in this test"))
+    }
+
+    async fn list_tools(
+        &self,
+        _principal: &Principal,
+        _request: ListToolsRequest,
+    ) -> Result<ListToolsResponse, ServiceError> {
         Err(ServiceError::not_found("not in this test"))
     }
 }

@@ -50,6 +50,10 @@ pub struct GatewayOptions {
     /// `CLAWGATE_ENCRYPTION_KEY`; `None`: the key the embedded gateway creates
     /// in its data directory.
     pub encryption_key: Option<String>,
+    /// `--exec-workspace`: agents get the `exec` tool, gated by approvals.
+    pub exec_workspace: Option<std::path::PathBuf>,
+    /// `--approval-timeout-ms` (default 30 minutes).
+    pub approval_timeout_ms: Option<u64>,
 }
 
 /// Auth and pairing settings of a test gateway; `None` keeps the production default.
@@ -206,6 +210,8 @@ fn common_args(options: &GatewayOptions) -> CommonArgs {
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         encryption_key: options.encryption_key.clone().map(SecretArg::new),
         session_retention_days: 30,
+        exec_workspace: options.exec_workspace.clone(),
+        approval_timeout_ms: options.approval_timeout_ms.unwrap_or(1_800_000),
         edge: options.edge.clone(),
         auth: options.auth.to_args(),
     }

@@ -44,6 +44,8 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "agents.create",
             "agents.update",
             "agents.delete",
+            "tools.catalog",
+            "tools.effective",
             "chat.send",
             "chat.history",
             "chat.abort",
@@ -81,7 +83,11 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "tenants.users.remove",
             "secrets.set",
             "secrets.list",
-            "secrets.delete"
+            "secrets.delete",
+            "exec.approval.list",
+            "exec.approval.get",
+            "exec.approval.resolve",
+            "exec.approval.waitDecision"
         ])
     );
     assert!(

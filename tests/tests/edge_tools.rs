@@ -117,3 +117,88 @@ async fn tool_calls_stream_to_tool_event_clients_and_land_in_history() -> anyhow
     assert!(tool_frames(&frames).is_empty(), "{frames:#?}");
     Ok(())
 }
+
+fn tool_ids(groups: &Value) -> Vec<String> {
+    groups
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["tools"].as_array().cloned().unwrap_or_default())
+        .filter_map(|tool| tool["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_tool_catalog_and_an_agents_effective_tools() -> anyhow::Result<()> {
+    let (gw, _model) = gateway(Script::text("ok")).await?;
+    let mut reader = connect(&gw.ws_url, &gw.gateway_token, &[]).await?;
+    let mut admin = open(&gw.ws_url).await?;
+    let res = admin
+        .request(
+            "connect",
+            openclaw_params(&gw.gateway_token, &["operator.admin"]),
+        )
+        .await?;
+    anyhow::ensure!(res["ok"] == true, "{res}");
+
+    let catalog = reader.request("tools.catalog", json!({})).await?;
+    let catalog = ok(&catalog)?;
+    assert_eq!(catalog["agentId"], "main", "{catalog}");
+    assert_eq!(
+        tool_ids(&catalog["groups"]),
+        [
+            "sessions_history",
+            "sessions_list",
+            "sessions_send",
+            "web_fetch"
+        ],
+        "{catalog}"
+    );
+    let fetch = &catalog["groups"][0]["tools"][3];
+    assert_eq!(fetch["enabled"], true, "{fetch}");
+    assert_eq!(fetch["parameters"]["required"], json!(["url"]), "{fetch}");
+    assert_eq!(fetch["requiresApproval"], false, "{fetch}");
+
+    // An agent with an allowlist has only those tools.
+    let created = admin
+        .request(
+            "agents.create",
+            json!({"name": "Reader", "workspace": "", "tools": ["sessions_list"]}),
+        )
+        .await?;
+    let agent_id = ok(&created)?["agentId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let effective = reader
+        .request(
+            "tools.effective",
+            json!({"sessionKey": format!("agent:{agent_id}:main")}),
+        )
+        .await?;
+    let effective = ok(&effective)?;
+    assert_eq!(effective["agentId"], agent_id.as_str(), "{effective}");
+    assert_eq!(
+        tool_ids(&effective["groups"]),
+        ["sessions_list"],
+        "{effective}"
+    );
+    let catalog = reader
+        .request("tools.catalog", json!({"agentId": agent_id}))
+        .await?;
+    let enabled: Vec<bool> = ok(&catalog)?["groups"][0]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|tool| tool["enabled"] == true)
+        .collect();
+    assert_eq!(enabled, [false, true, false, false]);
+
+    let unknown = reader
+        .request("tools.catalog", json!({"agentId": "nobody"}))
+        .await?;
+    assert_eq!(unknown["ok"], false, "{unknown}");
+    let missing = reader.request("tools.effective", json!({})).await?;
+    assert_eq!(missing["error"]["code"], "INVALID_REQUEST", "{missing}");
+    Ok(())
+}

@@ -85,7 +85,7 @@ pub enum Call {
 
 /// The agent `agentId` or `sessionKey` of `obj` names (normalized), the
 /// former first; `None` when neither names one.
-fn agent_param(
+pub(super) fn agent_param(
     request: &Request<'_>,
     obj: &crate::params::Obj<'_>,
 ) -> Result<Option<String>, ServiceError> {

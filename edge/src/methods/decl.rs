@@ -10,7 +10,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawgate_proto::principal::{SCOPE_ADMIN, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE};
+use clawgate_proto::principal::{
+    SCOPE_ADMIN, SCOPE_APPROVALS, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE,
+};
 use clawgate_proto::runner::StartRunRequest;
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::Value;
@@ -29,6 +31,7 @@ pub enum Scope {
     Read,
     Write,
     Pairing,
+    Approvals,
     Admin,
 }
 
@@ -40,6 +43,7 @@ impl Scope {
             Self::Read => Some(SCOPE_READ),
             Self::Write => Some(SCOPE_WRITE),
             Self::Pairing => Some(SCOPE_PAIRING),
+            Self::Approvals => Some(SCOPE_APPROVALS),
             Self::Admin => Some(SCOPE_ADMIN),
         }
     }

@@ -28,6 +28,7 @@ pub mod agent;
 pub mod agent_admin;
 pub mod agents;
 pub mod api_keys;
+pub mod approvals;
 pub mod chat;
 pub mod decl;
 pub mod inject;
@@ -42,6 +43,7 @@ pub mod sessions;
 pub mod subscriptions;
 pub mod system;
 pub mod tenants;
+pub mod tools;
 pub mod users;
 
 use std::collections::HashMap;
@@ -52,12 +54,13 @@ pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscriptio
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 17] = [
+pub const FAMILIES: [&[Method]; 19] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
     agents::METHODS,
     agent_admin::METHODS,
+    tools::METHODS,
     users::METHODS,
     chat::METHODS,
     agent::METHODS,
@@ -70,6 +73,7 @@ pub const FAMILIES: [&[Method]; 17] = [
     api_keys::METHODS,
     tenants::METHODS,
     secrets::METHODS,
+    approvals::METHODS,
 ];
 
 /// Every declared method, in declaration order.

@@ -15,12 +15,12 @@ use clawgate_proto::{Principal, ServiceError};
 
 use serde_json::json;
 
-use crate::methods::{self, Scope};
+use crate::methods::{self, Scope, approvals};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 11] = [
+pub const EVENTS: [&str; 13] = [
     "connect.challenge",
     "agent",
     "chat",
@@ -32,6 +32,8 @@ pub const EVENTS: [&str; 11] = [
     "presence",
     PAIR_REQUESTED,
     PAIR_RESOLVED,
+    approvals::REQUESTED,
+    approvals::RESOLVED,
 ];
 
 /// The methods only a `node` may call (§4.1), besides `health`.

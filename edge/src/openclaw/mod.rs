@@ -35,7 +35,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clawgate_proto::pb::common::v1::{
-    Disconnect, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+    ApprovalChange, Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange,
+    TranscriptNote,
 };
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::runner::RunnerApi as _;
@@ -47,7 +48,7 @@ use tokio::time::Instant;
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_POLICY, ErrorShape, Inbound, Request};
 use crate::health::{self, Snapshot};
-use crate::methods::{self, Handler, Job, replay, system};
+use crate::methods::{self, Handler, Job, approvals, replay, system};
 use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::params::Style;
@@ -413,6 +414,29 @@ impl DialectConn for Conn {
         if self.sees_events {
             cx.out.event(note::chat_final(note));
         }
+    }
+
+    fn on_approval(&mut self, event: &ExecApprovalEvent, cx: &mut Cx<'_, Done>) {
+        let Some(approval) = &event.approval else {
+            return;
+        };
+        if self.principal.role != "operator"
+            || !approvals::sees_approval(&self.principal, approval, false)
+        {
+            return;
+        }
+        let (name, payload) = if event.change == ApprovalChange::Requested as i32 {
+            (
+                approvals::REQUESTED,
+                approvals::requested_payload(approval, Style::Camel),
+            )
+        } else {
+            (
+                approvals::RESOLVED,
+                approvals::resolved_payload(approval, Style::Camel),
+            )
+        };
+        cx.out.event(EventOut::droppable(name, payload));
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {

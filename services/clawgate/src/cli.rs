@@ -62,6 +62,20 @@ pub struct CommonArgs {
         value_parser = ["openai", "anthropic"])]
     pub model_provider: String,
 
+    /// Directory under which agents' `exec` tool runs commands (each user in
+    /// `<dir>/<tenant>/<user>`); unset: agents have no `exec` tool. Every
+    /// command waits for a human approval (`exec.approval.resolve`).
+    #[arg(long, env = "CLAWGATE_EXEC_WORKSPACE")]
+    pub exec_workspace: Option<std::path::PathBuf>,
+
+    /// How long an exec approval waits for an answer, in milliseconds.
+    #[arg(
+        long,
+        env = "CLAWGATE_APPROVAL_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub approval_timeout_ms: u64,
+
     /// Model name sent to the provider.
     #[arg(long, env = "CLAWGATE_MODEL", default_value = "gpt-4o-mini")]
     pub model: String,

@@ -10,14 +10,19 @@ use std::sync::Arc;
 
 use clawgate_proto::ServiceError;
 use clawgate_proto::session::SessionClient;
+use clawgate_runtime::approvals::memory::MemoryApprovals;
+use clawgate_runtime::approvals::redis::RedisApprovals;
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::bus::redis::RedisBus;
 use clawgate_runtime::lease::{LeaseOptions, RedisRunLeases};
+use clawgate_runtime::presence::PresenceRegistry;
+use clawgate_runtime::presence::redis::RedisPresence;
 use clawgate_runtime::redis::Redis;
 use clawgate_runtime::replay::memory::MemoryReplayLog;
 use clawgate_runtime::replay::redis::RedisReplayLog;
 use clawgate_runtime::replay::{ReplayLog, ReplayOptions};
 
+use crate::approvals::Approvals;
 use crate::cluster::{Cluster, ClusterOptions, background};
 use crate::config::RunnerConfig;
 use crate::provider::{ModelProvider, ProviderSlot};
@@ -33,6 +38,7 @@ pub struct RunnerBuilder {
     provider: Option<Arc<dyn ModelProvider>>,
     cluster: Option<(Redis, ClusterOptions)>,
     replay: Option<Arc<dyn ReplayLog>>,
+    approvers: Option<Arc<dyn PresenceRegistry>>,
 }
 
 impl std::fmt::Debug for RunnerBuilder {
@@ -61,6 +67,7 @@ impl RunnerService {
             provider: None,
             cluster: None,
             replay: None,
+            approvers: None,
         }
     }
 }
@@ -87,6 +94,15 @@ impl RunnerBuilder {
         self
     }
 
+    /// Reads who may answer exec approvals from `approvers` (the edges'
+    /// presence registry); an approval nobody can answer then expires at
+    /// once. A cluster runner reads the Redis registry by default; without
+    /// one, approvals wait until they are answered or expire.
+    pub fn approvers(mut self, approvers: Arc<dyn PresenceRegistry>) -> Self {
+        self.approvers = Some(approvers);
+        self
+    }
+
     /// Builds the service; a cluster runner also subscribes to its control
     /// topic and starts its lease renewal and reaper (must run in a Tokio
     /// runtime, which then hosts them).
@@ -102,12 +118,19 @@ impl RunnerBuilder {
                     ReplayOptions::default(),
                 ))
             });
+            let approvals = Approvals::new(
+                Arc::new(MemoryApprovals::new()),
+                self.bus.clone(),
+                self.approvers,
+                String::new(),
+            );
             return Ok(RunnerService::assemble(
                 self.config,
                 provider,
                 self.session,
                 replay,
                 None,
+                approvals,
             ));
         };
         let leases = RedisRunLeases::new(
@@ -124,9 +147,25 @@ impl RunnerBuilder {
         ));
         let replay: Arc<dyn ReplayLog> =
             Arc::new(RedisReplayLog::new(&redis, options.replay.clone()));
+        let bus: Arc<dyn EventBus> = Arc::new(RedisBus::new(&redis));
+        let approvers = self
+            .approvers
+            .unwrap_or_else(|| Arc::new(RedisPresence::new(&redis)));
+        let approvals = Approvals::new(
+            Arc::new(RedisApprovals::new(&redis)),
+            bus.clone(),
+            Some(approvers),
+            options.runner_id.clone(),
+        );
         let cluster = Cluster::new(options, registry, Arc::new(RedisBus::new(&redis)));
-        let service =
-            RunnerService::assemble(self.config, provider, self.session, replay, Some(cluster));
+        let service = RunnerService::assemble(
+            self.config,
+            provider,
+            self.session,
+            replay,
+            Some(cluster),
+            approvals,
+        );
         if let Some(cluster) = &service.inner.cluster {
             background::start(&service.inner, cluster, service.inner.background.clone()).await?;
         }

@@ -1,5 +1,6 @@
 //! What a runner tells about itself: the models it is configured to call
-//! (`ListModels`) and which runs the caller may count (`RunnerStats`).
+//! (`ListModels`), its tools and which of them an agent has (`ListTools`),
+//! and which runs the caller may count (`RunnerStats`).
 //!
 //! Invariants: a model entry never carries the API key, nor the base URL's
 //! user info, path or query (only its host names the provider); a caller
@@ -7,9 +8,10 @@
 //! the whole tenant.
 
 use clawgate_proto::Principal;
-use clawgate_proto::runner::{ListModelsResponse, Model, RunInfo};
+use clawgate_proto::runner::{ListModelsResponse, ListToolsResponse, Model, RunInfo, ToolInfo};
 
 use crate::config::RunnerConfig;
+use crate::tools::ToolSet;
 
 /// The configured provider's model, or none.
 pub(crate) fn models(config: &RunnerConfig) -> ListModelsResponse {
@@ -27,6 +29,32 @@ pub(crate) fn models(config: &RunnerConfig) -> ListModelsResponse {
         })
         .collect();
     ListModelsResponse { models }
+}
+
+/// Every tool of `tools`, marked with whether an agent with `allowlist` and
+/// `max_tool_steps` has it.
+pub(crate) fn tools(
+    tools: &ToolSet,
+    agent_id: String,
+    allowlist: &[String],
+    max_tool_steps: u32,
+) -> ListToolsResponse {
+    let agent = tools.for_agent(allowlist);
+    let tools = tools
+        .all()
+        .map(|tool| {
+            let spec = tool.spec();
+            ToolInfo {
+                enabled: max_tool_steps > 0 && agent.has(&spec.name),
+                parameters_json: spec.parameters.to_string(),
+                name: spec.name,
+                description: spec.description,
+                on_by_default: tool.on_by_default(),
+                needs_approval: tool.needs_approval(),
+            }
+        })
+        .collect();
+    ListToolsResponse { agent_id, tools }
 }
 
 /// Whether `principal` may count `run`.

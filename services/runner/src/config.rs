@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::tools::ToolSet;
+use crate::tools::exec::ExecConfig;
 
 /// Which wire format a provider speaks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +116,12 @@ pub struct RunnerConfig {
     pub system_prompt: Option<String>,
     /// The tools this runner offers (agents pick from them).
     pub tools: ToolSet,
+    /// Where `exec` runs commands; `None`: the runner offers no `exec` tool.
+    /// Every `exec` call waits for a human approval.
+    pub exec: Option<ExecConfig>,
+    /// How long an exec approval waits for an answer (the run's own timeout
+    /// may end it sooner).
+    pub approval_timeout: Duration,
     /// Assistant tokens are gathered this long before one delta is published.
     pub coalesce_window: Duration,
     /// A pending delta is published early once it holds this many bytes.
@@ -147,6 +154,8 @@ impl Default for RunnerConfig {
             provider_timeouts: ProviderTimeouts::default(),
             system_prompt: None,
             tools: ToolSet::builtin(),
+            exec: None,
+            approval_timeout: crate::approvals::DEFAULT_TIMEOUT,
             coalesce_window: Duration::from_millis(40),
             coalesce_max_bytes: 16 * 1024,
             run_timeout: Duration::from_secs(600),

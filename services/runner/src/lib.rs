@@ -13,8 +13,10 @@
 //! sharing Redis: one active run per session across all of them (a lease),
 //! idempotency keys and aborts that work whichever runner receives them, runs
 //! of a dead runner ended by the others, and a replayable history per run (see
-//! [`cluster`]).
+//! [`cluster`]). A run's `exec` calls wait for a human decision that may come
+//! through any edge and any runner ([`approvals`]).
 
+pub mod approvals;
 pub mod cluster;
 pub mod config;
 pub mod provider;

@@ -31,10 +31,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
-    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
-    RunState, RunnerApi, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
-    StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, ExecApproval,
+    GetApprovalRequest, GetRunRequest, ListApprovalsRequest, ListApprovalsResponse,
+    ListModelsRequest, ListModelsResponse, ListToolsRequest, ListToolsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, ResolveApprovalRequest, ResolveApprovalResponse,
+    RunInfo, RunState, RunnerApi, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
+    StartRunResponse, StartStatus, WaitApprovalRequest,
 };
 use clawgate_proto::session::{
     AppendMessageRequest, EnsureSessionRequest, GetAgentRequest, MessageStatus, SessionApi as _,
@@ -50,6 +52,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::approvals::Approvals;
+use crate::approvals::gate::ApprovalGate;
 use crate::cluster::Cluster;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
@@ -59,6 +63,9 @@ use crate::provider::{ModelProvider, ProviderSlot};
 use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
 use crate::run::RunTask;
 use crate::stopwords::is_stop_command;
+use crate::tools::ToolSet;
+use crate::tools::exec::ExecTool;
+use crate::tools::sessions_send::SessionsSend;
 use crate::validate::{
     MAX_IDEMPOTENCY_KEY_CHARS, ValidStart, session_busy, validate_session_key, validate_start,
 };
@@ -83,6 +90,10 @@ pub(crate) struct Inner {
     pub background: CancellationToken,
     /// Models that failed recently, skipped by every run until they cool off.
     cooldowns: Arc<Cooldowns>,
+    /// Exec approvals this runner's runs wait on, and the decisions it applies.
+    pub approvals: Arc<Approvals>,
+    /// The tools of the config plus `exec` when configured (gated by approvals).
+    tools: ToolSet,
 }
 
 impl Drop for Inner {
@@ -110,8 +121,9 @@ impl RunnerService {
     /// `config` (if any) and publishes on `bus`.
     pub fn new(config: RunnerConfig, session: SessionClient, bus: Arc<dyn EventBus>) -> Self {
         let provider = ProviderSlot::from_config(&config);
-        let replay = Arc::new(MemoryReplayLog::new(bus, ReplayOptions::default()));
-        Self::assemble(config, provider, session, replay, None)
+        let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
+        let approvals = Approvals::in_process(bus);
+        Self::assemble(config, provider, session, replay, None, approvals)
     }
 
     /// A runner that calls `provider` (`config.provider` is ignored).
@@ -121,8 +133,16 @@ impl RunnerService {
         session: SessionClient,
         bus: Arc<dyn EventBus>,
     ) -> Self {
-        let replay = Arc::new(MemoryReplayLog::new(bus, ReplayOptions::default()));
-        Self::assemble(config, ProviderSlot::Ready(provider), session, replay, None)
+        let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
+        let approvals = Approvals::in_process(bus);
+        Self::assemble(
+            config,
+            ProviderSlot::Ready(provider),
+            session,
+            replay,
+            None,
+            approvals,
+        )
     }
 
     pub(crate) fn assemble(
@@ -131,7 +151,14 @@ impl RunnerService {
         session: SessionClient,
         replay: Arc<dyn ReplayLog>,
         cluster: Option<Cluster>,
+        approvals: Approvals,
     ) -> Self {
+        let approvals = Arc::new(approvals);
+        let mut tools = config.tools.clone();
+        if let Some(exec) = &config.exec {
+            let gate = ApprovalGate::new(approvals.clone(), config.approval_timeout);
+            tools = tools.with(Arc::new(ExecTool::new(exec.clone(), Arc::new(gate))));
+        }
         let registry: Arc<dyn RunRegistry> = match &cluster {
             Some(cluster) => cluster.registry.clone(),
             None => Arc::new(MemoryRegistry::new(
@@ -140,20 +167,22 @@ impl RunnerService {
                 config.max_remembered_runs,
             )),
         };
-        Self {
-            inner: Arc::new(Inner {
-                config: Arc::new(config),
-                provider,
-                session,
-                registry,
-                replay: RunHistory::new(replay),
-                cluster,
-                tasks: TaskTracker::new(),
-                draining: AtomicBool::new(false),
-                background: CancellationToken::new(),
-                cooldowns: Arc::default(),
-            }),
-        }
+        // `sessions_send` starts runs through this very runner.
+        let inner = Arc::new_cyclic(|runner| Inner {
+            config: Arc::new(config),
+            provider,
+            session,
+            registry,
+            replay: RunHistory::new(replay),
+            cluster,
+            tasks: TaskTracker::new(),
+            draining: AtomicBool::new(false),
+            background: CancellationToken::new(),
+            cooldowns: Arc::default(),
+            approvals,
+            tools: tools.with(Arc::new(SessionsSend::new(runner.clone()))),
+        });
+        Self { inner }
     }
 
     /// Where this runner records run events (their bus payloads, see
@@ -409,7 +438,7 @@ impl RunnerApi for RunnerService {
             model: (!agent.model.is_empty()).then_some(agent.model),
             fallbacks: agent.fallbacks,
             cooldowns: self.inner.cooldowns.clone(),
-            tools: self.inner.config.tools.for_agent(&agent.tools),
+            tools: self.inner.tools.for_agent(&agent.tools),
             max_tool_steps: agent.max_tool_steps,
             next_part: 0,
             step_start: 0,
@@ -597,6 +626,84 @@ impl RunnerApi for RunnerService {
             }
         }
         Ok(ActiveRunsResponse { runs })
+    }
+
+    async fn list_approvals(
+        &self,
+        principal: &Principal,
+        _request: ListApprovalsRequest,
+    ) -> Result<ListApprovalsResponse, ServiceError> {
+        principal.require()?;
+        let approvals = self.inner.approvals.list(principal).await?;
+        Ok(ListApprovalsResponse { approvals })
+    }
+
+    async fn get_approval(
+        &self,
+        principal: &Principal,
+        request: GetApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        principal.require()?;
+        self.inner.approvals.get(principal, &request.id).await
+    }
+
+    async fn resolve_approval(
+        &self,
+        principal: &Principal,
+        request: ResolveApprovalRequest,
+    ) -> Result<ResolveApprovalResponse, ServiceError> {
+        principal.require()?;
+        let (approval, applied) = self
+            .inner
+            .approvals
+            .resolve(
+                principal,
+                &request.id,
+                &request.decision,
+                &request.resolved_by,
+            )
+            .await?;
+        Ok(ResolveApprovalResponse {
+            approval: Some(approval),
+            applied,
+        })
+    }
+
+    async fn wait_approval(
+        &self,
+        principal: &Principal,
+        request: WaitApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        principal.require()?;
+        let timeout = Duration::from_millis(u64::from(request.timeout_ms));
+        self.inner
+            .approvals
+            .wait(principal, &request.id, timeout)
+            .await
+    }
+
+    async fn list_tools(
+        &self,
+        principal: &Principal,
+        request: ListToolsRequest,
+    ) -> Result<ListToolsResponse, ServiceError> {
+        principal.require()?;
+        let agent = self
+            .inner
+            .session
+            .get_agent(
+                principal,
+                GetAgentRequest {
+                    agent_id: request.agent_id,
+                },
+            )
+            .await?;
+        Ok(crate::catalog::tools(
+            &self.inner.tools,
+            agent.agent_id,
+            &agent.tools,
+            agent.max_tool_steps,
+        ))
     }
 }
 

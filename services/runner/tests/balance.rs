@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clawgate_proto::runner::{
-    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, GetRunRequest,
-    ListModelsRequest, ListModelsResponse, ReadRunEventsRequest, ReadRunEventsResponse, RunInfo,
-    RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
-    StartRunResponse, StartStatus,
+    AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, ExecApproval,
+    GetApprovalRequest, GetRunRequest, ListApprovalsRequest, ListApprovalsResponse,
+    ListModelsRequest, ListModelsResponse, ListToolsRequest, ListToolsResponse,
+    ReadRunEventsRequest, ReadRunEventsResponse, ResolveApprovalRequest, ResolveApprovalResponse,
+    RunInfo, RunnerApi, RunnerClient, RunnerGrpc, RunnerStatsRequest, RunnerStatsResponse,
+    StartRunRequest, StartRunResponse, StartStatus, WaitApprovalRequest,
 };
 use clawgate_proto::session::SessionClient;
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
@@ -100,6 +102,51 @@ impl RunnerApi for Counting {
     ) -> Result<ActiveRunsResponse, ServiceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.runner.active_runs(principal, request).await
+    }
+
+    async fn list_approvals(
+        &self,
+        principal: &Principal,
+        request: ListApprovalsRequest,
+    ) -> Result<ListApprovalsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.list_approvals(principal, request).await
+    }
+
+    async fn get_approval(
+        &self,
+        principal: &Principal,
+        request: GetApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.get_approval(principal, request).await
+    }
+
+    async fn resolve_approval(
+        &self,
+        principal: &Principal,
+        request: ResolveApprovalRequest,
+    ) -> Result<ResolveApprovalResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.resolve_approval(principal, request).await
+    }
+
+    async fn wait_approval(
+        &self,
+        principal: &Principal,
+        request: WaitApprovalRequest,
+    ) -> Result<ExecApproval, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.wait_approval(principal, request).await
+    }
+
+    async fn list_tools(
+        &self,
+        principal: &Principal,
+        request: ListToolsRequest,
+    ) -> Result<ListToolsResponse, ServiceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.runner.list_tools(principal, request).await
     }
 }
 

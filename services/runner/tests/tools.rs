@@ -329,3 +329,62 @@ async fn a_call_of_a_tool_the_agent_lacks_is_an_error_the_model_sees() {
         .expect("a result");
     assert_eq!(tool["content"], "unknown tool: rm_rf");
 }
+
+#[tokio::test]
+async fn sessions_send_runs_another_session_of_the_user_and_returns_its_reply() {
+    let first = Script::tokens(["Asking."])
+        .with_tool_call(
+            "send_1",
+            "sessions_send",
+            r#"{"sessionKey":"side","message":"ping from main"}"#,
+        )
+        .with_tool_call(
+            "send_2",
+            "sessions_send",
+            r#"{"sessionKey":"main","message":"to myself"}"#,
+        );
+    let mut h = harness(first, Script::text("pong")).await;
+    h.start_run(start("main", "ask the side session", "r1"))
+        .await
+        .expect("started");
+    let events = h.run_events("r1").await;
+    let results: Vec<(String, Value, bool)> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            Some(run_event::Kind::ToolResult(result)) => Some((
+                result.tool_call_id.clone(),
+                serde_json::from_str(&result.result_json)
+                    .unwrap_or_else(|_| Value::String(result.result_json.clone())),
+                result.is_error,
+            )),
+            _ => None,
+        })
+        .collect();
+    let sent = results
+        .iter()
+        .find(|(id, ..)| id == "send_1")
+        .expect("send_1");
+    assert!(!sent.2, "{sent:?}");
+    assert_eq!(sent.1["status"], "ok", "{sent:?}");
+    assert_eq!(sent.1["reply"], "pong", "{sent:?}");
+    let own = results
+        .iter()
+        .find(|(id, ..)| id == "send_2")
+        .expect("send_2");
+    assert!(own.2, "{own:?}");
+    assert!(own.1.to_string().contains("own session"), "{own:?}");
+    // The side session holds the turn, as the run's own user's.
+    let side: Vec<(String, String)> = h
+        .history("side")
+        .await
+        .into_iter()
+        .map(|row| (row.role, row.content))
+        .collect();
+    assert_eq!(
+        side,
+        [
+            ("user".to_owned(), "ping from main".to_owned()),
+            ("assistant".to_owned(), "pong".to_owned())
+        ]
+    );
+}

@@ -8,6 +8,7 @@
 //! Nothing here knows about a protocol dialect or what a service stores: leases
 //! and histories carry payloads their users define.
 
+pub mod approvals;
 pub mod balance;
 pub mod bus;
 pub mod clock;

@@ -20,9 +20,6 @@ use clawgate_runtime::limits::fallback::FailOpenSocketBudget;
 use clawgate_runtime::limits::memory::MemorySocketBudget;
 use clawgate_runtime::limits::redis::{RedisLimits, RedisSocketBudget};
 use clawgate_runtime::limits::{SocketBudget, SocketBudgetConfig};
-use clawgate_runtime::presence::PresenceRegistry;
-use clawgate_runtime::presence::memory::MemoryPresence;
-use clawgate_runtime::presence::redis::RedisPresence;
 
 use super::Plan;
 use super::wired::{Context, Wired, here_or_there};
@@ -56,10 +53,7 @@ async fn here(plan: &Plan, peers: Peers<'_>) -> anyhow::Result<Wired<Edge>> {
             .redis
             .as_ref()
             .map(|redis| Arc::new(RedisDeviceRegistry::new(redis)) as Arc<dyn DeviceRegistry>),
-        presence: match &plan.redis {
-            Some(redis) => Arc::new(RedisPresence::new(redis)) as Arc<dyn PresenceRegistry>,
-            None => Arc::new(MemoryPresence::new()),
-        },
+        presence: plan.presence.clone(),
     };
     let edge = &plan.common.edge;
     let config = EdgeConfig {

@@ -35,6 +35,9 @@ mod serve;
 mod session;
 mod wired;
 
+use clawgate_runtime::presence::PresenceRegistry;
+use clawgate_runtime::presence::memory::MemoryPresence;
+use clawgate_runtime::presence::redis::RedisPresence;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +80,17 @@ pub struct Plan {
     pub runner_cluster: ClusterOptions,
     /// How long a stopping runner lets in-flight runs finish.
     pub runner_shutdown_grace: Duration,
+    /// Who is connected (Redis with `redis`, else this process's): the edge
+    /// lists connections and approvers in it, the runner reads approvers.
+    pub presence: Arc<dyn PresenceRegistry>,
+}
+
+/// The presence registry of a process with `redis` (or without).
+pub fn presence_registry(redis: Option<&Redis>) -> Arc<dyn PresenceRegistry> {
+    match redis {
+        Some(redis) => Arc::new(RedisPresence::new(redis)),
+        None => Arc::new(MemoryPresence::new()),
+    }
 }
 
 impl Plan {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clawgate_proto::runner::{RunnerApi, RunnerClient, RunnerGrpc};
 use clawgate_proto::session::SessionClient;
+use clawgate_runner::tools::exec::ExecConfig;
 use clawgate_runner::{ClusterOptions, ProviderConfig, ProviderKind, RunnerConfig, RunnerService};
 use clawgate_runtime::balance::balanced_channel;
 use clawgate_runtime::bus::redis::RedisBus;
@@ -44,7 +45,8 @@ pub async fn wire(
 
 async fn here(cx: &Context<'_>, session: SessionClient) -> anyhow::Result<Wired<RunnerClient>> {
     let plan = cx.plan;
-    let builder = RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone());
+    let builder = RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone())
+        .approvers(plan.presence.clone());
     let mut dependencies = Vec::new();
     let runner = match &plan.redis {
         Some(redis) => {
@@ -90,6 +92,8 @@ fn runner_config(common: &CommonArgs) -> RunnerConfig {
         });
     RunnerConfig {
         provider,
+        exec: common.exec_workspace.clone().map(ExecConfig::new),
+        approval_timeout: Duration::from_millis(common.approval_timeout_ms.max(1)),
         coalesce_window: Duration::from_millis(common.coalesce_ms),
         ..RunnerConfig::default()
     }

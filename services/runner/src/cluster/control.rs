@@ -24,8 +24,13 @@ const MAX_CONCURRENT_COMMANDS: usize = 256;
 
 /// Serves one command from another runner.
 async fn handle_command(service: &RunnerService, command: RunnerCommand) {
-    let Some(runner_command::Command::AbortRun(abort)) = command.command else {
-        return;
+    let abort = match command.command {
+        Some(runner_command::Command::AbortRun(abort)) => abort,
+        Some(runner_command::Command::ApprovalDecided(decided)) => {
+            service.inner.approvals.woken(&decided.approval_id);
+            return;
+        }
+        None => return,
     };
     let entry = service
         .inner

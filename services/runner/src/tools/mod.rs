@@ -5,7 +5,10 @@
 //! that user's own rows (a tool never sees the tenant-wide view an admin's
 //! socket has), and the run's session. A [`ToolSet`] holds the tools a runner
 //! offers; an agent's allowlist picks from it (an empty allowlist: every tool
-//! that is on by default). Built in: the session tools ([`sessions`]).
+//! that is on by default). Built in: the session tools ([`sessions`]) and
+//! the SSRF-guarded [`web_fetch`]; every runner adds [`sessions_send`] (it
+//! starts runs through the runner) and, when configured, [`exec`] (each call
+//! waits for a human approval, see `crate::approvals`).
 //!
 //! Invariants: a tool's output is bounded ([`MAX_OUTPUT_BYTES`], cut on a
 //! character boundary with a note); arguments that are not a JSON object, and
@@ -13,7 +16,11 @@
 //! sees, never a failed run; a tool runs until the run's deadline or abort at
 //! most (the caller drops its future).
 
+pub mod exec;
+pub mod process;
 pub mod sessions;
+pub mod sessions_send;
+pub mod web_fetch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,6 +107,10 @@ pub trait Tool: Send + Sync + 'static {
     fn on_by_default(&self) -> bool {
         true
     }
+    /// Whether each call waits for a human approval.
+    fn needs_approval(&self) -> bool {
+        false
+    }
     /// Runs the call; `arguments` is a JSON object.
     async fn call(&self, context: &ToolContext, arguments: Value) -> ToolOutput;
 }
@@ -122,6 +133,12 @@ impl ToolSet {
         Self::default()
             .with(Arc::new(sessions::SessionsList))
             .with(Arc::new(sessions::SessionsHistory))
+            .with(Arc::new(web_fetch::WebFetch::default()))
+    }
+
+    /// Every tool of the set, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values()
     }
 
     /// This set with `tool` added (replacing one of its name).
@@ -158,6 +175,11 @@ pub struct AgentTools {
 impl AgentTools {
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
+    }
+
+    /// Whether the run may call `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {
@@ -210,7 +232,7 @@ mod tests {
         };
         assert_eq!(
             names(&set.for_agent(&[])),
-            ["sessions_history", "sessions_list"]
+            ["sessions_history", "sessions_list", "web_fetch"]
         );
         let only = set.for_agent(&["sessions_list".to_owned(), "nope".to_owned()]);
         assert_eq!(names(&only), ["sessions_list"]);

@@ -37,6 +37,14 @@ pub const MAX_LISTED: usize = 200;
 /// Bound of one registry round trip.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The registry key under which the edges list a tenant's connections that
+/// may answer exec approvals (one record per such connection, its payload `*`
+/// for one that may answer every approval of the tenant, else its user id).
+/// Kept apart from the tenant's own presence list, which users see.
+pub fn approvers_key(tenant_id: &str) -> String {
+    format!("approvers.{tenant_id}")
+}
+
 /// One record of a tenant's presence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceRecord {

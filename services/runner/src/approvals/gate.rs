@@ -1,0 +1,67 @@
+//! The approval gate of the `exec` tool: every command waits for a human
+//! decision ([`Approvals::ask`]) before it runs.
+//!
+//! Invariant: only `allow-once` and `allow-always` let a command run; a
+//! denial, an expiry, an abort or a store failure refuses it, with a reason
+//! the model reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{ALLOW_ALWAYS, ALLOW_ONCE, ApprovalAsk, Approvals, DENY, EXPIRED};
+use crate::tools::ToolContext;
+use crate::tools::exec::{ExecGate, ExecRequest, GateDecision};
+
+/// Asks the tenant's approvers about every exec call.
+pub struct ApprovalGate {
+    approvals: Arc<Approvals>,
+    timeout: Duration,
+}
+
+impl ApprovalGate {
+    /// A gate whose approvals expire after `timeout`.
+    pub fn new(approvals: Arc<Approvals>, timeout: Duration) -> Self {
+        Self { approvals, timeout }
+    }
+}
+
+#[async_trait]
+impl ExecGate for ApprovalGate {
+    async fn check(&self, context: &ToolContext, request: &ExecRequest) -> GateDecision {
+        let ask = ApprovalAsk {
+            tenant_id: context.principal.tenant_id.clone(),
+            user_id: context.principal.user_id.clone(),
+            agent_id: context.agent_id.clone(),
+            session_key: context.session_key.clone(),
+            run_id: context.run_id.clone(),
+            command: request.command.clone(),
+            cwd: request.cwd.clone(),
+            timeout: self.timeout,
+        };
+        let approval = match self.approvals.ask(ask).await {
+            Ok(approval) => approval,
+            Err(err) => {
+                tracing::warn!(error = %err, "exec approval failed");
+                return GateDecision::Deny(format!(
+                    "the approval could not be asked: {}",
+                    err.message
+                ));
+            }
+        };
+        tracing::info!(
+            approval_id = %approval.id,
+            decision = %approval.decision,
+            "exec approval decided"
+        );
+        match approval.decision.as_str() {
+            ALLOW_ONCE | ALLOW_ALWAYS => GateDecision::Allow,
+            DENY => GateDecision::Deny(format!("denied by {}", approval.resolved_by)),
+            EXPIRED => GateDecision::Deny(
+                "the approval expired without an answer (no approver answered)".to_owned(),
+            ),
+            other => GateDecision::Deny(format!("unexpected decision {other:?}")),
+        }
+    }
+}
