@@ -35,5 +35,7 @@ crate::macros::service_bindings! {
         authed fn set_secret(SetSecretRequest) -> SecretInfo;
         authed fn list_secrets(ListSecretsRequest) -> ListSecretsResponse;
         authed fn delete_secret(DeleteSecretRequest) -> DeleteSecretResponse;
+        /// A secret's plaintext, for the runner's principal only.
+        authed fn reveal_secret(RevealSecretRequest) -> RevealSecretResponse;
     }
 }

@@ -13,6 +13,11 @@ pub const SCOPE_ADMIN: &str = "operator.admin";
 pub const SCOPE_APPROVALS: &str = "operator.approvals";
 pub const SCOPE_PAIRING: &str = "operator.pairing";
 
+/// The role of the principal a runner calls the auth service with to read a
+/// tenant's provider key (`RevealSecret`). No client credential carries it:
+/// connection roles are `operator`, `node` and goclaw's fixed set.
+pub const ROLE_RUNNER: &str = "runner-service";
+
 /// Whether the scopes `held` grant `scope`: the one place of the implication
 /// rules `operator.admin ⇒ every scope` and `operator.write ⇒ operator.read`.
 pub fn scopes_grant(held: &[String], scope: &str) -> bool {

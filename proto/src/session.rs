@@ -30,5 +30,9 @@ crate::macros::service_bindings! {
         authed fn create_agent(CreateAgentRequest) -> Agent;
         authed fn update_agent(UpdateAgentRequest) -> Agent;
         authed fn delete_agent(DeleteAgentRequest) -> DeleteAgentResponse;
+        /// The tenant's model providers.
+        authed fn list_providers(ListProvidersRequest) -> ListProvidersResponse;
+        authed fn put_provider(PutProviderRequest) -> TenantProvider;
+        authed fn delete_provider(DeleteProviderRequest) -> DeleteProviderResponse;
     }
 }

@@ -258,9 +258,11 @@ impl Cluster {
                 &name,
                 "--session-url",
             ];
-            let session_url = url(session);
+            let (session_url, auth_url) = (url(session), url(auth));
             args.extend([
                 session_url.as_str(),
+                "--auth-url",
+                auth_url.as_str(),
                 "--redis-url",
                 &options.redis_url,
                 "--redis-prefix",

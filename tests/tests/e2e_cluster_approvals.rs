@@ -4,6 +4,8 @@
 //! allow runs the command and the model reads its output, deny gives the
 //! model a denied result, an approval nobody answers expires (at once when no
 //! approver is connected), and of two concurrent answers exactly one applies.
+//! Also: a tenant's own provider, whose key the runner process reads from the
+//! auth process.
 
 use std::time::{Duration, Instant};
 
@@ -272,6 +274,46 @@ async fn exec_waits_for_an_approval_from_another_edge() -> anyhow::Result<()> {
         late.to_string().contains("unknown or expired approval id"),
         "{late}"
     );
+
+    // A tenant's own provider: its key reaches the runner process (over gRPC
+    // from the auth process), the run calls it with that key.
+    let own = MockModel::start(Script::text("own provider answer")).await?;
+    let secret = admin
+        .request(
+            "secrets.set",
+            json!({"name": "OWN_KEY", "value": "sk-cluster-own"}),
+        )
+        .await?;
+    assert_eq!(secret["ok"], true, "{secret}");
+    let provider = admin
+        .request(
+            "providers.set",
+            json!({"id": "own", "kind": "openai", "base_url": own.base_url(),
+                   "models": ["own-model"], "api_key_secret": "OWN_KEY"}),
+        )
+        .await?;
+    assert_eq!(provider["ok"], true, "{provider}");
+    let res = requester
+        .request(
+            "chat.send",
+            json!({"sessionKey": "own", "message": "hi", "idempotencyKey": "ap-own"}),
+        )
+        .await?;
+    assert_eq!(res["ok"], true, "{res}");
+    let done = terminal_chat(&mut requester, "ap-own").await?;
+    assert_eq!(
+        done["payload"]["message"]["content"][0]["text"], "own provider answer",
+        "{done}"
+    );
+    let sent = own.requests();
+    assert_eq!(
+        sent[0].authorization.as_deref(),
+        Some("Bearer sk-cluster-own")
+    );
+    let deleted = admin
+        .request("providers.delete", json!({"id": "own"}))
+        .await?;
+    assert_eq!(deleted["ok"], true, "{deleted}");
 
     // No approver connected: it expires at once, nothing is announced.
     operator.close().await;

@@ -17,10 +17,11 @@ use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::pb::session::v1::session_service_client::SessionServiceClient;
 use clawgate_proto::principal::Dialect;
 use clawgate_proto::session::{
-    AppendMessageRequest, DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest,
-    GetSessionRequest, ListMessagesRequest, ListMessagesResponse, ListSessionsRequest,
-    ListSessionsResponse, PatchSessionRequest, ResetSessionRequest, Session, SessionApi,
-    SessionClient, SessionGrpc, TranscriptMessage,
+    AppendMessageRequest, DeleteProviderRequest, DeleteProviderResponse, DeleteSessionRequest,
+    DeleteSessionResponse, EnsureSessionRequest, GetSessionRequest, ListMessagesRequest,
+    ListMessagesResponse, ListProvidersRequest, ListProvidersResponse, ListSessionsRequest,
+    ListSessionsResponse, PatchSessionRequest, PutProviderRequest, ResetSessionRequest, Session,
+    SessionApi, SessionClient, SessionGrpc, TenantProvider, TranscriptMessage,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::testing::{TestDatabase, fresh_sqlite_url};
@@ -150,6 +151,33 @@ impl SessionApi for Recording {
     ) -> Result<clawgate_proto::session::DeleteAgentResponse, ServiceError> {
         self.seen.lock().unwrap().push(principal.clone());
         self.inner.delete_agent(principal, request).await
+    }
+
+    async fn list_providers(
+        &self,
+        principal: &Principal,
+        request: ListProvidersRequest,
+    ) -> Result<ListProvidersResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.list_providers(principal, request).await
+    }
+
+    async fn put_provider(
+        &self,
+        principal: &Principal,
+        request: PutProviderRequest,
+    ) -> Result<TenantProvider, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.put_provider(principal, request).await
+    }
+
+    async fn delete_provider(
+        &self,
+        principal: &Principal,
+        request: DeleteProviderRequest,
+    ) -> Result<DeleteProviderResponse, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.delete_provider(principal, request).await
     }
 }
 

@@ -35,6 +35,7 @@ pub mod inject;
 pub mod logs;
 pub mod pairing;
 pub mod presence;
+pub mod providers;
 pub mod replay;
 pub mod secrets;
 pub mod session_edit;
@@ -54,7 +55,7 @@ pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscriptio
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 19] = [
+pub const FAMILIES: [&[Method]; 20] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
@@ -73,6 +74,7 @@ pub const FAMILIES: [&[Method]; 19] = [
     api_keys::METHODS,
     tenants::METHODS,
     secrets::METHODS,
+    providers::METHODS,
     approvals::METHODS,
 ];
 

@@ -11,8 +11,11 @@ const OPENCLAW_TABLE: &str = include_str!("../../../tests/reference/openclaw-met
 const GOCLAW_TABLE: &str = include_str!("../../../tests/reference/goclaw-method-roles.tsv");
 
 /// Methods clawgate adds to OpenClaw (not in the reference table).
-const OPENCLAW_EXTENSIONS: [&str; 14] = [
+const OPENCLAW_EXTENSIONS: [&str; 17] = [
     "chat.replay",
+    "providers.list",
+    "providers.set",
+    "providers.delete",
     "api_keys.create",
     "api_keys.list",
     "api_keys.revoke",
@@ -32,7 +35,10 @@ const OPENCLAW_EXTENSIONS: [&str; 14] = [
 /// (`sessions.label` and `models.list` are named by goclaw's seed method
 /// list, which its code never registered; clawgate serves them as the seed
 /// describes.)
-const GOCLAW_EXTENSIONS: [&str; 5] = [
+const GOCLAW_EXTENSIONS: [&str; 8] = [
+    "providers.list",
+    "providers.set",
+    "providers.delete",
     "secrets.set",
     "secrets.list",
     "secrets.delete",

@@ -65,10 +65,11 @@ use clawgate_proto::auth::{
     ListUsersRequest, ListUsersResponse, PairingRequest, PairingStatusRequest,
     PairingStatusResponse, PutUserRequest, RejectPairingRequest, RejectPairingResponse,
     RemoveDeviceRequest, RemoveDeviceResponse, RemoveUserRequest, RemoveUserResponse,
-    RequestPairingRequest, RevokeApiKeyRequest, RevokeDeviceTokenRequest, RotateDeviceTokenRequest,
-    SecretInfo, SetSecretRequest, Tenant, UpdateTenantRequest, User,
-    authenticate_connect_request::Connect,
+    RequestPairingRequest, RevealSecretRequest, RevealSecretResponse, RevokeApiKeyRequest,
+    RevokeDeviceTokenRequest, RotateDeviceTokenRequest, SecretInfo, SetSecretRequest, Tenant,
+    UpdateTenantRequest, User, authenticate_connect_request::Connect,
 };
+use clawgate_proto::principal::ROLE_RUNNER;
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
 use clawgate_runtime::limits::memory::MemoryAuthLimiter;
@@ -463,5 +464,24 @@ impl AuthApi for AuthService {
         request: DeleteSecretRequest,
     ) -> Result<DeleteSecretResponse, ServiceError> {
         secrets::delete(self, principal, request).await
+    }
+
+    async fn reveal_secret(
+        &self,
+        principal: &Principal,
+        request: RevealSecretRequest,
+    ) -> Result<RevealSecretResponse, ServiceError> {
+        if principal.role != ROLE_RUNNER || principal.tenant_id.is_empty() {
+            return Err(ServiceError::forbidden(
+                "secrets are revealed to the runner only",
+            ));
+        }
+        let value = self
+            .open_secret(&principal.tenant_id, &request.name)
+            .await?;
+        Ok(RevealSecretResponse {
+            found: value.is_some(),
+            value: value.unwrap_or_default(),
+        })
     }
 }

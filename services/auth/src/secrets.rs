@@ -1,7 +1,7 @@
 //! Tenant secrets (provider API keys, channel bot tokens): set, listed and
 //! deleted by a tenant's admins (and owners), sealed at rest with the
 //! configured [`Keyring`], opened only in-process by
-//! [`AuthService::reveal_secret`].
+//! [`AuthService::open_secret`].
 //!
 //! Invariants: a value is sealed (AES-256-GCM, associated data
 //! `"{tenant_id}/{name}"`, so a ciphertext moved to another row or tenant does
@@ -56,7 +56,7 @@ impl AuthService {
     /// The plaintext of secret `name` of `tenant_id`, for in-process consumers
     /// (never an RPC). `None` when there is no such secret; an error when it
     /// does not open with the configured keys (never garbage).
-    pub async fn reveal_secret(
+    pub async fn open_secret(
         &self,
         tenant_id: &str,
         name: &str,

@@ -10,13 +10,15 @@ use base64::Engine as _;
 use clawgate_auth::keyring::Keyring;
 use clawgate_auth::{AuthConfig, MAX_SECRET_VALUE_BYTES};
 use clawgate_proto::ErrorCode;
-use clawgate_proto::auth::{AuthApi, DeleteSecretRequest, SetSecretRequest};
+use clawgate_proto::auth::{AuthApi, DeleteSecretRequest, RevealSecretRequest, SetSecretRequest};
+use clawgate_proto::principal::ROLE_RUNNER;
 use sqlx::Row as _;
 use support::{Harness, admin, assert_code, config, keyring, member, owner};
 
 behaviour_suite!(
     secrets_are_sealed_at_rest,
     secret_rpcs_follow_the_access_rules,
+    only_the_runner_reveals_a_secret,
 );
 
 const NAME: &str = "OPENAI_API_KEY";
@@ -78,23 +80,16 @@ async fn secrets_are_sealed_at_rest(h: &Harness) {
 
     // Opens with its key, in its tenant.
     assert_eq!(
-        service
-            .reveal_secret("acme", NAME)
-            .await
-            .unwrap()
-            .as_deref(),
+        service.open_secret("acme", NAME).await.unwrap().as_deref(),
         Some(VALUE)
     );
-    assert_eq!(
-        service.reveal_secret("acme", "MISSING").await.unwrap(),
-        None
-    );
-    assert_eq!(service.reveal_secret("bolt", NAME).await.unwrap(), None);
+    assert_eq!(service.open_secret("acme", "MISSING").await.unwrap(), None);
+    assert_eq!(service.open_secret("bolt", NAME).await.unwrap(), None);
 
     // Another key does not open it: an error, never garbage.
     let stranger = h.service(with_keyring(Some(keyring(2))));
     let err = assert_code(
-        stranger.reveal_secret("acme", NAME).await,
+        stranger.open_secret("acme", NAME).await,
         ErrorCode::FailedPrecondition,
     );
     assert!(err.message.contains("CLAWGATE_ENCRYPTION_KEY"));
@@ -103,11 +98,7 @@ async fn secrets_are_sealed_at_rest(h: &Harness) {
     let rotated = Keyring::from_keys(&[[2; 32], [1; 32]]).unwrap();
     let rotating = h.service(with_keyring(Some(rotated.clone())));
     assert_eq!(
-        rotating
-            .reveal_secret("acme", NAME)
-            .await
-            .unwrap()
-            .as_deref(),
+        rotating.open_secret("acme", NAME).await.unwrap().as_deref(),
         Some(VALUE)
     );
     // A ciphertext copied to another tenant does not open there.
@@ -120,7 +111,7 @@ async fn secrets_are_sealed_at_rest(h: &Harness) {
     .execute(h.db.pool())
     .await
     .unwrap();
-    assert!(service.reveal_secret("bolt", NAME).await.is_err());
+    assert!(service.open_secret("bolt", NAME).await.is_err());
 
     // Never listed, never printed.
     let list = service
@@ -151,15 +142,11 @@ async fn secrets_are_sealed_at_rest(h: &Harness) {
         (info.created_at_ms, h.now())
     );
     assert_eq!(
-        rotating
-            .reveal_secret("acme", NAME)
-            .await
-            .unwrap()
-            .as_deref(),
+        rotating.open_secret("acme", NAME).await.unwrap().as_deref(),
         Some("second value")
     );
     assert!(
-        service.reveal_secret("acme", NAME).await.is_err(),
+        service.open_secret("acme", NAME).await.is_err(),
         "old keyring lacks the new key"
     );
 
@@ -175,7 +162,7 @@ async fn secrets_are_sealed_at_rest(h: &Harness) {
         err.message
     );
     assert_code(
-        keyless.reveal_secret("acme", NAME).await,
+        keyless.open_secret("acme", NAME).await,
         ErrorCode::FailedPrecondition,
     );
     assert_eq!(
@@ -230,7 +217,7 @@ async fn secret_rpcs_follow_the_access_rules(h: &Harness) {
         .unwrap();
     assert_eq!(
         service
-            .reveal_secret("acme", "BIG_VALUE")
+            .open_secret("acme", "BIG_VALUE")
             .await
             .unwrap()
             .as_deref(),
@@ -283,7 +270,7 @@ async fn secret_rpcs_follow_the_access_rules(h: &Harness) {
     assert!(!gone.deleted);
     assert_eq!(
         service
-            .reveal_secret("acme", "TOKEN")
+            .open_secret("acme", "TOKEN")
             .await
             .unwrap()
             .as_deref(),
@@ -291,7 +278,7 @@ async fn secret_rpcs_follow_the_access_rules(h: &Harness) {
     );
     assert_eq!(
         service
-            .reveal_secret("bolt", "TOKEN")
+            .open_secret("bolt", "TOKEN")
             .await
             .unwrap()
             .as_deref(),
@@ -308,6 +295,53 @@ async fn secret_rpcs_follow_the_access_rules(h: &Harness) {
         .unwrap();
     assert!(deleted.deleted);
     assert_eq!(names("acme").await, ["BIG_VALUE"]);
-    assert_eq!(service.reveal_secret("acme", "TOKEN").await.unwrap(), None);
+    assert_eq!(service.open_secret("acme", "TOKEN").await.unwrap(), None);
     assert_eq!(names("bolt").await, ["TOKEN"]);
+}
+
+/// `RevealSecret` answers the runner's principal, for its own tenant only;
+/// no client principal (not even an owner's) gets a value.
+async fn only_the_runner_reveals_a_secret(h: &Harness) {
+    let service = h.service(with_keyring(Some(keyring(1))));
+    service
+        .set_secret(&admin("acme"), set(NAME, VALUE))
+        .await
+        .unwrap();
+    let reveal = |name: &str| RevealSecretRequest { name: name.into() };
+    let runner = |tenant: &str| clawgate_proto::Principal {
+        tenant_id: tenant.into(),
+        user_id: "runner".into(),
+        role: ROLE_RUNNER.into(),
+        ..Default::default()
+    };
+    let revealed = service
+        .reveal_secret(&runner("acme"), reveal(NAME))
+        .await
+        .unwrap();
+    assert!(revealed.found);
+    assert_eq!(revealed.value, VALUE);
+    let other = service
+        .reveal_secret(&runner("bolt"), reveal(NAME))
+        .await
+        .unwrap();
+    assert!(
+        !other.found && other.value.is_empty(),
+        "another tenant's secret"
+    );
+    let missing = service
+        .reveal_secret(&runner("acme"), reveal("NOPE"))
+        .await
+        .unwrap();
+    assert!(!missing.found);
+    for who in [
+        admin("acme"),
+        owner("acme"),
+        member("acme", "bob", "operator"),
+    ] {
+        let refused = assert_code(
+            service.reveal_secret(&who, reveal(NAME)).await,
+            ErrorCode::Forbidden,
+        );
+        assert!(!refused.message.contains(VALUE), "{refused:?}");
+    }
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use clawgate_proto::ServiceError;
+use clawgate_proto::auth::AuthClient;
 use clawgate_proto::session::SessionClient;
 use clawgate_runtime::approvals::memory::MemoryApprovals;
 use clawgate_runtime::approvals::redis::RedisApprovals;
@@ -39,6 +40,7 @@ pub struct RunnerBuilder {
     cluster: Option<(Redis, ClusterOptions)>,
     replay: Option<Arc<dyn ReplayLog>>,
     approvers: Option<Arc<dyn PresenceRegistry>>,
+    auth: Option<AuthClient>,
 }
 
 impl std::fmt::Debug for RunnerBuilder {
@@ -68,6 +70,7 @@ impl RunnerService {
             cluster: None,
             replay: None,
             approvers: None,
+            auth: None,
         }
     }
 }
@@ -103,6 +106,13 @@ impl RunnerBuilder {
         self
     }
 
+    /// Reads tenant secrets (the API keys of tenants' own providers) through
+    /// `auth`; without it, a tenant provider that names a key secret fails.
+    pub fn auth(mut self, auth: AuthClient) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Builds the service; a cluster runner also subscribes to its control
     /// topic and starts its lease renewal and reaper (must run in a Tokio
     /// runtime, which then hosts them).
@@ -131,6 +141,7 @@ impl RunnerBuilder {
                 replay,
                 None,
                 approvals,
+                self.auth,
             ));
         };
         let leases = RedisRunLeases::new(
@@ -165,6 +176,7 @@ impl RunnerBuilder {
             replay,
             Some(cluster),
             approvals,
+            self.auth,
         );
         if let Some(cluster) = &service.inner.cluster {
             background::start(&service.inner, cluster, service.inner.background.clone()).await?;

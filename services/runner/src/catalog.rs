@@ -1,5 +1,6 @@
 //! What a runner tells about itself: the models it is configured to call
-//! (`ListModels`), its tools and which of them an agent has (`ListTools`),
+//! (`ListModels`: a tenant's own providers' models, else the configured
+//! one), its tools and which of them an agent has (`ListTools`),
 //! and which runs the caller may count (`RunnerStats`).
 //!
 //! Invariants: a model entry never carries the API key, nor the base URL's
@@ -9,6 +10,8 @@
 
 use clawgate_proto::Principal;
 use clawgate_proto::runner::{ListModelsResponse, ListToolsResponse, Model, RunInfo, ToolInfo};
+
+use clawgate_proto::session::TenantProvider;
 
 use crate::config::RunnerConfig;
 use crate::tools::ToolSet;
@@ -26,6 +29,24 @@ pub(crate) fn models(config: &RunnerConfig) -> ListModelsResponse {
                 provider: host,
                 has_api_key: provider.api_key.is_some(),
             }
+        })
+        .collect();
+    ListModelsResponse { models }
+}
+
+/// The models of a tenant's own providers, in their order; `provider` is the
+/// provider's id (the qualifier of its model names).
+pub(crate) fn tenant_models(providers: &[TenantProvider]) -> ListModelsResponse {
+    let models = providers
+        .iter()
+        .flat_map(|provider| {
+            let local = is_local(&host_of(&provider.base_url));
+            provider.models.iter().map(move |model| Model {
+                id: model.clone(),
+                provider: provider.provider_id.clone(),
+                local,
+                has_api_key: !provider.api_key_secret.is_empty(),
+            })
         })
         .collect();
     ListModelsResponse { models }

@@ -63,6 +63,9 @@ pub(crate) struct RunTask {
     pub model: Option<String>,
     /// The agent's models to fail over to, in order.
     pub fallbacks: Vec<String>,
+    /// Prefix of the run's cooldown keys (its tenant's for a tenant's own
+    /// providers, so one tenant's failures never cool another's models).
+    pub cooldown_scope: String,
     /// Models that failed recently (shared by the runner's runs).
     pub cooldowns: Arc<Cooldowns>,
     /// The tools the agent may call.
@@ -171,18 +174,28 @@ impl RunTask {
     ) -> Ending {
         let primary = self.model.as_deref().unwrap_or(self.provider.model());
         let models = failover::candidates(primary, &self.fallbacks);
+        let keys: Vec<String> = models
+            .iter()
+            .map(|model| format!("{}\u{1f}{model}", self.cooldown_scope))
+            .collect();
+        let model_of = |key: &str| -> String {
+            key.split_once('\u{1f}')
+                .map_or(key, |(_, model)| model)
+                .to_owned()
+        };
         let cancel = self.control.cancelled().clone();
         let mut tried = Tried::default();
         let mut cooling_until = None;
         for _ in 0..failover::MAX_ATTEMPTS {
-            let model = match self.cooldowns.pick(&models, Instant::now()) {
+            let key = match self.cooldowns.pick(&keys, Instant::now()) {
                 None => break,
-                Some(Pick::Now(model)) => model,
+                Some(Pick::Now(key)) => key,
                 Some(Pick::Cooling(at)) => {
                     cooling_until = Some(at);
                     break;
                 }
-                Some(Pick::At(model, at)) => {
+                Some(Pick::At(key, at)) => {
+                    let model = model_of(&key);
                     if at >= deadline || at > Instant::now() + failover::MAX_WAIT {
                         cooling_until = Some(at);
                         break;
@@ -191,10 +204,11 @@ impl RunTask {
                     tokio::select! {
                         biased;
                         () = cancel.cancelled() => return self.aborted(),
-                        () = tokio::time::sleep_until(at) => model,
+                        () = tokio::time::sleep_until(at) => key,
                     }
                 }
             };
+            let model = model_of(&key);
             let span = model_span(self.provider.as_ref(), &model);
             let request = ModelRequest {
                 model: Some(model.clone()),
@@ -210,13 +224,13 @@ impl RunTask {
                 }
                 Attempt::Ended(ending) => {
                     if matches!(ending, Ending::Completed { .. }) {
-                        self.cooldowns.clear(&model);
+                        self.cooldowns.clear(&key);
                     }
                     return ending;
                 }
                 Attempt::Retry(err) => {
                     tracing::warn!(model = %model, error = %err.message, "model call failed; failing over");
-                    self.cooldowns.cool(&model, &err, Instant::now());
+                    self.cooldowns.cool(&key, &err, Instant::now());
                     tried.push(&model, err);
                 }
             }

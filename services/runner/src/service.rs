@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use clawgate_proto::auth::AuthClient;
 use clawgate_proto::runner::{
     AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, ExecApproval,
     GetApprovalRequest, GetRunRequest, ListApprovalsRequest, ListApprovalsResponse,
@@ -59,6 +60,7 @@ use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
 use crate::failover::Cooldowns;
 use crate::history::RunHistory;
+use crate::provider::tenant::{Models, TenantProviders};
 use crate::provider::{ModelProvider, ProviderSlot};
 use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
 use crate::run::RunTask;
@@ -94,6 +96,8 @@ pub(crate) struct Inner {
     pub approvals: Arc<Approvals>,
     /// The tools of the config plus `exec` when configured (gated by approvals).
     tools: ToolSet,
+    /// The providers tenants configured for themselves.
+    pub tenant_providers: TenantProviders,
 }
 
 impl Drop for Inner {
@@ -123,7 +127,7 @@ impl RunnerService {
         let provider = ProviderSlot::from_config(&config);
         let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
         let approvals = Approvals::in_process(bus);
-        Self::assemble(config, provider, session, replay, None, approvals)
+        Self::assemble(config, provider, session, replay, None, approvals, None)
     }
 
     /// A runner that calls `provider` (`config.provider` is ignored).
@@ -142,6 +146,7 @@ impl RunnerService {
             replay,
             None,
             approvals,
+            None,
         )
     }
 
@@ -152,8 +157,10 @@ impl RunnerService {
         replay: Arc<dyn ReplayLog>,
         cluster: Option<Cluster>,
         approvals: Approvals,
+        auth: Option<AuthClient>,
     ) -> Self {
         let approvals = Arc::new(approvals);
+        let tenant_providers = TenantProviders::new(auth, config.provider_timeouts);
         let mut tools = config.tools.clone();
         if let Some(exec) = &config.exec {
             let gate = ApprovalGate::new(approvals.clone(), config.approval_timeout);
@@ -181,6 +188,7 @@ impl RunnerService {
             cooldowns: Arc::default(),
             approvals,
             tools: tools.with(Arc::new(SessionsSend::new(runner.clone()))),
+            tenant_providers,
         });
         Self { inner }
     }
@@ -342,22 +350,24 @@ impl RunnerApi for RunnerService {
                 aborted_run_ids,
             });
         }
-        let provider = self.provider()?;
         if self.inner.draining.load(Ordering::SeqCst) {
             return Err(ServiceError::unavailable("the runner is shutting down"));
         }
         // The session key's agent, as its tenant defines it ('' = the
         // default one); an agent the tenant lacks refuses the run.
-        let agent = self
-            .inner
-            .session
-            .get_agent(
+        // ... and its providers (none: the runner's own), read at once.
+        let session = &self.inner.session;
+        let (agent, routed) = tokio::join!(
+            session.get_agent(
                 principal,
                 GetAgentRequest {
                     agent_id: request.agent_id.clone(),
                 },
-            )
-            .await?;
+            ),
+            self.inner.tenant_providers.for_run(session, principal),
+        );
+        let agent = agent?;
+        let models = Models::of(routed?, &agent, || self.provider(), &principal.tenant_id)?;
         let timeout = match agent.timeout_ms {
             0 => request.timeout,
             ms => request.timeout.min(Duration::from_millis(ms)),
@@ -430,13 +440,14 @@ impl RunnerApi for RunnerService {
             started_at_ms,
             timeout,
             control,
-            provider,
+            provider: models.provider,
             session: self.inner.session.clone(),
             registry: registry.clone(),
             config: self.inner.config.clone(),
             system_prompt: agent.system_prompt,
-            model: (!agent.model.is_empty()).then_some(agent.model),
-            fallbacks: agent.fallbacks,
+            model: models.model,
+            fallbacks: models.fallbacks,
+            cooldown_scope: models.cooldown_scope,
             cooldowns: self.inner.cooldowns.clone(),
             tools: self.inner.tools.for_agent(&agent.tools),
             max_tool_steps: agent.max_tool_steps,
@@ -567,7 +578,12 @@ impl RunnerApi for RunnerService {
         _request: ListModelsRequest,
     ) -> Result<ListModelsResponse, ServiceError> {
         principal.require()?;
-        Ok(crate::catalog::models(&self.inner.config))
+        let own = TenantProviders::list(&self.inner.session, principal).await?;
+        Ok(if own.is_empty() {
+            crate::catalog::models(&self.inner.config)
+        } else {
+            crate::catalog::tenant_models(&own)
+        })
     }
 
     async fn runner_stats(

@@ -46,6 +46,7 @@
 
 pub mod agents;
 pub mod changes;
+pub mod providers;
 pub mod retention;
 mod store;
 pub mod validate;
@@ -55,10 +56,12 @@ use std::time::Duration;
 
 use clawgate_proto::session::{
     Agent, AppendMessageRequest, CreateAgentRequest, DeleteAgentRequest, DeleteAgentResponse,
-    DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest, GetAgentRequest,
-    GetSessionRequest, ListAgentsRequest, ListAgentsResponse, ListMessagesRequest,
-    ListMessagesResponse, ListSessionsRequest, ListSessionsResponse, PatchSessionRequest,
-    ResetSessionRequest, Session, SessionApi, TranscriptMessage, UpdateAgentRequest,
+    DeleteProviderRequest, DeleteProviderResponse, DeleteSessionRequest, DeleteSessionResponse,
+    EnsureSessionRequest, GetAgentRequest, GetSessionRequest, ListAgentsRequest,
+    ListAgentsResponse, ListMessagesRequest, ListMessagesResponse, ListProvidersRequest,
+    ListProvidersResponse, ListSessionsRequest, ListSessionsResponse, PatchSessionRequest,
+    PutProviderRequest, ResetSessionRequest, Session, SessionApi, TenantProvider,
+    TranscriptMessage, UpdateAgentRequest,
 };
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
@@ -382,5 +385,29 @@ impl SessionApi for SessionService {
         request: DeleteAgentRequest,
     ) -> Result<DeleteAgentResponse, ServiceError> {
         agents::delete(&self.store, principal, request).await
+    }
+
+    async fn list_providers(
+        &self,
+        principal: &Principal,
+        _request: ListProvidersRequest,
+    ) -> Result<ListProvidersResponse, ServiceError> {
+        providers::list(&self.store, principal).await
+    }
+
+    async fn put_provider(
+        &self,
+        principal: &Principal,
+        request: PutProviderRequest,
+    ) -> Result<TenantProvider, ServiceError> {
+        providers::put(&self.store, principal, request).await
+    }
+
+    async fn delete_provider(
+        &self,
+        principal: &Principal,
+        request: DeleteProviderRequest,
+    ) -> Result<DeleteProviderResponse, ServiceError> {
+        providers::delete(&self.store, principal, request).await
     }
 }

@@ -170,7 +170,7 @@ pub async fn wire(plan: &Plan) -> anyhow::Result<Wiring> {
     assembly.take(&mut session).await;
     let mut auth = auth::wire(&cx).await?;
     assembly.take(&mut auth).await;
-    let mut runner = runner::wire(&cx, &session).await?;
+    let mut runner = runner::wire(&cx, &session, &auth).await?;
     assembly.take(&mut runner).await;
     let peers = edge::Peers {
         auth: &auth,

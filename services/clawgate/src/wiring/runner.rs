@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawgate_proto::auth::AuthClient;
 use clawgate_proto::runner::{RunnerApi, RunnerClient, RunnerGrpc};
 use clawgate_proto::session::SessionClient;
 use clawgate_runner::tools::exec::ExecConfig;
@@ -28,11 +29,12 @@ pub const GRPC_NAME: &str = "clawgate.runner.v1.RunnerService";
 pub async fn wire(
     cx: &Context<'_>,
     session: &Wired<SessionClient>,
+    auth: &Wired<AuthClient>,
 ) -> anyhow::Result<Wired<RunnerClient>> {
     here_or_there(
         cx,
         Service::Runner,
-        async || here(cx, session.needed_by(Service::Runner)?).await,
+        async || here(cx, session.needed_by(Service::Runner)?, auth.handle.clone()).await,
         |spec| {
             Ok(RunnerClient::grpc(
                 balanced_channel(spec)?,
@@ -43,10 +45,28 @@ pub async fn wire(
     .await
 }
 
-async fn here(cx: &Context<'_>, session: SessionClient) -> anyhow::Result<Wired<RunnerClient>> {
+async fn here(
+    cx: &Context<'_>,
+    session: SessionClient,
+    auth: Option<AuthClient>,
+) -> anyhow::Result<Wired<RunnerClient>> {
     let plan = cx.plan;
-    let builder = RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone())
-        .approvers(plan.presence.clone());
+    // A runner without auth here reaches it when given its URL (optional:
+    // only tenants' own providers with key secrets need it).
+    let auth = match (auth, plan.url(Service::Auth)) {
+        (Some(auth), _) => Some(auth),
+        (None, Some(url)) => Some(AuthClient::connect_lazy(url, cx.signer.clone())?),
+        (None, None) => None,
+    };
+    let mut builder =
+        RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone())
+            .approvers(plan.presence.clone());
+    match auth {
+        Some(auth) => builder = builder.auth(auth),
+        None => tracing::warn!(
+            "the runner has no auth service (--auth-url): tenants' own providers cannot use key secrets"
+        ),
+    }
     let mut dependencies = Vec::new();
     let runner = match &plan.redis {
         Some(redis) => {

@@ -11,6 +11,7 @@ mod anthropic_wire;
 mod http;
 pub mod openai;
 mod slot;
+pub(crate) mod tenant;
 mod wire;
 
 use std::pin::Pin;

@@ -25,6 +25,7 @@
 
 mod agents;
 mod messages;
+mod providers;
 mod retention;
 mod sessions;
 mod tools;

@@ -1,0 +1,14 @@
+-- The model providers of each tenant: where its agents' models are served.
+-- `models` is a JSON array of strings; the API key is the tenant secret named
+-- by `api_key_secret` (kept sealed by the auth service), never stored here.
+CREATE TABLE providers (
+    tenant_id      TEXT NOT NULL CHECK (tenant_id <> ''),
+    provider_id    TEXT NOT NULL CHECK (provider_id <> ''),
+    kind           TEXT NOT NULL,
+    base_url       TEXT NOT NULL,
+    models         TEXT NOT NULL DEFAULT '[]',
+    api_key_secret TEXT NOT NULL DEFAULT '',
+    created_at     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, provider_id)
+);
