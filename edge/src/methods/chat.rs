@@ -331,14 +331,35 @@ async fn history(
         let messages: Vec<Value> = rows
             .iter()
             .map(|row| {
-                json!({
+                let mut message = json!({
                     "id": row.id,
                     "role": row.role,
                     "content": row.content,
                     "run_id": row.run_id,
-                    "is_error": row.status == MessageStatus::Error as i32,
+                    "is_error": row.status == MessageStatus::Error as i32 || row.tool_error,
                     "created_at": rfc3339(row.created_at_ms),
-                })
+                });
+                // A tool step's calls, and which call a tool row answers.
+                if !row.tool_calls.is_empty() {
+                    let calls: Vec<Value> = row
+                        .tool_calls
+                        .iter()
+                        .map(|call| {
+                            json!({
+                                "id": call.id,
+                                "name": call.name,
+                                "arguments": serde_json::from_str::<Value>(&call.arguments_json)
+                                    .unwrap_or_else(|_| json!(call.arguments_json)),
+                            })
+                        })
+                        .collect();
+                    message["tool_calls"] = json!(calls);
+                }
+                if !row.tool_call_id.is_empty() {
+                    message["tool_call_id"] = json!(row.tool_call_id);
+                    message["tool_name"] = json!(row.tool_name);
+                }
+                message
             })
             .collect();
         return Ok(json!({ "messages": messages }));
