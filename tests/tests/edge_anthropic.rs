@@ -95,3 +95,70 @@ async fn an_overloaded_model_fails_over_to_the_agents_fallback() -> anyhow::Resu
     assert_eq!(models, [json!("claude-big"), json!("claude-small")]);
     Ok(())
 }
+
+#[tokio::test]
+async fn thinking_streams_on_the_reasoning_stream_before_the_reply() -> anyhow::Result<()> {
+    let (gw, _model) = gateway(
+        Script::text("The answer is four.").with_thinking("Two plus two makes four, surely."),
+    )
+    .await?;
+    let (mut user, _) = openclaw(&gw.ws_url, &gw.gateway_token, RW).await?;
+    let sent = user
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "2+2?", "idempotencyKey": "th1"}),
+        )
+        .await?;
+    ok(&sent)?;
+    let frames = until_chat_terminal(&mut user, "th1").await?;
+    let streams: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["event"] == "agent")
+        .filter_map(|f| f["payload"]["stream"].as_str())
+        .collect();
+    let first_thinking = streams.iter().position(|s| *s == "thinking");
+    let first_text = streams.iter().position(|s| *s == "assistant");
+    assert!(first_thinking.is_some(), "{streams:?}");
+    assert!(first_thinking < first_text, "{streams:?}");
+    let thinking: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["event"] == "agent" && f["payload"]["stream"] == "thinking")
+        .collect();
+    let last = thinking
+        .last()
+        .map(|f| &f["payload"]["data"])
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["text"], "Two plus two makes four, surely.", "{last}");
+    let deltas: String = thinking
+        .iter()
+        .filter_map(|f| f["payload"]["data"]["delta"].as_str())
+        .collect();
+    assert_eq!(deltas, "Two plus two makes four, surely.");
+    // The reply holds the answer, not the reasoning.
+    let terminal = frames.last().cloned().unwrap_or_default();
+    assert_eq!(chat_text(&terminal), "The answer is four.");
+
+    // goclaw: `thinking` events carry the reasoning deltas.
+    let mut go = clawgate_tests::ws::WsClient::connect(&gw.ws_url).await?;
+    go.goclaw_handshake(&gw.gateway_token, "owner").await?;
+    let id = go
+        .send_request(
+            "chat.send",
+            json!({"session_key": "main", "message": "again?", "idempotency_key": "th2"}),
+        )
+        .await?;
+    let mut reasoning = String::new();
+    loop {
+        let frame = go.recv().await?;
+        if frame["type"] == "res" && frame["id"] == id.as_str() {
+            assert_eq!(frame["ok"], true, "{frame}");
+            break;
+        }
+        if frame["event"] == "thinking" {
+            reasoning.push_str(frame["payload"]["content"].as_str().unwrap_or_default());
+        }
+    }
+    assert_eq!(reasoning, "Two plus two makes four, surely.");
+    Ok(())
+}

@@ -47,6 +47,12 @@ pub fn project(event: &RunEvent) -> Option<EventOut> {
             }
             ("chunk", json!({ "content": delta.delta }))
         }
+        run_event::Kind::Thinking(delta) => {
+            if delta.delta.is_empty() {
+                return None;
+            }
+            ("thinking", json!({ "content": delta.delta }))
+        }
         run_event::Kind::ToolStart(tool) => (
             "tool.call",
             json!({

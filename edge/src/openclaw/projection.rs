@@ -73,6 +73,8 @@ impl RunKey {
 #[derive(Debug, Default)]
 struct RunState {
     text: String,
+    /// The reasoning streamed so far (`thinking` stream).
+    thinking: String,
     /// Length of `text` when the last delta was sent.
     sent_len: usize,
     /// Text already sent was taken back (a rewrite before `sent_len`) since
@@ -289,6 +291,22 @@ impl Projector {
                     out.push(chat_delta(event, run, protocol));
                     run.last_delta_at = Some(now);
                 }
+            }
+            run_event::Kind::Thinking(delta) => {
+                let run = self.run(&key);
+                let offset = usize::try_from(delta.offset).unwrap_or(usize::MAX);
+                if delta.delta.is_empty()
+                    || offset > run.thinking.len()
+                    || !run.thinking.is_char_boundary(offset)
+                {
+                    return out;
+                }
+                run.thinking.truncate(offset);
+                run.thinking.push_str(&delta.delta);
+                out.push(agent(
+                    "thinking",
+                    json!({ "text": run.thinking, "delta": delta.delta }),
+                ));
             }
             run_event::Kind::ToolStart(tool) => {
                 if let Some(flush) = self.flush(event) {

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    AssistantDelta, LifecycleEnd, LifecycleError, LifecycleStart, RunOutcome, ToolStart, Usage,
-    run_event,
+    AssistantDelta, LifecycleEnd, LifecycleError, LifecycleStart, RunOutcome, ThinkingDelta,
+    ToolStart, Usage, run_event,
 };
 use clawgate_proto::runner::{RunInfo, RunState};
 use clawgate_proto::session::{
@@ -274,8 +274,13 @@ impl RunTask {
         // Once the model produced something, a failure ends the run: what was
         // streamed cannot be taken back.
         let mut produced = false;
+        let mut thinking =
+            Coalescer::new(self.config.coalesce_window, self.config.coalesce_max_bytes);
         let ending = loop {
-            let flush_at = coalescer.deadline();
+            let flush_at = match (coalescer.deadline(), thinking.deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Step::Abort,
@@ -286,10 +291,19 @@ impl RunTask {
             match step {
                 Step::Abort => break self.aborted(),
                 Step::Timeout => break self.timed_out(),
-                Step::Flush => self.flush(coalescer).await,
-                // Not asked for (no agent enables thinking yet), so not streamed.
-                Step::Model(Some(Ok(ModelEvent::Thinking(_)))) => {}
+                Step::Flush => {
+                    self.flush_thinking(&mut thinking).await;
+                    self.flush(coalescer).await;
+                }
+                // Reasoning streams on its own, before the text it led to.
+                Step::Model(Some(Ok(ModelEvent::Thinking(text)))) => {
+                    produced = true;
+                    if thinking.push(&text, Instant::now()) {
+                        self.flush_thinking(&mut thinking).await;
+                    }
+                }
                 Step::Model(Some(Ok(ModelEvent::Text(text)))) => {
+                    self.flush_thinking(&mut thinking).await;
                     if !produced && self.step_start > 0 && coalescer.text().len() == self.step_start
                     {
                         // A later step's text starts a new paragraph of the reply.
@@ -307,6 +321,7 @@ impl RunTask {
                     arguments_json,
                 }))) => {
                     produced = true;
+                    self.flush_thinking(&mut thinking).await;
                     self.flush(coalescer).await;
                     let call = ToolCall {
                         id: unique_call_id(id, calls),
@@ -326,6 +341,7 @@ impl RunTask {
                     finish_reason,
                     usage,
                 }))) => {
+                    self.flush_thinking(&mut thinking).await;
                     let span = tracing::Span::current();
                     if let Some(reason) = &finish_reason {
                         span.record("gen_ai.response.finish_reasons", reason.as_str());
@@ -368,6 +384,17 @@ impl RunTask {
     async fn flush(&mut self, coalescer: &mut Coalescer) {
         if let Some(delta) = coalescer.flush() {
             self.publish_delta(delta.text, delta.offset).await;
+        }
+    }
+
+    async fn flush_thinking(&mut self, thinking: &mut Coalescer) {
+        if let Some(delta) = thinking.flush() {
+            self.publisher
+                .publish(run_event::Kind::Thinking(ThinkingDelta {
+                    delta: delta.text,
+                    offset: delta.offset,
+                }))
+                .await;
         }
     }
 
