@@ -78,6 +78,11 @@ impl<'a> Obj<'a> {
             .ok_or_else(|| format!("at {}: must have required property '{key}'", at(&self.path)))
     }
 
+    /// The object's fields.
+    pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> + use<'a> {
+        self.map.iter()
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
     }

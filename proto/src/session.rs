@@ -30,6 +30,8 @@ crate::macros::service_bindings! {
         authed fn create_agent(CreateAgentRequest) -> Agent;
         authed fn update_agent(UpdateAgentRequest) -> Agent;
         authed fn delete_agent(DeleteAgentRequest) -> DeleteAgentResponse;
+        /// Adds a command to an agent's exec allowlist.
+        authed fn allow_exec(AllowExecRequest) -> Agent;
         /// The tenant's model providers.
         authed fn list_providers(ListProvidersRequest) -> ListProvidersResponse;
         authed fn put_provider(PutProviderRequest) -> TenantProvider;

@@ -90,7 +90,9 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "exec.approval.list",
             "exec.approval.get",
             "exec.approval.resolve",
-            "exec.approval.waitDecision"
+            "exec.approval.waitDecision",
+            "exec.approvals.get",
+            "exec.approvals.set"
         ])
     );
     assert!(

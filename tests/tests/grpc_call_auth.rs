@@ -17,11 +17,12 @@ use clawgate_proto::call_auth::{CallSigner, CallVerifier};
 use clawgate_proto::pb::session::v1::session_service_client::SessionServiceClient;
 use clawgate_proto::principal::Dialect;
 use clawgate_proto::session::{
-    AppendMessageRequest, DeleteProviderRequest, DeleteProviderResponse, DeleteSessionRequest,
-    DeleteSessionResponse, EnsureSessionRequest, GetSessionRequest, ListMessagesRequest,
-    ListMessagesResponse, ListProvidersRequest, ListProvidersResponse, ListSessionsRequest,
-    ListSessionsResponse, PatchSessionRequest, PutProviderRequest, ResetSessionRequest, Session,
-    SessionApi, SessionClient, SessionGrpc, TenantProvider, TranscriptMessage,
+    AllowExecRequest, AppendMessageRequest, DeleteProviderRequest, DeleteProviderResponse,
+    DeleteSessionRequest, DeleteSessionResponse, EnsureSessionRequest, GetSessionRequest,
+    ListMessagesRequest, ListMessagesResponse, ListProvidersRequest, ListProvidersResponse,
+    ListSessionsRequest, ListSessionsResponse, PatchSessionRequest, PutProviderRequest,
+    ResetSessionRequest, Session, SessionApi, SessionClient, SessionGrpc, TenantProvider,
+    TranscriptMessage,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::db::testing::{TestDatabase, fresh_sqlite_url};
@@ -151,6 +152,15 @@ impl SessionApi for Recording {
     ) -> Result<clawgate_proto::session::DeleteAgentResponse, ServiceError> {
         self.seen.lock().unwrap().push(principal.clone());
         self.inner.delete_agent(principal, request).await
+    }
+
+    async fn allow_exec(
+        &self,
+        principal: &Principal,
+        request: AllowExecRequest,
+    ) -> Result<clawgate_proto::session::Agent, ServiceError> {
+        self.seen.lock().unwrap().push(principal.clone());
+        self.inner.allow_exec(principal, request).await
     }
 
     async fn list_providers(

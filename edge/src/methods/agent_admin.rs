@@ -90,6 +90,7 @@ fn settings(request: &Request<'_>, obj: &Obj<'_>) -> Result<AgentSettings, Servi
         tools: list("tools")?,
         max_tool_steps: steps,
         timeout_ms: timeout,
+        exec_allowlist: None,
     })
 }
 

@@ -28,6 +28,7 @@ pub mod agent;
 pub mod agent_admin;
 pub mod agents;
 pub mod api_keys;
+pub mod approval_policy;
 pub mod approvals;
 pub mod chat;
 pub mod decl;
@@ -55,7 +56,7 @@ pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscriptio
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 20] = [
+pub const FAMILIES: [&[Method]; 21] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
@@ -76,6 +77,7 @@ pub const FAMILIES: [&[Method]; 20] = [
     secrets::METHODS,
     providers::METHODS,
     approvals::METHODS,
+    approval_policy::METHODS,
 ];
 
 /// Every declared method, in declaration order.

@@ -133,6 +133,7 @@ impl RunnerBuilder {
                 self.bus.clone(),
                 self.approvers,
                 String::new(),
+                self.session.clone(),
             );
             return Ok(RunnerService::assemble(
                 self.config,
@@ -167,6 +168,7 @@ impl RunnerBuilder {
             bus.clone(),
             Some(approvers),
             options.runner_id.clone(),
+            self.session.clone(),
         );
         let cluster = Cluster::new(options, registry, Arc::new(RedisBus::new(&redis)));
         let service = RunnerService::assemble(

@@ -126,7 +126,7 @@ impl RunnerService {
     pub fn new(config: RunnerConfig, session: SessionClient, bus: Arc<dyn EventBus>) -> Self {
         let provider = ProviderSlot::from_config(&config);
         let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
-        let approvals = Approvals::in_process(bus);
+        let approvals = Approvals::in_process(bus, session.clone());
         Self::assemble(config, provider, session, replay, None, approvals, None)
     }
 
@@ -138,7 +138,7 @@ impl RunnerService {
         bus: Arc<dyn EventBus>,
     ) -> Self {
         let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
-        let approvals = Approvals::in_process(bus);
+        let approvals = Approvals::in_process(bus, session.clone());
         Self::assemble(
             config,
             ProviderSlot::Ready(provider),

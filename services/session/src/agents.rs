@@ -17,9 +17,10 @@
 //!   http(s) or `data:image/` URI, a relative workspace that cannot climb out
 //!   of its root, tool names of `[a-z][a-z0-9_.-]*`, limits within range.
 
+use clawgate_proto::principal::SCOPE_APPROVALS;
 use clawgate_proto::session::{
-    Agent, AgentSettings, CreateAgentRequest, DeleteAgentRequest, DeleteAgentResponse,
-    ListAgentsResponse, UpdateAgentRequest,
+    Agent, AgentSettings, AllowExecRequest, CreateAgentRequest, DeleteAgentRequest,
+    DeleteAgentResponse, ListAgentsResponse, UpdateAgentRequest,
 };
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
@@ -45,6 +46,9 @@ const MAX_FALLBACKS: usize = 8;
 const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
 const MAX_TOOLS: usize = 64;
 const MAX_TOOL_NAME_CHARS: usize = 64;
+/// Most commands one agent allows without asking.
+pub const MAX_EXEC_ALLOWLIST: usize = 256;
+const MAX_EXEC_COMMAND_BYTES: usize = 8 * 1024;
 
 /// The default agent of `tenant` before its first change.
 pub fn default_agent(tenant: &str) -> Agent {
@@ -246,7 +250,84 @@ pub fn apply(agent: &mut Agent, settings: AgentSettings) -> Result<(), ServiceEr
         }
         agent.timeout_ms = timeout;
     }
+    if let Some(allowlist) = settings.exec_allowlist {
+        if allowlist.items.len() > MAX_EXEC_ALLOWLIST {
+            return Err(ServiceError::invalid(format!(
+                "at most {MAX_EXEC_ALLOWLIST} allowlisted commands"
+            )));
+        }
+        let mut commands = Vec::with_capacity(allowlist.items.len());
+        for command in allowlist.items {
+            exec_command(&command)?;
+            if !commands.contains(&command) {
+                commands.push(command);
+            }
+        }
+        agent.exec_allowlist = commands;
+    }
     Ok(())
+}
+
+/// An allowlisted command: non-empty, at most [`MAX_EXEC_COMMAND_BYTES`], no
+/// control characters but tabs and newlines.
+fn exec_command(command: &str) -> Result<(), ServiceError> {
+    if command.trim().is_empty() || command.len() > MAX_EXEC_COMMAND_BYTES {
+        return Err(ServiceError::invalid(format!(
+            "an allowlisted command must be 1 to {MAX_EXEC_COMMAND_BYTES} bytes"
+        )));
+    }
+    if command
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return Err(ServiceError::invalid(
+            "an allowlisted command must not hold control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Adds `request.command` to the agent's exec allowlist (an `allow-always`
+/// decision), for a caller that may approve for the whole tenant.
+pub(crate) async fn allow_exec(
+    store: &Store,
+    principal: &Principal,
+    request: AllowExecRequest,
+) -> Result<Agent, ServiceError> {
+    let tenant = tenant(principal)?;
+    if !(principal.sees_tenant() || principal.has_scope(SCOPE_APPROVALS)) {
+        return Err(ServiceError::forbidden(
+            "allowing a command always needs operator.approvals",
+        ));
+    }
+    exec_command(&request.command)?;
+    let id = match request.agent_id.as_str() {
+        "" => DEFAULT_AGENT_ID,
+        id => id,
+    };
+    agent_id(id).map_err(|_| unknown_agent(id))?;
+    let now = now_ms();
+    let missing = (id == DEFAULT_AGENT_ID).then(|| Agent {
+        created_at_ms: now,
+        ..default_agent(tenant)
+    });
+    let command = request.command;
+    let changed = store
+        .change_agent(tenant, id, missing, move |agent| {
+            if !agent.exec_allowlist.contains(&command) {
+                if agent.exec_allowlist.len() >= MAX_EXEC_ALLOWLIST {
+                    return Err(ServiceError::invalid(format!(
+                        "the agent already allows {MAX_EXEC_ALLOWLIST} commands"
+                    )));
+                }
+                agent.exec_allowlist.push(command);
+            }
+            agent.updated_at_ms = now;
+            agent.stored = true;
+            Ok(())
+        })
+        .await?;
+    changed.map(as_default).ok_or_else(|| unknown_agent(id))
 }
 
 /// The default agent marked as such, stored or not.

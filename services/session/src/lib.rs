@@ -55,13 +55,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clawgate_proto::session::{
-    Agent, AppendMessageRequest, CreateAgentRequest, DeleteAgentRequest, DeleteAgentResponse,
-    DeleteProviderRequest, DeleteProviderResponse, DeleteSessionRequest, DeleteSessionResponse,
-    EnsureSessionRequest, GetAgentRequest, GetSessionRequest, ListAgentsRequest,
-    ListAgentsResponse, ListMessagesRequest, ListMessagesResponse, ListProvidersRequest,
-    ListProvidersResponse, ListSessionsRequest, ListSessionsResponse, PatchSessionRequest,
-    PutProviderRequest, ResetSessionRequest, Session, SessionApi, TenantProvider,
-    TranscriptMessage, UpdateAgentRequest,
+    Agent, AllowExecRequest, AppendMessageRequest, CreateAgentRequest, DeleteAgentRequest,
+    DeleteAgentResponse, DeleteProviderRequest, DeleteProviderResponse, DeleteSessionRequest,
+    DeleteSessionResponse, EnsureSessionRequest, GetAgentRequest, GetSessionRequest,
+    ListAgentsRequest, ListAgentsResponse, ListMessagesRequest, ListMessagesResponse,
+    ListProvidersRequest, ListProvidersResponse, ListSessionsRequest, ListSessionsResponse,
+    PatchSessionRequest, PutProviderRequest, ResetSessionRequest, Session, SessionApi,
+    TenantProvider, TranscriptMessage, UpdateAgentRequest,
 };
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::db::Database;
@@ -385,6 +385,14 @@ impl SessionApi for SessionService {
         request: DeleteAgentRequest,
     ) -> Result<DeleteAgentResponse, ServiceError> {
         agents::delete(&self.store, principal, request).await
+    }
+
+    async fn allow_exec(
+        &self,
+        principal: &Principal,
+        request: AllowExecRequest,
+    ) -> Result<Agent, ServiceError> {
+        agents::allow_exec(&self.store, principal, request).await
     }
 
     async fn list_providers(

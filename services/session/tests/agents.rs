@@ -8,8 +8,8 @@
 mod support;
 
 use clawgate_proto::session::{
-    Agent, AgentSettings, CreateAgentRequest, DeleteAgentRequest, GetAgentRequest,
-    ListAgentsRequest, SessionApi, StringList, UpdateAgentRequest,
+    Agent, AgentSettings, AllowExecRequest, CreateAgentRequest, DeleteAgentRequest,
+    GetAgentRequest, ListAgentsRequest, SessionApi, StringList, UpdateAgentRequest,
 };
 use clawgate_proto::{ErrorCode, Principal};
 use clawgate_session::agents::{DEFAULT_MAX_TOOL_STEPS, DEFAULT_TIMEOUT_MS};
@@ -42,6 +42,7 @@ agent_suite!(
     agents_stay_in_their_tenant,
     bad_settings_are_refused,
     concurrent_changes_all_apply,
+    allow_always_adds_a_command_once,
 );
 
 fn names(items: &[&str]) -> Option<StringList> {
@@ -172,6 +173,7 @@ async fn admins_create_change_and_delete_agents(api: &dyn SessionApi) {
                     tools: names(&["web_fetch", "exec", "exec"]),
                     max_tool_steps: Some(4),
                     timeout_ms: Some(30_000),
+                    exec_allowlist: None,
                 },
             ),
         )
@@ -498,4 +500,72 @@ async fn concurrent_changes_all_apply(api: &dyn SessionApi) {
         ),
         ("N", "E", "M", "S", "W", 3)
     );
+}
+
+async fn allow_always_adds_a_command_once(api: &dyn SessionApi) {
+    let boss = admin("t1", "boss");
+    let allow = |agent: &str, command: &str| AllowExecRequest {
+        agent_id: agent.into(),
+        command: command.into(),
+    };
+    // The default agent gets its row with its first allowed command.
+    let main = api.allow_exec(&boss, allow("", "ls -la")).await.unwrap();
+    assert_eq!(main.agent_id, "main");
+    assert_eq!(main.exec_allowlist, ["ls -la"]);
+    api.allow_exec(&boss, allow("main", "ls -la"))
+        .await
+        .unwrap();
+    let main = api.allow_exec(&boss, allow("main", "date")).await.unwrap();
+    assert_eq!(main.exec_allowlist, ["ls -la", "date"]);
+    assert_eq!(
+        get(api, &operator("t1", "alice"), "main")
+            .await
+            .unwrap()
+            .exec_allowlist,
+        ["ls -la", "date"]
+    );
+    // An approver (operator.approvals) may; a plain member may not.
+    let approver = Principal {
+        scopes: vec!["operator.approvals".into()],
+        ..operator("t1", "carol")
+    };
+    api.allow_exec(&approver, allow("main", "uptime"))
+        .await
+        .unwrap();
+    assert_code(
+        api.allow_exec(&operator("t1", "alice"), allow("main", "rm -rf /"))
+            .await,
+        ErrorCode::Forbidden,
+    );
+    assert_code(
+        api.allow_exec(&boss, allow("main", "  ")).await,
+        ErrorCode::InvalidRequest,
+    );
+    assert_code(
+        api.allow_exec(&boss, allow("ghost", "ls")).await,
+        ErrorCode::NotFound,
+    );
+    // Another tenant's agent is untouched.
+    assert!(
+        get(api, &admin("t2", "boss"), "main")
+            .await
+            .unwrap()
+            .exec_allowlist
+            .is_empty()
+    );
+    // An admin sets the whole list.
+    let set = api
+        .update_agent(
+            &boss,
+            update(
+                "main",
+                AgentSettings {
+                    exec_allowlist: names(&["git status"]),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.exec_allowlist, ["git status"]);
 }

@@ -1,7 +1,8 @@
-//! The approval gate of the `exec` tool: every command waits for a human
-//! decision ([`Approvals::ask`]) before it runs.
+//! The approval gate of the `exec` tool: a command on its agent's exec
+//! allowlist runs; any other waits for a human decision ([`Approvals::ask`]).
 //!
-//! Invariant: only `allow-once` and `allow-always` let a command run; a
+//! Invariant: only the allowlist (exact command line), `allow-once` and
+//! `allow-always` let a command run; a
 //! denial, an expiry, an abort or a store failure refuses it, with a reason
 //! the model reads.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use clawgate_proto::session::{GetAgentRequest, SessionApi as _};
 
 use super::{ALLOW_ALWAYS, ALLOW_ONCE, ApprovalAsk, Approvals, DENY, EXPIRED};
 use crate::tools::ToolContext;
@@ -30,6 +32,24 @@ impl ApprovalGate {
 #[async_trait]
 impl ExecGate for ApprovalGate {
     async fn check(&self, context: &ToolContext, request: &ExecRequest) -> GateDecision {
+        // A command an approver allowed always runs without asking.
+        let agent = context
+            .session
+            .get_agent(
+                &context.principal,
+                GetAgentRequest {
+                    agent_id: context.agent_id.clone(),
+                },
+            )
+            .await;
+        match agent {
+            Ok(agent) if agent.exec_allowlist.contains(&request.command) => {
+                tracing::info!(agent = %context.agent_id, "exec allowlisted; no approval asked");
+                return GateDecision::Allow;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "agent allowlist unavailable; asking"),
+        }
         let ask = ApprovalAsk {
             tenant_id: context.principal.tenant_id.clone(),
             user_id: context.principal.user_id.clone(),

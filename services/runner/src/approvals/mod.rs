@@ -16,6 +16,10 @@
 //! approval of another tenant, or of another user for a caller that may not
 //! see it, is unknown.
 //!
+//! `allow-always` (for callers that may approve for the whole tenant) also adds
+//! the command to the agent's exec allowlist in the session service; the gate
+//! ([`gate`]) runs allowlisted commands without asking.
+//!
 //! Invariants: a decision is applied exactly once (the store's check-and-set),
 //! however many callers answer at once; the same decision again is an
 //! idempotent success, another one is refused; an approval nobody can answer
@@ -35,6 +39,7 @@ use clawgate_proto::pb::common::v1::{
     RunnerControl, bus_message, runner_command, runner_control,
 };
 use clawgate_proto::principal::SCOPE_APPROVALS;
+use clawgate_proto::session::{AllowExecRequest, SessionApi as _, SessionClient};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::approvals::memory::MemoryApprovals;
 use clawgate_runtime::approvals::{ApprovalStore, Decide, StoredApproval};
@@ -92,6 +97,8 @@ pub struct Approvals {
     approvers: Option<Arc<dyn PresenceRegistry>>,
     /// This runner's id in a cluster (empty in-process).
     runner_id: String,
+    /// Where `allow-always` decisions add their command (the agent's allowlist).
+    session: SessionClient,
     /// The runs of this runner waiting on an approval, by approval id.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
 }
@@ -135,20 +142,28 @@ impl Approvals {
         bus: Arc<dyn EventBus>,
         approvers: Option<Arc<dyn PresenceRegistry>>,
         runner_id: String,
+        session: SessionClient,
     ) -> Self {
         Self {
             store,
             bus,
             approvers,
             runner_id,
+            session,
             waiters: Mutex::new(HashMap::new()),
         }
     }
 
     /// Approvals of one process: an in-process store, announced on `bus`,
     /// with no approver registry (someone may always answer).
-    pub fn in_process(bus: Arc<dyn EventBus>) -> Self {
-        Self::new(Arc::new(MemoryApprovals::new()), bus, None, String::new())
+    pub fn in_process(bus: Arc<dyn EventBus>, session: SessionClient) -> Self {
+        Self::new(
+            Arc::new(MemoryApprovals::new()),
+            bus,
+            None,
+            String::new(),
+            session,
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Notify>>> {
@@ -347,6 +362,12 @@ impl Approvals {
                 "decision must be allow-once, allow-always or deny",
             ));
         }
+        if decision == ALLOW_ALWAYS && !may_approve_all(principal) {
+            return Err(ServiceError::invalid(
+                "allow-always needs operator.approvals (it allows the command for the whole tenant)",
+            )
+            .with_details(json!({ "reason": "APPROVAL_ALLOW_ALWAYS_UNAVAILABLE" })));
+        }
         let approval = self.get(principal, id).await?;
         let mut decided = approval.clone();
         decided.decision = decision.to_owned();
@@ -362,6 +383,9 @@ impl Approvals {
             .await?;
         match outcome {
             Decide::Applied => {
+                if decision == ALLOW_ALWAYS {
+                    self.allow_always(principal, &decided).await;
+                }
                 self.wake(&decided).await;
                 self.announce(ApprovalChange::Resolved, &decided).await;
                 Ok((decided, true))
@@ -379,6 +403,18 @@ impl Approvals {
                 }
             }
             Decide::Unknown => Err(not_found()),
+        }
+    }
+
+    /// Adds the command of an `allow-always` decision to its agent's
+    /// allowlist, as the approver (a failure is logged: the decision stands).
+    async fn allow_always(&self, principal: &Principal, approval: &ExecApproval) {
+        let request = AllowExecRequest {
+            agent_id: approval.agent_id.clone(),
+            command: approval.command.clone(),
+        };
+        if let Err(err) = self.session.allow_exec(principal, request).await {
+            tracing::warn!(error = %err, approval_id = %approval.id, "allow-always not recorded");
         }
     }
 

@@ -16,21 +16,23 @@ use sqlx::any::AnyRow;
 use super::{Store, commit};
 
 const COLUMNS: &str = "tenant_id, agent_id, name, emoji, avatar, workspace, model, fallbacks, \
-    system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at";
+    system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at, exec_allowlist";
 
 const UPSERT: &str = "INSERT INTO agents (tenant_id, agent_id, name, emoji, avatar, workspace, \
-        model, fallbacks, system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+        model, fallbacks, system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at, \
+        exec_allowlist) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
     ON CONFLICT (tenant_id, agent_id) DO UPDATE SET name = excluded.name, \
         emoji = excluded.emoji, avatar = excluded.avatar, workspace = excluded.workspace, \
         model = excluded.model, fallbacks = excluded.fallbacks, \
         system_prompt = excluded.system_prompt, tools = excluded.tools, \
         max_tool_steps = excluded.max_tool_steps, timeout_ms = excluded.timeout_ms, \
-        updated_at = excluded.updated_at";
+        updated_at = excluded.updated_at, exec_allowlist = excluded.exec_allowlist";
 
 const INSERT: &str = "INSERT INTO agents (tenant_id, agent_id, name, emoji, avatar, workspace, \
-        model, fallbacks, system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+        model, fallbacks, system_prompt, tools, max_tool_steps, timeout_ms, created_at, updated_at, \
+        exec_allowlist) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 impl Store {
     /// The stored agents of `tenant`, by id.
@@ -167,6 +169,7 @@ fn bind<'q>(
         .bind(i64::try_from(agent.timeout_ms).unwrap_or(i64::MAX))
         .bind(agent.created_at_ms)
         .bind(agent.updated_at_ms)
+        .bind(list_text(&agent.exec_allowlist))
 }
 
 fn list_text(items: &[String]) -> String {
@@ -198,6 +201,7 @@ fn agent_of(row: &AnyRow) -> Result<Agent, ServiceError> {
             updated_at_ms: row.try_get("updated_at")?,
             is_default: false,
             stored: true,
+            exec_allowlist: list("exec_allowlist")?,
         })
     };
     read().map_err(service_error)
