@@ -33,6 +33,7 @@ mod registry;
 mod run;
 mod run_tools;
 mod service;
+mod service_ops;
 mod stopwords;
 mod validate;
 

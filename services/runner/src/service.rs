@@ -1,7 +1,9 @@
 //! [`RunnerService`]: the runner's RPCs (`StartRun`, `AbortRun`, `GetRun`,
 //! `ReadRunEvents`, and what it is configured and doing: `ListModels`,
-//! `RunnerStats`, see [`crate::catalog`]; `ActiveRuns`: which sessions have a
-//! run in flight, for session listings).
+//! `RunnerStats`, `ListTools`, see [`crate::catalog`]; `ActiveRuns`: which
+//! sessions have a run in flight, for session listings; the exec approval
+//! RPCs, see [`crate::approvals`]). Shutdown, aborts and accepting a turn are
+//! in `service_ops`.
 //!
 //! Invariants:
 //! - every call requires a principal, and runs are scoped by its tenant and user:
@@ -39,10 +41,7 @@ use clawgate_proto::runner::{
     RunInfo, RunState, RunnerApi, RunnerStatsRequest, RunnerStatsResponse, StartRunRequest,
     StartRunResponse, StartStatus, WaitApprovalRequest,
 };
-use clawgate_proto::session::{
-    AppendMessageRequest, EnsureSessionRequest, GetAgentRequest, MessageStatus, SessionApi as _,
-    SessionClient,
-};
+use clawgate_proto::session::{GetAgentRequest, SessionApi as _, SessionClient};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::clock::now_ms;
@@ -62,14 +61,14 @@ use crate::failover::Cooldowns;
 use crate::history::RunHistory;
 use crate::provider::tenant::{Models, TenantProviders};
 use crate::provider::{ModelProvider, ProviderSlot};
-use crate::registry::{Admission, MemoryRegistry, RunControl, RunEntry, RunRegistry};
+use crate::registry::{Admission, MemoryRegistry, RunControl, RunRegistry};
 use crate::run::RunTask;
 use crate::stopwords::is_stop_command;
 use crate::tools::ToolSet;
 use crate::tools::exec::ExecTool;
 use crate::tools::sessions_send::SessionsSend;
 use crate::validate::{
-    MAX_IDEMPOTENCY_KEY_CHARS, ValidStart, session_busy, validate_session_key, validate_start,
+    MAX_IDEMPOTENCY_KEY_CHARS, session_busy, validate_session_key, validate_start,
 };
 
 const MAX_STOP_REASON_CHARS: usize = 64;
@@ -78,16 +77,16 @@ const MAX_REPLAY_EVENTS: usize = 5_000;
 
 pub(crate) struct Inner {
     pub config: Arc<RunnerConfig>,
-    provider: ProviderSlot,
+    pub(crate) provider: ProviderSlot,
     pub session: SessionClient,
     pub registry: Arc<dyn RunRegistry>,
     /// Where run events are recorded and published.
     pub replay: RunHistory,
     /// Set when this runner shares Redis with other runners.
     pub cluster: Option<Cluster>,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Set by [`RunnerService::shutdown`]: no new runs are accepted.
-    draining: AtomicBool,
+    pub(crate) draining: AtomicBool,
     /// Stops the cluster loops (on shutdown, or when the service is dropped).
     pub background: CancellationToken,
     /// Models that failed recently, skipped by every run until they cool off.
@@ -206,126 +205,6 @@ impl RunnerService {
             .cluster
             .as_ref()
             .map(|cluster| cluster.options.runner_id.as_str())
-    }
-
-    /// Stops accepting runs (`UNAVAILABLE`, retryable), lets in-flight runs
-    /// finish until `grace - shutdown_abort_margin`, then aborts the rest (stop
-    /// reason "shutdown") and waits until `grace` for them to write their
-    /// partial text, free their lease and publish their last event. Then stops
-    /// the cluster loops. Call it on SIGTERM, before the process exits.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.inner.draining.store(true, Ordering::SeqCst);
-        self.inner.tasks.close();
-        let finish_window = grace.saturating_sub(self.inner.config.shutdown_abort_margin);
-        let started = tokio::time::Instant::now();
-        let finished = !finish_window.is_zero()
-            && tokio::time::timeout(finish_window, self.inner.tasks.wait())
-                .await
-                .is_ok();
-        if !finished {
-            for entry in self.inner.registry.all_active().await {
-                if let Some(control) = &entry.control {
-                    control.abort("shutdown");
-                }
-            }
-            let left = grace.saturating_sub(started.elapsed());
-            if tokio::time::timeout(left, self.inner.tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("runs still ending after the shutdown grace period");
-            }
-        }
-        self.inner.background.cancel();
-    }
-
-    fn provider(&self) -> Result<Arc<dyn ModelProvider>, ServiceError> {
-        self.inner.provider.get()
-    }
-
-    /// Aborts `entry` — here, or through the runner that owns it — and waits
-    /// (bounded) for it to persist its partial text. Returns whether the run
-    /// ended aborted (it may have finished on its own).
-    pub(crate) async fn abort_entry(
-        &self,
-        principal: &Principal,
-        entry: &RunEntry,
-        reason: &str,
-    ) -> bool {
-        let Some(control) = &entry.control else {
-            return match (&self.inner.cluster, &entry.owner) {
-                (Some(cluster), Some(owner)) if entry.running => {
-                    let wait = self.inner.config.abort_wait;
-                    cluster.forward_abort(entry, owner, reason, wait).await
-                }
-                _ => false,
-            };
-        };
-        control.abort(reason);
-        if !control.wait_ended(self.inner.config.abort_wait).await {
-            return true;
-        }
-        match self
-            .inner
-            .registry
-            .get(&principal.tenant_id, &principal.user_id, &entry.info.run_id)
-            .await
-        {
-            Ok(Some(ended)) => ended.info.state == RunState::Aborted as i32,
-            _ => true,
-        }
-    }
-
-    async fn abort_active(
-        &self,
-        principal: &Principal,
-        session_key: &str,
-        reason: &str,
-    ) -> Result<(bool, Vec<String>), ServiceError> {
-        let active = self
-            .inner
-            .registry
-            .active(&principal.tenant_id, &principal.user_id, session_key)
-            .await?;
-        Ok(match active {
-            Some(entry) if self.abort_entry(principal, &entry, reason).await => {
-                (true, vec![entry.info.run_id])
-            }
-            _ => (false, Vec::new()),
-        })
-    }
-
-    async fn accept(
-        &self,
-        principal: &Principal,
-        request: &ValidStart,
-    ) -> Result<(), ServiceError> {
-        let session = &self.inner.session;
-        session
-            .ensure_session(
-                principal,
-                EnsureSessionRequest {
-                    session_key: request.session_key.clone(),
-                    agent_id: request.agent_id.clone(),
-                },
-            )
-            .await?;
-        session
-            .append_message(
-                principal,
-                AppendMessageRequest {
-                    session_key: request.session_key.clone(),
-                    role: "user".to_owned(),
-                    content: request.message.clone(),
-                    run_id: request.run_id.clone(),
-                    status: MessageStatus::Complete as i32,
-                    error: String::new(),
-                    agent_id: request.agent_id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(())
     }
 }
 
