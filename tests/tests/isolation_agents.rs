@@ -15,6 +15,9 @@
 //!   and goclaw `tool.call`/`tool.result` reach its tenant only; the
 //!   `sessions_list` tool lists only the run's user's sessions; a run id (an
 //!   idempotency key) reused by the other tenant starts a run of its own;
+//! - providers: a tenant's own provider, its models and its key serve only its
+//!   runs; the other tenant lists, deletes and reaches none of it, and its
+//!   provider of the same id is its own, called with its own key;
 //! - exec approvals: the request reaches the tenant's approvers only; the
 //!   other tenant cannot list, read, wait on or decide it (by full id or by
 //!   prefix), even while it reuses the run id; operators without
@@ -976,11 +979,117 @@ async fn approvers_of_the_other_tenant_do_not_count(world: &mut World) -> anyhow
     Ok(())
 }
 
+/// The models of a `models.list` answer as `provider/id`.
+fn model_keys(list: &Value) -> Vec<String> {
+    list["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["provider"].as_str().unwrap_or(""),
+                m["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// Providers: A's provider and its key serve only A's runs; B sees, deletes
+/// and uses none of it, and B's provider of the same id is B's own.
+async fn providers(world: &mut World) -> anyhow::Result<()> {
+    let own = MockModel::start(Script::text("own provider")).await?;
+    for (tenant, key) in [("ta", "sk-ta-only"), ("tb", "sk-tb-only")] {
+        world
+            .sock(tenant, ADMIN, Dialect::OpenClaw)
+            .ok("secrets.set", json!({"name": "OWN_KEY", "value": key}))
+            .await?;
+    }
+    world
+        .sock("ta", ADMIN, Dialect::OpenClaw)
+        .ok(
+            "providers.set",
+            json!({"id": "own", "kind": "openai", "baseUrl": own.base_url(),
+                   "models": ["ta-model"], "apiKeySecret": "OWN_KEY"}),
+        )
+        .await?;
+    let a_models = world
+        .sock("ta", "alice", Dialect::OpenClaw)
+        .ok("models.list", json!({}))
+        .await?;
+    assert_eq!(model_keys(&a_models), ["own/ta-model"], "{a_models}");
+    for (user, dialect) in [
+        ("alice", Dialect::OpenClaw),
+        (ADMIN, Dialect::OpenClaw),
+        (ADMIN, Dialect::Goclaw),
+    ] {
+        let sock = world.sock("tb", user, dialect);
+        let listed = sock.ok("models.list", json!({})).await?;
+        assert!(
+            !listed.to_string().contains("ta-model"),
+            "{}: {listed}",
+            sock.label()
+        );
+    }
+    let b_admin = world.sock("tb", ADMIN, Dialect::OpenClaw);
+    let listed = b_admin.ok("providers.list", json!({})).await?;
+    assert_eq!(listed["providers"], json!([]), "{listed}");
+    let refused = b_admin
+        .err("providers.delete", json!({"id": "own"}))
+        .await?;
+    assert!(
+        refused.to_string().contains("unknown provider"),
+        "{refused}"
+    );
+
+    // A's run calls A's provider with A's key; B's run does not.
+    alice_chat(world, "ta", "prov", "via own", "ta-prov-1").await?;
+    let sent = own.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].authorization.as_deref(), Some("Bearer sk-ta-only"));
+    alice_chat(world, "tb", "prov", "via global", "tb-prov-1").await?;
+    assert_eq!(own.requests().len(), 1, "B's run reached A's provider");
+
+    // B's provider of the same id is B's: B's key, A's untouched.
+    world
+        .sock("tb", ADMIN, Dialect::OpenClaw)
+        .ok(
+            "providers.set",
+            json!({"id": "own", "kind": "openai", "baseUrl": own.base_url(),
+                   "models": ["tb-model"], "apiKeySecret": "OWN_KEY"}),
+        )
+        .await?;
+    alice_chat(world, "tb", "prov", "via own too", "tb-prov-2").await?;
+    alice_chat(world, "ta", "prov", "via own again", "ta-prov-2").await?;
+    let keys: Vec<(Option<String>, Option<String>)> = own
+        .requests()
+        .iter()
+        .map(|r| (r.model().map(str::to_owned), r.authorization.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (Some("ta-model".into()), Some("Bearer sk-ta-only".into())),
+            (Some("tb-model".into()), Some("Bearer sk-tb-only".into())),
+            (Some("ta-model".into()), Some("Bearer sk-ta-only".into())),
+        ]
+    );
+    for tenant in TENANTS {
+        world
+            .sock(tenant, ADMIN, Dialect::OpenClaw)
+            .ok("providers.delete", json!({"id": "own"}))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn matrix(database: GatewayDatabase) -> anyhow::Result<()> {
     let mut world = build(database).await?;
     agents(&mut world).await?;
     tool_events(&mut world).await?;
     approvals(&mut world).await?;
+    providers(&mut world).await?;
+    // Last: it closes tenant A's approver sockets.
     approvers_of_the_other_tenant_do_not_count(&mut world).await?;
     Ok(())
 }
