@@ -87,27 +87,19 @@ impl EdgePresence {
             local: Arc::new(Mutex::new(HashMap::new())),
             cache: Arc::new(Mutex::new(HashMap::new())),
         };
-        let weak = Arc::downgrade(&presence.local);
         let registry = presence.registry.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(REFRESH_EVERY);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let Some(local) = weak.upgrade() else {
-                    return;
-                };
-                let refreshes: Vec<Refresh> = lock(&local)
-                    .values()
-                    .map(|listed| Refresh {
-                        tenant_id: listed.tenant_id.clone(),
-                        record: record(&listed.entry),
-                    })
-                    .collect();
-                drop(local);
+        clawgate_runtime::refresh::while_alive(&presence.local, REFRESH_EVERY, move |local| {
+            let refreshes: Vec<Refresh> = lock(local)
+                .values()
+                .map(|listed| Refresh {
+                    tenant_id: listed.tenant_id.clone(),
+                    record: record(&listed.entry),
+                })
+                .collect();
+            let registry = registry.clone();
+            async move {
                 if refreshes.is_empty() {
-                    continue;
+                    return;
                 }
                 if let Err(err) = registry.refresh(&refreshes, ENTRY_TTL).await {
                     tracing::warn!(error = %err, "cannot refresh presence");

@@ -1,10 +1,12 @@
 //! The load harness at CI scale, so it cannot rot: a local process cluster with
 //! two edges, 200 idle sockets, a few streaming runs for about 3 s, and a latency
-//! run with a 5 ms coalescing window. Asserts that the JSON report is complete and
+//! run with a 5 ms coalescing window; and the tool-turn scenario on the embedded
+//! gateway with a few turns. Asserts that the JSON reports are complete and
 //! sane; the figures themselves are benchmarks, not timed tests.
 
 use std::time::Duration;
 
+use clawgate_tests::bench::tool_turn::{ToolTarget, ToolTurnOptions};
 use clawgate_tests::bench::{self, Config, Mode};
 use serde_json::Value;
 
@@ -124,5 +126,65 @@ async fn the_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
         assert_eq!(variant["latency_ms"]["samples"], 20, "{variant:#}");
         assert!(number(variant, "/latency_ms/p50") > 0.0, "{variant:#}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_turn_scenario_reports_every_turn_without_errors() -> anyhow::Result<()> {
+    let config = Config {
+        mode: Mode::ToolTurn,
+        tool_turn: ToolTurnOptions {
+            target: ToolTarget::Embedded,
+            turns: 6,
+            plain_turns: 4,
+            warmup_turns: 2,
+            concurrent_runs: 24,
+            sockets: 4,
+            ..ToolTurnOptions::default()
+        },
+        ..Config::default()
+    };
+    let report = bench::run(&config).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+
+    assert_eq!(report["mode"], "tool-turn");
+    assert_eq!(report["target"], "embedded");
+    assert_eq!(report["parameters"]["tool_turn"]["turns"], 6);
+    let tool = &report["phases"]["tool_turn"];
+    assert_eq!(tool["target"], "embedded", "{tool:#}");
+    for (kind, turns) in [("tool", 6.0), ("plain", 4.0)] {
+        let stats = &tool["sequential"][kind];
+        assert_eq!(number(stats, "/turns"), turns, "{stats:#}");
+        assert_eq!(number(stats, "/ok"), turns, "{stats:#}");
+        assert_eq!(stats["errors"], 0, "{stats:#}");
+        let e2e = number(stats, "/end_to_end_ms/p50");
+        let model = number(stats, "/model_ms/p50");
+        let overhead = number(stats, "/overhead_ms/p50");
+        assert!(e2e > 0.0 && model >= 0.0 && overhead > 0.0, "{stats:#}");
+        assert!(overhead <= e2e, "{stats:#}");
+        assert!(number(stats, "/overhead_ms/p95") <= number(stats, "/overhead_ms/p99"));
+    }
+    assert!(number(tool, "/sequential/tool_step_added_p50_ms").is_finite());
+
+    let concurrent = &tool["concurrent"];
+    assert_eq!(concurrent["runs"], 24, "{concurrent:#}");
+    assert_eq!(concurrent["sockets_connected"], 4, "{concurrent:#}");
+    assert_eq!(concurrent["users"], 4, "{concurrent:#}");
+    assert_eq!(concurrent["stats"]["ok"], 24, "{concurrent:#}");
+    assert_eq!(concurrent["stats"]["errors"], 0, "{concurrent:#}");
+    assert_eq!(concurrent["sockets_ended_early"], 0, "{concurrent:#}");
+    assert!(
+        number(concurrent, "/peak_in_flight") >= 1.0,
+        "{concurrent:#}"
+    );
+    assert!(number(concurrent, "/runs_per_s") > 0.0, "{concurrent:#}");
+    assert!(number(concurrent, "/stats/overhead_ms/p99") > 0.0);
+
+    let budgets = &report["budgets"];
+    assert!(budgets["tool_turn_overhead_p50_ms"]["measured"].is_number());
+    assert_eq!(budgets["tool_turn_concurrent_runs"]["measured"], 24);
+    assert_eq!(budgets["tool_turn_concurrent_runs"]["errors"], 0);
+    // 24 runs are below the budget's 500.
+    assert_eq!(budgets["tool_turn_concurrent_runs"]["met"], false);
     Ok(())
 }

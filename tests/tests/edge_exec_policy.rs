@@ -36,7 +36,7 @@ async fn exec_turn(
     model.queue_script(Script::tokens(["Running."]).with_tool_call(
         format!("call-{key}"),
         "exec",
-        &json!({ "command": command }).to_string(),
+        json!({ "command": command }).to_string(),
     ));
     let sent = user
         .request(

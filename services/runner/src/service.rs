@@ -186,7 +186,14 @@ impl RunnerService {
             background: CancellationToken::new(),
             cooldowns: Arc::default(),
             approvals,
-            tools: tools.with(Arc::new(SessionsSend::new(runner.clone()))),
+            tools: tools.with(Arc::new(SessionsSend::new({
+                let runner = runner.clone();
+                Box::new(move || {
+                    runner
+                        .upgrade()
+                        .map(|inner| Arc::new(RunnerService { inner }) as Arc<dyn RunnerApi>)
+                })
+            }))),
             tenant_providers,
         });
         Self { inner }

@@ -190,19 +190,16 @@ impl LocalDevices {
             registry,
             entries: Arc::new(Mutex::new(HashMap::new())),
         };
-        let weak = Arc::downgrade(&local.entries);
         let registry = local.registry.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(REFRESH_EVERY);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval.tick().await;
-            loop {
-                interval.tick().await;
-                let Some(entries) = weak.upgrade() else {
-                    return;
-                };
-                let all: Vec<DeviceEntry> = lock(&entries).values().cloned().collect();
-                drop(entries);
+        crate::refresh::while_alive(&local.entries, REFRESH_EVERY, move |entries| {
+            let all: Vec<DeviceEntry> = entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let registry = registry.clone();
+            async move {
                 if let Err(err) = registry.put(&all, ENTRY_TTL).await {
                     tracing::warn!(error = %err, "cannot refresh the device registry");
                 }

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod log_ring;
 pub mod presence;
 pub mod redis;
+pub mod refresh;
 pub mod replay;
 pub mod telemetry;
 

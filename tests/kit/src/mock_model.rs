@@ -5,9 +5,15 @@
 //! `text/event-stream`: one `data: {chunk}` event per scripted token, a chunk with
 //! the finish reason, an optional usage chunk and `data: [DONE]`. A script can
 //! instead fail with an HTTP status, or stream its tokens and then hang (for abort
-//! tests). Every request is recorded (path, `Authorization` header, JSON body), and
-//! every token with the instant it was written to the response (for latency
-//! measurements).
+//! tests). Every request is recorded (path, `Authorization` header, JSON body),
+//! every token with the instant it was written to the response, and the instant
+//! each answer was complete (for latency measurements).
+//!
+//! Which script answers a request: the next queued one
+//! ([`MockModel::queue_script`]), else the [`Rule`] ([`MockModel::set_rule`],
+//! chosen from the request body, for many concurrent conversations), else the
+//! script of the request's model, else the main one. Scripts and rules live in
+//! [`crate::mock_script`] and are re-exported here.
 //!
 //! [`MockModel::base_url`] is what a runner's provider base URL should be.
 
@@ -26,160 +32,9 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// What the reply text is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// These tokens, in order.
-    Tokens(Vec<String>),
-    /// The content of the last user message of the request, streamed word by word.
-    EchoLastUser,
-}
-
-/// A tool call the mock streams after its text (as OpenAI `tool_calls` deltas).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MockToolCall {
-    pub id: String,
-    pub name: String,
-    pub arguments_json: String,
-}
-
-/// How the mock answers each request.
-#[derive(Clone, Debug)]
-pub struct Script {
-    pub reply: Reply,
-    /// Waited before each token.
-    pub delay: Duration,
-    /// Sent as a usage chunk before `[DONE]`: (prompt_tokens, completion_tokens).
-    pub usage: Option<(u64, u64)>,
-    /// Answer with this HTTP status and an OpenAI error body instead of a stream.
-    pub status: Option<u16>,
-    /// After the tokens, keep the stream open without finishing (until the client leaves).
-    pub hang: bool,
-    pub finish_reason: String,
-    pub tool_calls: Vec<MockToolCall>,
-    /// Token `i` is due `(i + 1) × delay` after the stream starts, instead of
-    /// `delay` after the previous one, so timer rounding does not accumulate.
-    pub steady: bool,
-    /// The `Retry-After` header of a scripted failure (a 429 sends `1` unless set).
-    pub retry_after: Option<String>,
-    /// Reasoning streamed before the text (the Anthropic mock's thinking block).
-    pub thinking: Vec<String>,
-    /// After the tokens, fail the stream with this provider error type (e.g.
-    /// `overloaded_error`) instead of finishing it.
-    pub stream_error: Option<String>,
-}
-
-impl Default for Script {
-    fn default() -> Self {
-        Self {
-            reply: Reply::Tokens(Vec::new()),
-            delay: Duration::ZERO,
-            usage: None,
-            status: None,
-            hang: false,
-            finish_reason: "stop".to_owned(),
-            tool_calls: Vec::new(),
-            steady: false,
-            retry_after: None,
-            thinking: Vec::new(),
-            stream_error: None,
-        }
-    }
-}
-
-impl Script {
-    /// Streams `tokens` in order.
-    pub fn tokens<I, S>(tokens: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self {
-            reply: Reply::Tokens(tokens.into_iter().map(Into::into).collect()),
-            ..Self::default()
-        }
-    }
-
-    /// Streams `text` word by word (each token keeps its trailing whitespace).
-    pub fn text(text: &str) -> Self {
-        Self::tokens(split_words(text))
-    }
-
-    /// Replies with the last user message of each request.
-    pub fn echo() -> Self {
-        Self {
-            reply: Reply::EchoLastUser,
-            ..Self::default()
-        }
-    }
-
-    /// Fails every request with `status` and an OpenAI-style error body.
-    pub fn http_error(status: u16) -> Self {
-        Self {
-            status: Some(status),
-            ..Self::default()
-        }
-    }
-
-    pub fn with_delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    pub fn with_usage(mut self, prompt_tokens: u64, completion_tokens: u64) -> Self {
-        self.usage = Some((prompt_tokens, completion_tokens));
-        self
-    }
-
-    pub fn with_finish_reason(mut self, reason: impl Into<String>) -> Self {
-        self.finish_reason = reason.into();
-        self
-    }
-
-    pub fn with_tool_call(
-        mut self,
-        id: impl Into<String>,
-        name: impl Into<String>,
-        arguments_json: impl Into<String>,
-    ) -> Self {
-        self.tool_calls.push(MockToolCall {
-            id: id.into(),
-            name: name.into(),
-            arguments_json: arguments_json.into(),
-        });
-        self
-    }
-
-    /// Paces tokens at a steady rate of one per `delay` (see [`Script::steady`]).
-    pub fn with_steady_rate(mut self) -> Self {
-        self.steady = true;
-        self
-    }
-
-    /// Sends `Retry-After: value` with a scripted failure.
-    pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
-        self.retry_after = Some(value.into());
-        self
-    }
-
-    /// Streams `thinking` as reasoning before the text (Anthropic mock).
-    pub fn with_thinking(mut self, thinking: &str) -> Self {
-        self.thinking = split_words(thinking);
-        self
-    }
-
-    /// Streams the tokens, then fails the stream with provider error `kind`.
-    pub fn then_fail(mut self, kind: impl Into<String>) -> Self {
-        self.stream_error = Some(kind.into());
-        self
-    }
-
-    /// Streams the tokens, then keeps the response open forever.
-    pub fn then_hang(mut self) -> Self {
-        self.hang = true;
-        self
-    }
-}
+use crate::mock_script::last_user_message;
+pub(crate) use crate::mock_script::split_words;
+pub use crate::mock_script::{MockToolCall, Reply, Rule, Script};
 
 /// One request the mock received.
 #[derive(Clone, Debug)]
@@ -228,10 +83,20 @@ pub struct TokenEmission {
     pub wall_clock: SystemTime,
 }
 
+/// When the mock had queued the last bytes of its answer to a request (a
+/// finished stream, a stream failure or an HTTP error; never for a hanging one).
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerEnd {
+    /// Index of the request (in [`MockModel::requests`]).
+    pub request: usize,
+    pub at: Instant,
+}
+
 #[derive(Default)]
 struct Recorded {
     requests: Vec<RecordedRequest>,
     emissions: Vec<TokenEmission>,
+    answer_ends: Vec<AnswerEnd>,
 }
 
 pub(crate) struct MockState {
@@ -240,6 +105,8 @@ pub(crate) struct MockState {
     model_scripts: Mutex<HashMap<String, Script>>,
     /// Scripts of the next requests, one each, before any other.
     queue: Mutex<VecDeque<Script>>,
+    /// Chooses by the request body, after the queue (OpenAI mock only).
+    rule: Mutex<Option<Rule>>,
     recorded: Mutex<Recorded>,
 }
 
@@ -249,6 +116,7 @@ impl MockState {
             script: Mutex::new(script),
             model_scripts: Mutex::new(HashMap::new()),
             queue: Mutex::new(VecDeque::new()),
+            rule: Mutex::new(None),
             recorded: Mutex::new(Recorded::default()),
         })
     }
@@ -260,6 +128,16 @@ impl MockState {
     /// The script of a request for `model`: the next queued one, else the
     /// model's, else the main one.
     pub(crate) fn script_for(&self, model: Option<&str>) -> Script {
+        self.choose(model, None)
+    }
+
+    /// The script of a request with `body`: the next queued one, else the
+    /// rule's, else the model's, else the main one.
+    pub(crate) fn script_for_request(&self, body: &Value) -> Script {
+        self.choose(body["model"].as_str(), Some(body))
+    }
+
+    fn choose(&self, model: Option<&str>, body: Option<&Value>) -> Script {
         if let Some(next) = self
             .queue
             .lock()
@@ -267,6 +145,12 @@ impl MockState {
             .pop_front()
         {
             return next;
+        }
+        let rule = self.rule.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let (Some(rule), Some(body)) = (rule, body)
+            && let Some(script) = rule.choose(body)
+        {
+            return script;
         }
         let scripts = self.model_scripts.lock().unwrap_or_else(|p| p.into_inner());
         match model.and_then(|model| scripts.get(model)) {
@@ -285,6 +169,10 @@ impl MockState {
     pub(crate) fn set_model_script(&self, model: &str, script: Script) {
         let mut scripts = self.model_scripts.lock().unwrap_or_else(|p| p.into_inner());
         scripts.insert(model.to_owned(), script);
+    }
+
+    fn set_rule(&self, rule: Option<Rule>) {
+        *self.rule.lock().unwrap_or_else(|p| p.into_inner()) = rule;
     }
 
     fn recorded(&self) -> MutexGuard<'_, Recorded> {
@@ -312,6 +200,12 @@ impl MockState {
             at: Instant::now(),
             wall_clock: SystemTime::now(),
         });
+    }
+
+    /// Records that the answer to `request` is complete.
+    pub(crate) fn answered(&self, request: usize) {
+        let at = Instant::now();
+        self.recorded().answer_ends.push(AnswerEnd { request, at });
     }
 
     pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
@@ -400,6 +294,16 @@ impl MockModel {
         self.state.queue_script(script);
     }
 
+    /// Lets `rule` choose the script of each request by its body (after the
+    /// queued scripts, before the model's and the main one).
+    pub fn set_rule(&self, rule: Rule) {
+        self.state.set_rule(Some(rule));
+    }
+
+    pub fn clear_rule(&self) {
+        self.state.set_rule(None);
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.requests()
@@ -408,6 +312,11 @@ impl MockModel {
     /// Every token written so far, in emission order.
     pub fn emissions(&self) -> Vec<TokenEmission> {
         self.state.recorded().emissions.clone()
+    }
+
+    /// When each complete answer so far was done, in completion order.
+    pub fn answer_ends(&self) -> Vec<AnswerEnd> {
+        self.state.recorded().answer_ends.clone()
     }
 
     /// Waits until at least `count` requests arrived; false after `limit`.
@@ -431,7 +340,7 @@ async fn chat_completions(
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return error_response(400, "request body is not JSON");
     };
-    let script = state.script_for(body["model"].as_str());
+    let script = state.script_for_request(&body);
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -443,6 +352,7 @@ async fn chat_completions(
         if let Some(value) = scripted.and_then(|v| header::HeaderValue::from_str(v).ok()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        state.answered(request_index);
         return response;
     }
     let tokens = match &script.reply {
@@ -530,7 +440,9 @@ async fn produce(
     if let Some(kind) = &script.stream_error {
         let error =
             json!({"error": {"message": "scripted stream failure", "type": kind, "code": null}});
-        let _ = tx.send(event(&error)).await;
+        if tx.send(event(&error)).await.is_ok() {
+            state.answered(request);
+        }
         return;
     }
     if script.hang {
@@ -563,6 +475,7 @@ async fn produce(
             return;
         }
     }
+    state.answered(request);
 }
 
 fn event(value: &Value) -> Bytes {
@@ -588,16 +501,6 @@ fn error_response(status: u16, message: &str) -> Response {
     response
 }
 
-fn last_user_message(body: &Value) -> Option<String> {
-    body["messages"]
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|message| message["role"] == "user")
-        .and_then(|message| message["content"].as_str())
-        .map(str::to_owned)
-}
-
 /// `text` cut near its middle, on a character boundary.
 pub(crate) fn split_in_two(text: &str) -> (&str, &str) {
     let mut middle = text.len() / 2;
@@ -605,8 +508,4 @@ pub(crate) fn split_in_two(text: &str) -> (&str, &str) {
         middle += 1;
     }
     text.split_at(middle)
-}
-
-pub(crate) fn split_words(text: &str) -> Vec<String> {
-    text.split_inclusive(' ').map(str::to_owned).collect()
 }

@@ -17,7 +17,12 @@
 //!   instant, as p50/p99/max. The runner's coalescing window is part of that
 //!   latency, so it is run with a small window (5 ms) as well as the default;
 //! - **handshake**: connect → `hello-ok` latency, one connection at a time, for
-//!   OpenClaw v3 and v4, token-only and device-signed ([`handshake`]).
+//!   OpenClaw v3 and v4, token-only and device-signed ([`handshake`]);
+//! - **tool-turn** (not part of `all`): agent turns whose model calls one tool,
+//!   on the embedded gateway by default, with the mock model at 0 ms: the
+//!   gateway overhead of sequential turns (end to end − model time), against a
+//!   plain turn, and N concurrent tool-using runs with their errors
+//!   ([`tool_turn`]).
 //!
 //! Everything is bounded: counts are capped by [`Config::validate`], every phase
 //! has a fixed window, every handshake and shutdown a time limit.
@@ -27,6 +32,9 @@ pub mod handshake;
 pub mod phases;
 pub mod stats;
 pub mod target;
+pub mod tool_turn;
+pub mod turn_stats;
+pub mod turns;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,6 +44,7 @@ use serde_json::{Value, json};
 
 use phases::{IdleReport, StreamOptions, StreamReport};
 use target::{LocalOptions, MockHost, Target};
+use tool_turn::{ToolTarget, ToolTurnOptions, ToolTurnReport};
 
 /// Budgets of the issue, reported next to the figures.
 pub const BUDGET_RSS_PER_IDLE_SOCKET_BYTES: f64 = 8192.0;
@@ -56,6 +65,9 @@ pub enum Mode {
     Throughput,
     Latency,
     Handshake,
+    /// Runs alone: `all` does not include it.
+    ToolTurn,
+    /// Idle, throughput, latency and handshake.
     All,
 }
 
@@ -66,12 +78,13 @@ impl Mode {
             Self::Throughput => "throughput",
             Self::Latency => "latency",
             Self::Handshake => "handshake",
+            Self::ToolTurn => "tool-turn",
             Self::All => "all",
         }
     }
 
     fn runs(self, phase: Self) -> bool {
-        self == Self::All || self == phase
+        self == phase || (self == Self::All && phase != Self::ToolTurn)
     }
 }
 
@@ -126,6 +139,8 @@ pub struct Config {
     pub connect_concurrency: usize,
     /// Handshakes measured per variant (handshake phase).
     pub handshakes: usize,
+    /// The tool-turn scenario (its gateway's coalescing window is `coalesce_ms`).
+    pub tool_turn: ToolTurnOptions,
     /// Redis of a local cluster.
     pub redis_url: String,
     pub external: Option<External>,
@@ -153,6 +168,7 @@ impl Default for Config {
             latency_tokens_per_second: 50.0,
             connect_concurrency: 24,
             handshakes: 500,
+            tool_turn: ToolTurnOptions::default(),
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             external: None,
         }
@@ -233,7 +249,14 @@ impl Config {
             (1..=100_000).contains(&self.handshakes),
             "--handshakes must be 1..=100000"
         );
+        if self.mode == Mode::ToolTurn {
+            self.tool_turn.validate()?;
+        }
         if let Some(external) = &self.external {
+            ensure!(
+                self.mode != Mode::ToolTurn || external.mock_listen.is_some(),
+                "tool-turn against a deployment needs --mock-listen (its model must be the mock)"
+            );
             ensure!(
                 !external.urls.is_empty(),
                 "--url needs at least one edge URL"
@@ -250,6 +273,7 @@ impl Config {
             Mode::Throughput => self.stream_sockets,
             Mode::Latency => self.latency_sockets,
             Mode::Handshake => 1,
+            Mode::ToolTurn => self.tool_turn.descriptors_needed(),
             Mode::All => self
                 .sockets
                 .max(self.stream_sockets)
@@ -293,6 +317,43 @@ async fn setup(
             Ok((target, mock))
         }
     }
+}
+
+/// The target of the tool-turn scenario and its mock model, which serves
+/// [`tool_turn::mock_rule`] at 0 ms.
+async fn setup_tool_turn(config: &Config) -> anyhow::Result<(Target, MockHost)> {
+    let listen = config
+        .external
+        .as_ref()
+        .and_then(|e| e.mock_listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mock = MockHost::start_with(
+        listen,
+        tool_turn::mock_script(),
+        Some(tool_turn::mock_rule()),
+    )?;
+    let target = match (&config.external, config.tool_turn.target) {
+        (Some(external), _) => Target::external(
+            external.urls.clone(),
+            external.token.clone(),
+            external.edge_pids.clone(),
+            external.redis_url.clone(),
+        ),
+        (None, ToolTarget::Embedded) => Target::embedded(mock.base_url(), config.coalesce_ms)
+            .context("cannot start the embedded gateway")?,
+        (None, ToolTarget::Cluster) => {
+            let options = LocalOptions {
+                edges: config.edges,
+                redis_url: config.redis_url.clone(),
+                coalesce_ms: config.coalesce_ms,
+                topic_linger_ms: config.topic_linger_ms,
+            };
+            Target::local(&options, mock.base_url())
+                .await
+                .context("cannot start the local cluster")?
+        }
+    };
+    Ok((target, mock))
 }
 
 fn log(message: &str) {
@@ -391,6 +452,21 @@ pub async fn run(config: &Config) -> anyhow::Result<Value> {
         handshakes = Some(handshake::run(url, &target.token, config.handshakes).await);
     }
 
+    let mut tool_turn: Option<ToolTurnReport> = None;
+    if config.mode.runs(Mode::ToolTurn) {
+        let options = &config.tool_turn;
+        log(&format!(
+            "tool-turn ({}): {} tool and {} plain turns one at a time, then {} concurrent runs over {} sockets",
+            options.target.name(),
+            options.turns,
+            options.plain_turns,
+            options.concurrent_runs,
+            options.concurrent_sockets(),
+        ));
+        let (target, mock) = setup_tool_turn(config).await?;
+        tool_turn = Some(tool_turn::run(&target, &mock, options).await?);
+    }
+
     Ok(report(
         config,
         limit,
@@ -401,6 +477,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Value> {
             throughput,
             latency,
             handshakes,
+            tool_turn,
         },
     ))
 }
@@ -411,6 +488,7 @@ struct Phases {
     throughput: Option<StreamReport>,
     latency: Vec<StreamReport>,
     handshakes: Option<Vec<handshake::VariantReport>>,
+    tool_turn: Option<ToolTurnReport>,
 }
 
 /// The worst p50 among the handshake variants that are (or are not) signed.
@@ -421,6 +499,21 @@ fn handshake_p50(handshakes: Option<&Vec<handshake::VariantReport>>, signed: boo
         .map(|v| v.latency_ms.map(|l| l.p50))
         .collect::<Option<Vec<f64>>>()?;
     p50s.into_iter().reduce(f64::max)
+}
+
+fn tool_turn_parameters(options: &ToolTurnOptions) -> Value {
+    json!({
+        "target": options.target.name(),
+        "turns": options.turns,
+        "plain_turns": options.plain_turns,
+        "warmup_turns": options.warmup_turns,
+        "concurrent_runs": options.concurrent_runs,
+        "sockets": options.sockets,
+        "shared_user": options.shared_user,
+        "run_timeout_s": options.run_timeout.as_secs_f64(),
+        "model_delay_ms": 0,
+        "tool": tool_turn::TOOL,
+    })
 }
 
 fn budget(limit: f64, measured: Option<f64>, at_most: bool) -> Value {
@@ -440,6 +533,7 @@ fn report(
         throughput,
         latency,
         handshakes,
+        tool_turn,
     } = phases;
     let token_p50 = handshake_p50(handshakes.as_ref(), false);
     let signed_p50 = handshake_p50(handshakes.as_ref(), true);
@@ -450,10 +544,12 @@ fn report(
     let latency_p99 = best_latency.and_then(|r| r.latency_ms).map(|p| p.p99);
     let latency_fps = best_latency.map(|r| r.delivered_frames_per_s);
     let (target, urls) = match &config.external {
+        None if config.mode == Mode::ToolTurn => (config.tool_turn.target.name(), Value::Null),
         None => ("local-cluster", Value::Null),
         Some(external) => ("deployment", json!(external.urls)),
     };
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let tool_budgets = tool_turn::budgets(tool_turn.as_ref());
     json!({
         "tool": "clawgate-bench",
         "mode": config.mode.name(),
@@ -483,6 +579,7 @@ fn report(
             "latency_tokens_per_second": config.latency_tokens_per_second,
             "connect_concurrency": config.connect_concurrency,
             "handshakes": config.handshakes,
+            "tool_turn": (config.mode == Mode::ToolTurn).then(|| tool_turn_parameters(&config.tool_turn)),
         },
         "sockets_held": idle.as_ref().map(|r| r.sockets_held),
         "edge_rss_per_idle_socket_bytes": idle.as_ref().and_then(|r| r.edge_rss_per_idle_socket_bytes),
@@ -506,12 +603,15 @@ fn report(
             "latency_load_frames_per_s": budget(BUDGET_LATENCY_AT_FRAMES_PER_S, latency_fps, false),
             "handshake_token_p50_ms": budget(BUDGET_HANDSHAKE_TOKEN_P50_MS, token_p50, true),
             "handshake_device_signed_p50_ms": budget(BUDGET_HANDSHAKE_SIGNED_P50_MS, signed_p50, true),
+            "tool_turn_overhead_p50_ms": tool_budgets["tool_turn_overhead_p50_ms"],
+            "tool_turn_concurrent_runs": tool_budgets["tool_turn_concurrent_runs"],
         },
         "phases": {
             "idle": idle,
             "throughput": throughput,
             "latency": latency,
             "handshake": handshakes,
+            "tool_turn": tool_turn,
         },
         "elapsed_s": stats::round3(started.elapsed().as_secs_f64()),
     })

@@ -93,6 +93,7 @@ pub fn stream_rate(emissions: &[&TokenEmission]) -> Option<f64> {
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
@@ -144,6 +145,7 @@ pub fn percentiles(mut values: Vec<f64>) -> Option<Percentiles> {
     Some(Percentiles {
         p50: round3(rank(0.50)),
         p90: round3(rank(0.90)),
+        p95: round3(rank(0.95)),
         p99: round3(rank(0.99)),
         p999: round3(rank(0.999)),
         max: round3(values[values.len() - 1]),
@@ -211,6 +213,7 @@ mod tests {
         let p = percentiles(values).expect("samples");
         assert_eq!(p.p50, 500.0);
         assert_eq!(p.p90, 900.0);
+        assert_eq!(p.p95, 950.0);
         assert_eq!(p.p99, 990.0);
         assert_eq!(p.p999, 999.0);
         assert_eq!(p.max, 1000.0);

@@ -1,4 +1,5 @@
-//! What the load goes to: a process cluster started here, or an existing
+//! What the load goes to: a process cluster started here, the embedded gateway
+//! in this process (on a thread and runtime of its own), or an existing
 //! deployment given by its edge URLs. Also the mock model (on a thread and runtime
 //! of its own, so client load does not delay its token timestamps) and readings
 //! of process memory and CPU from `/proc`.
@@ -9,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cluster::{Cluster, ClusterOptions};
-use crate::mock_model::{MockModel, Script, TokenEmission};
+use crate::gateway::{GatewayOptions, TestGateway};
+use crate::mock_model::{AnswerEnd, MockModel, RecordedRequest, Rule, Script, TokenEmission};
 
 /// The mock model server, running on its own thread.
 pub struct MockHost {
@@ -23,6 +25,15 @@ impl MockHost {
     pub fn start(addr: SocketAddr, tokens_per_second: f64) -> anyhow::Result<Self> {
         let delay = Duration::from_secs_f64(1.0 / tokens_per_second.max(0.001));
         let script = Script::echo().with_delay(delay).with_steady_rate();
+        Self::start_with(addr, script, None)
+    }
+
+    /// Starts a mock model answering with `script`, or as `rule` chooses.
+    pub fn start_with(
+        addr: SocketAddr,
+        script: Script,
+        rule: Option<Rule>,
+    ) -> anyhow::Result<Self> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -50,6 +61,9 @@ impl MockHost {
         let model = ready_rx
             .recv_timeout(Duration::from_secs(10))
             .context("the mock model did not start")??;
+        if let Some(rule) = rule {
+            model.set_rule(rule);
+        }
         Ok(Self {
             model: Some(model),
             stop: Some(stop_tx),
@@ -69,6 +83,86 @@ impl MockHost {
             .as_ref()
             .map(MockModel::emissions)
             .unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.model
+            .as_ref()
+            .map(MockModel::requests)
+            .unwrap_or_default()
+    }
+
+    pub fn answer_ends(&self) -> Vec<AnswerEnd> {
+        self.model
+            .as_ref()
+            .map(MockModel::answer_ends)
+            .unwrap_or_default()
+    }
+}
+
+/// The embedded gateway ([`TestGateway`]: SQLite, the in-process bus, every
+/// service in one process) on a thread with a runtime of its own, so the
+/// clients' tasks do not run on its workers.
+struct EmbeddedHost {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EmbeddedHost {
+    /// Starts it; its WebSocket URL and gateway token.
+    fn start(options: GatewayOptions) -> anyhow::Result<(Self, String, String)> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
+        let thread = std::thread::Builder::new()
+            .name("gateway".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("gateway-worker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::from(err)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let gateway = match TestGateway::start(options).await {
+                        Ok(gateway) => gateway,
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                            return;
+                        }
+                    };
+                    let ready = (gateway.ws_url.clone(), gateway.gateway_token.clone());
+                    if ready_tx.send(Ok(ready)).is_ok() {
+                        let _ = stop_rx.await;
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(10), gateway.stop()).await;
+                });
+            })?;
+        let (url, token) = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("the embedded gateway did not start")??;
+        let host = Self {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        Ok((host, url, token))
+    }
+}
+
+impl Drop for EmbeddedHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -98,6 +192,7 @@ pub struct Target {
     // Dropped in this order: cluster processes first, then their database.
     _cluster: Option<Cluster>,
     _database: Option<clawgate_runtime::db::testing::TestDatabase>,
+    _embedded: Option<EmbeddedHost>,
 }
 
 /// How to start a local cluster.
@@ -149,6 +244,29 @@ impl Target {
             local: true,
             _cluster: Some(cluster),
             _database: Some(database),
+            _embedded: None,
+        })
+    }
+
+    /// Starts the embedded gateway in this process (SQLite in a temporary
+    /// directory), with the model at `model_base_url` and the runner's
+    /// coalescing window `coalesce_ms`. Its CPU is this process's.
+    pub fn embedded(model_base_url: String, coalesce_ms: u64) -> anyhow::Result<Self> {
+        let (host, url, token) = EmbeddedHost::start(GatewayOptions {
+            model_base_url: Some(model_base_url),
+            coalesce_ms: Some(coalesce_ms),
+            ..GatewayOptions::default()
+        })?;
+        Ok(Self {
+            urls: vec![url],
+            token,
+            edge_pids: Vec::new(),
+            pids: Vec::new(),
+            redis_url: None,
+            local: true,
+            _cluster: None,
+            _database: None,
+            _embedded: Some(host),
         })
     }
 
@@ -173,6 +291,7 @@ impl Target {
             local: false,
             _cluster: None,
             _database: None,
+            _embedded: None,
         }
     }
 }

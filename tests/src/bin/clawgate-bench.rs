@@ -12,6 +12,14 @@
 //! A local cluster needs PostgreSQL (`CLAWGATE_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and Redis (`--redis-url`).
 //! 10,000 sockets need an open-file limit above 10,000 (`ulimit -n 65536`).
+//!
+//! Agent turns with one tool call (the embedded gateway in this process, the
+//! mock model at 0 ms; not part of `all`):
+//!
+//! ```text
+//! cargo run --release -p clawgate-tests --bin clawgate-bench -- \
+//!     --mode tool-turn --tool-turns 200 --tool-concurrent-runs 500 --tool-sockets 50
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +27,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use clawgate_tests::bench::tool_turn::{ToolTarget, ToolTurnOptions};
 use clawgate_tests::bench::{self, Config, External, Mode};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -27,14 +36,22 @@ enum ModeArg {
     Throughput,
     Latency,
     Handshake,
+    ToolTurn,
     All,
 }
 
-/// Load harness for clawgate: idle sockets, delivered frames/s, gateway-added latency.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ToolTargetArg {
+    Embedded,
+    Cluster,
+}
+
+/// Load harness for clawgate: idle sockets, delivered frames/s, gateway-added
+/// latency, handshakes, agent turns with a tool call.
 #[derive(Debug, Parser)]
 #[command(name = "clawgate-bench", version)]
 struct Args {
-    /// Phases to run.
+    /// Phases to run (`all`: idle, throughput, latency, handshake; `tool-turn` runs alone).
     #[arg(long, value_enum, default_value = "all")]
     mode: ModeArg,
     /// Idle authenticated sockets to open and hold (idle phase).
@@ -94,6 +111,32 @@ struct Args {
     /// Handshakes measured per variant, one at a time (handshake phase).
     #[arg(long, default_value_t = 500)]
     handshakes: usize,
+    /// Gateway of the tool-turn scenario: the embedded one in this process, or
+    /// the local process cluster (`--edges`, PostgreSQL, Redis).
+    #[arg(long, value_enum, default_value = "embedded")]
+    tool_target: ToolTargetArg,
+    /// Sequential tool turns measured (tool-turn).
+    #[arg(long, default_value_t = 200)]
+    tool_turns: usize,
+    /// Sequential plain (no-tool) turns measured, interleaved with the tool turns.
+    #[arg(long, default_value_t = 200)]
+    tool_plain_turns: usize,
+    /// Unmeasured turns of each kind before the sequential ones.
+    #[arg(long, default_value_t = 20)]
+    tool_warmup_turns: usize,
+    /// Tool turns started at once after the sequential ones (0: none).
+    #[arg(long, default_value_t = 500)]
+    tool_concurrent_runs: usize,
+    /// Sockets the concurrent tool turns are spread over (each its own user).
+    #[arg(long, default_value_t = 50)]
+    tool_sockets: usize,
+    /// Make every concurrent socket the shared-token user (each then receives
+    /// every run's events) instead of a user per socket.
+    #[arg(long)]
+    tool_shared_user: bool,
+    /// A tool turn without its terminal event after this long is an error, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    tool_run_timeout_s: f64,
     /// Redis of the local cluster.
     #[arg(
         long,
@@ -145,6 +188,7 @@ impl Args {
                 ModeArg::Throughput => Mode::Throughput,
                 ModeArg::Latency => Mode::Latency,
                 ModeArg::Handshake => Mode::Handshake,
+                ModeArg::ToolTurn => Mode::ToolTurn,
                 ModeArg::All => Mode::All,
             },
             sockets: self.sockets,
@@ -165,6 +209,20 @@ impl Args {
             latency_tokens_per_second: self.latency_tokens_per_second,
             connect_concurrency: self.connect_concurrency,
             handshakes: self.handshakes,
+            tool_turn: ToolTurnOptions {
+                target: match self.tool_target {
+                    ToolTargetArg::Embedded => ToolTarget::Embedded,
+                    ToolTargetArg::Cluster => ToolTarget::Cluster,
+                },
+                turns: self.tool_turns,
+                plain_turns: self.tool_plain_turns,
+                warmup_turns: self.tool_warmup_turns,
+                concurrent_runs: self.tool_concurrent_runs,
+                sockets: self.tool_sockets,
+                shared_user: self.tool_shared_user,
+                run_timeout: seconds(self.tool_run_timeout_s, "tool-run-timeout-s")?,
+                connect_concurrency: self.connect_concurrency,
+            },
             redis_url: self.redis_url,
             external,
         })
@@ -201,7 +259,9 @@ fn ensure_clawgate_binary() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Args::parse().config()?;
-    if config.external.is_none() {
+    let in_process =
+        config.mode == Mode::ToolTurn && config.tool_turn.target == ToolTarget::Embedded;
+    if config.external.is_none() && !in_process {
         ensure_clawgate_binary()?;
     }
     let report = bench::run(&config).await?;

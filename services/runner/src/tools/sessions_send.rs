@@ -8,18 +8,20 @@
 //! calling run (the future is dropped); a target run that is still going when
 //! the wait ends keeps going and is reported as `accepted`.
 
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clawgate_proto::runner::{
-    GetRunRequest, RunState, RunnerApi as _, StartRunRequest, StartStatus,
-};
+use clawgate_proto::runner::{GetRunRequest, RunState, RunnerApi, StartRunRequest, StartStatus};
 use serde_json::{Value, json};
 
 use super::{Tool, ToolContext, ToolOutput};
 use crate::provider::ToolSpec;
-use crate::service::{Inner, RunnerService};
+
+/// The runner the tool starts runs on, while it is alive (`None` once it is
+/// gone): the runner hands the tool this instead of itself, so the tool holds
+/// no strong reference to it.
+pub type RunnerHandle = Box<dyn Fn() -> Option<Arc<dyn RunnerApi>> + Send + Sync>;
 
 /// Longest wait for the target run's reply.
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
@@ -32,11 +34,11 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// Sends to another session through the runner that owns it.
 pub struct SessionsSend {
-    runner: Weak<Inner>,
+    runner: RunnerHandle,
 }
 
 impl SessionsSend {
-    pub(crate) fn new(runner: Weak<Inner>) -> Self {
+    pub fn new(runner: RunnerHandle) -> Self {
         Self { runner }
     }
 }
@@ -104,10 +106,9 @@ impl Tool for SessionsSend {
                 }
             },
         };
-        let Some(inner) = self.runner.upgrade() else {
+        let Some(runner) = (self.runner)() else {
             return ToolOutput::error("the runner is shutting down");
         };
-        let runner = RunnerService { inner };
         let request = StartRunRequest {
             session_key: session_key.to_owned(),
             agent_id: agent_of(session_key, &context.agent_id),
