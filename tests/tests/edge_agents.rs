@@ -219,3 +219,60 @@ async fn bad_agent_settings_are_refused_with_the_reason() -> anyhow::Result<()> 
     assert_eq!(ok(&listed)?["agents"].as_array().map(Vec::len), Some(1));
     Ok(())
 }
+
+#[tokio::test]
+async fn goclaw_admins_manage_agents_in_snake_case() -> anyhow::Result<()> {
+    let (gw, model) = gateway(Script::text("Done.")).await?;
+    let mut admin = clawgate_tests::ws::WsClient::connect(&gw.ws_url).await?;
+    let hello = admin.goclaw_handshake(&gw.gateway_token, "boss").await?;
+    assert_eq!(hello["role"], "admin", "{hello}");
+    let created = admin
+        .request(
+            "agents.create",
+            json!({"name": "Go Helper", "workspace": "", "system_prompt": "You help in Go.",
+                   "max_tool_steps": 2}),
+        )
+        .await?;
+    assert_eq!(
+        ok(&created)?,
+        &json!({"ok": true, "agent_id": "go-helper", "name": "Go Helper", "workspace": ""})
+    );
+    let listed = admin.request("agents.list", json!({})).await?;
+    assert!(listed.to_string().contains("go-helper"), "{listed}");
+    let updated = admin
+        .request(
+            "agents.update",
+            json!({"agent_id": "go-helper", "system_prompt": "You help in Rust."}),
+        )
+        .await?;
+    assert_eq!(ok(&updated)?, &json!({"ok": true, "agent_id": "go-helper"}));
+    // Its runs use its instructions.
+    let id = admin
+        .send_request(
+            "chat.send",
+            json!({"sessionKey": "agent:go-helper:main", "message": "hi", "idempotencyKey": "g-1"}),
+        )
+        .await?;
+    let answer = admin.response(&id).await?;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let system = model
+        .requests()
+        .last()
+        .and_then(|r| r.messages().into_iter().find(|(role, _)| role == "system"))
+        .map(|(_, text)| text);
+    assert_eq!(system.as_deref(), Some("You help in Rust."));
+    // Operators are no admins.
+    let mut carol = admin.operator_socket(&gw.ws_url, "carol").await?;
+    let denied = carol
+        .request("agents.delete", json!({"agent_id": "go-helper"}))
+        .await?;
+    assert_eq!(denied["ok"], false, "{denied}");
+    let deleted = admin
+        .request("agents.delete", json!({"agent_id": "go-helper"}))
+        .await?;
+    assert_eq!(
+        ok(&deleted)?,
+        &json!({"ok": true, "agent_id": "go-helper", "removed_bindings": 0})
+    );
+    Ok(())
+}

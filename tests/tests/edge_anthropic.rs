@@ -145,7 +145,7 @@ async fn thinking_streams_on_the_reasoning_stream_before_the_reply() -> anyhow::
     let id = go
         .send_request(
             "chat.send",
-            json!({"session_key": "main", "message": "again?", "idempotency_key": "th2"}),
+            json!({"sessionKey": "main", "message": "again?", "idempotencyKey": "th2"}),
         )
         .await?;
     let mut reasoning = String::new();

@@ -215,7 +215,7 @@ async fn allow_always_needs_tenant_wide_approval() -> anyhow::Result<()> {
     let id = dave
         .send_request(
             "chat.send",
-            json!({"session_key": "main", "message": "run", "idempotency_key": "g1"}),
+            json!({"sessionKey": "main", "message": "run", "idempotencyKey": "g1"}),
         )
         .await?;
     let asked = dave.event("exec.approval.requested").await?;

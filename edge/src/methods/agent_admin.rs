@@ -1,5 +1,5 @@
-//! `agents.create`, `agents.update` and `agents.delete` (OpenClaw, admin
-//! scope): the tenant's agents as the session service keeps them, which also
+//! `agents.create`, `agents.update` and `agents.delete` (OpenClaw admin
+//! scope, goclaw admins): the tenant's agents as the session service keeps them, which also
 //! decides who may change them (tenant-wide access) and checks every setting.
 //!
 //! Params as the reference: `agents.create {name, workspace, model?, emoji?,
@@ -10,7 +10,9 @@
 //! removedBindings}` (clawgate binds no channels to agents: always 0; it
 //! keeps no agent files: `deleteFiles` changes nothing). clawgate
 //! extensions, on create and update: `systemPrompt`, `fallbacks`, `tools`,
-//! `maxToolSteps`, `timeoutMs`.
+//! `maxToolSteps`, `timeoutMs`. goclaw takes and answers the same in
+//! snake_case (`agent_id`, `system_prompt`, `max_tool_steps`, `timeout_ms`,
+//! `delete_files`; lenient params).
 
 use clawgate_proto::session::{
     AgentSettings, CreateAgentRequest, DeleteAgentRequest, SessionApi, StringList,
@@ -19,15 +21,30 @@ use clawgate_proto::session::{
 use clawgate_proto::{Principal, ServiceError};
 use serde_json::{Value, json};
 
-use super::decl::{Job, Method, Outcome, Request, Runs, Scope, job};
+use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, job};
 use crate::params::{Obj, Style};
 use crate::session_key;
 use crate::state::EdgeState;
 
 pub const METHODS: &[Method] = &[
-    Method::call("agents.create", Some(Scope::Admin), None, parse_create),
-    Method::call("agents.update", Some(Scope::Admin), None, parse_update),
-    Method::call("agents.delete", Some(Scope::Admin), None, parse_delete),
+    Method::call(
+        "agents.create",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_create,
+    ),
+    Method::call(
+        "agents.update",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_update,
+    ),
+    Method::call(
+        "agents.delete",
+        Some(Scope::Admin),
+        Some(Role::Admin),
+        parse_delete,
+    ),
 ];
 
 /// Settings keys of create and update besides the reference's own.
@@ -59,9 +76,25 @@ fn keys<'k>(own: &[&'k str]) -> Vec<&'k str> {
     own.iter().copied().chain(EXTENSIONS).collect()
 }
 
+/// A param's name in the caller's dialect (goclaw: snake_case).
+fn key(request: &Request<'_>, camel: &'static str) -> &'static str {
+    if request.style == Style::Camel {
+        return camel;
+    }
+    match camel {
+        "agentId" => "agent_id",
+        "systemPrompt" => "system_prompt",
+        "maxToolSteps" => "max_tool_steps",
+        "timeoutMs" => "timeout_ms",
+        "deleteFiles" => "delete_files",
+        other => other,
+    }
+}
+
 /// The settings `obj` gives (an absent key changes nothing).
 fn settings(request: &Request<'_>, obj: &Obj<'_>) -> Result<AgentSettings, ServiceError> {
     let invalid = |why| request.invalid(why);
+    let key = |camel| key(request, camel);
     let text = |key: &str| -> Result<Option<String>, ServiceError> {
         Ok(obj.opt_str(key).map_err(invalid)?.map(str::to_owned))
     };
@@ -72,11 +105,11 @@ fn settings(request: &Request<'_>, obj: &Obj<'_>) -> Result<AgentSettings, Servi
             .map(|items| StringList { items }))
     };
     let steps = obj
-        .opt_int("maxToolSteps", 0, i64::from(u32::MAX))
+        .opt_int(key("maxToolSteps"), 0, i64::from(u32::MAX))
         .map_err(invalid)?
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let timeout = obj
-        .opt_int("timeoutMs", 0, i64::MAX)
+        .opt_int(key("timeoutMs"), 0, i64::MAX)
         .map_err(invalid)?
         .map(|n| u64::try_from(n).unwrap_or_default());
     Ok(AgentSettings {
@@ -86,7 +119,7 @@ fn settings(request: &Request<'_>, obj: &Obj<'_>) -> Result<AgentSettings, Servi
         workspace: text("workspace")?,
         model: text("model")?,
         fallbacks: list("fallbacks")?,
-        system_prompt: text("systemPrompt")?,
+        system_prompt: text(key("systemPrompt"))?,
         tools: list("tools")?,
         max_tool_steps: steps,
         timeout_ms: timeout,
@@ -97,7 +130,7 @@ fn settings(request: &Request<'_>, obj: &Obj<'_>) -> Result<AgentSettings, Servi
 /// `agentId`, normalized as session keys normalize it.
 fn agent_id(request: &Request<'_>, obj: &Obj<'_>) -> Result<String, ServiceError> {
     let raw = obj
-        .req_nonempty_str("agentId")
+        .req_nonempty_str(key(request, "agentId"))
         .map_err(|why| request.invalid(why))?;
     Ok(session_key::normalize_agent_id(raw, raw))
 }
@@ -133,16 +166,35 @@ fn parse_update(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
 
 fn parse_delete(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
     let obj = request.closed(&["agentId", "deleteFiles"])?;
-    obj.opt_bool("deleteFiles")
+    obj.opt_bool(key(request, "deleteFiles"))
         .map_err(|why| request.invalid(why))?;
     let agent_id = agent_id(request, &obj)?;
     Ok(job(Call::Delete { agent_id }))
 }
 
 impl Runs for Call {
-    async fn execute(self, state: &EdgeState, principal: &Principal, _style: Style) -> Outcome {
-        run(self, state, principal).await.into()
+    async fn execute(self, state: &EdgeState, principal: &Principal, style: Style) -> Outcome {
+        run(self, state, principal)
+            .await
+            .map(|answer| styled(answer, style))
+            .into()
     }
+}
+
+/// An answer in the caller's dialect (goclaw: snake_case keys).
+fn styled(answer: Value, style: Style) -> Value {
+    let Value::Object(map) = answer else {
+        return answer;
+    };
+    if style == Style::Camel {
+        return Value::Object(map);
+    }
+    let snake = |key: &str| match key {
+        "agentId" => "agent_id".to_owned(),
+        "removedBindings" => "removed_bindings".to_owned(),
+        other => other.to_owned(),
+    };
+    Value::Object(map.into_iter().map(|(k, v)| (snake(&k), v)).collect())
 }
 
 async fn run(call: Call, state: &EdgeState, principal: &Principal) -> Result<Value, ServiceError> {
