@@ -239,6 +239,11 @@ async fn goclaw_admins_manage_agents_in_snake_case() -> anyhow::Result<()> {
     );
     let listed = admin.request("agents.list", json!({})).await?;
     assert!(listed.to_string().contains("go-helper"), "{listed}");
+    let identity = admin
+        .request("agent.identity.get", json!({"agentId": "go-helper"}))
+        .await?;
+    assert_eq!(ok(&identity)?["agentId"], "go-helper", "{identity}");
+    assert_eq!(ok(&identity)?["name"], "Go Helper", "{identity}");
     let updated = admin
         .request(
             "agents.update",

@@ -446,11 +446,20 @@ async fn agents(world: &mut World) -> anyhow::Result<()> {
             }
         }
     }
-    // goclaw (which has no `agent.identity.get`): a run of A's agent is
-    // refused as for a missing agent.
+    // goclaw: A's agent's identity and a run of it are refused as for a
+    // missing agent.
     for user in ["alice", ADMIN] {
         let sock = world.sock("tb", user, Dialect::Goclaw);
         for agent in [A_AGENT, "no-such-agent"] {
+            let error = sock
+                .err("agent.identity.get", json!({"agentId": agent}))
+                .await?;
+            assert_eq!(
+                shape(&error),
+                (json!("NOT_FOUND"), json!(format!("unknown agent: {agent}"))),
+                "{} agent.identity.get of {agent}",
+                sock.label()
+            );
             let error = sock
                 .err(
                     "chat.send",

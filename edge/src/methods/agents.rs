@@ -56,7 +56,7 @@ pub const METHODS: &[Method] = &[
     Method::call(
         "agent.identity.get",
         Some(Scope::Read),
-        None,
+        Some(Role::Viewer),
         parse_identity,
     ),
     Method::call(
