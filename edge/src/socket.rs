@@ -305,15 +305,23 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
     );
     // An OpenClaw connection is listed in presence before `hello-ok`, whose
     // snapshot then holds it; the change is published once `hello-ok` is queued.
-    let mut opened = if goclaw {
-        presence::Opened::default()
-    } else {
-        let opened = presence::open(state, &principal, info, &request.params).await;
-        presence::fill_hello(&mut reply, &opened);
-        opened
+    // A connection that may answer exec approvals is listed as an approver at
+    // the same time (both registry writes go out at once).
+    let open_presence = async {
+        if goclaw {
+            presence::Opened::default()
+        } else {
+            presence::open(state, &principal, info, &request.params).await
+        }
     };
-    if pending_until_ms.is_none() {
-        state.approvers.add(&principal, &info.conn_id, goclaw).await;
+    let add_approver = async {
+        if pending_until_ms.is_none() {
+            state.approvers.add(&principal, &info.conn_id, goclaw).await;
+        }
+    };
+    let (mut opened, ()) = tokio::join!(open_presence, add_approver);
+    if !goclaw {
+        presence::fill_hello(&mut reply, &opened);
     }
     out.response(&request.id, Some(&reply), None);
     if let Some(event) = opened.event.take() {

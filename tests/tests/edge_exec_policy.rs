@@ -242,3 +242,66 @@ async fn allow_always_needs_tenant_wide_approval() -> anyhow::Result<()> {
     assert_eq!(answer["ok"], true, "{answer}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_aborted_run_leaves_no_approval_to_answer() -> anyhow::Result<()> {
+    let model = MockModel::start(Script::text("Done.")).await?;
+    let workspace = tempfile::tempdir()?;
+    let gw = TestGateway::start(GatewayOptions {
+        model_base_url: Some(model.base_url()),
+        exec_workspace: Some(workspace.path().to_path_buf()),
+        approval_timeout_ms: Some(60_000),
+        ..Default::default()
+    })
+    .await?;
+    let token = gw.gateway_token.clone();
+    let mut user = connect(&gw.ws_url, &token, &["operator.read", "operator.write"]).await?;
+    let mut approver =
+        connect(&gw.ws_url, &token, &["operator.read", "operator.approvals"]).await?;
+    model.queue_script(Script::tokens(["Running."]).with_tool_call(
+        "call-ab",
+        "exec",
+        r#"{"command":"echo never"}"#,
+    ));
+    let sent = user
+        .request(
+            "chat.send",
+            json!({"sessionKey": "main", "message": "run it", "idempotencyKey": "ab1"}),
+        )
+        .await?;
+    ok(&sent)?;
+    let asked = approver.event("exec.approval.requested").await?;
+    let id = asked["payload"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let listed = approver.request("exec.approval.list", json!({})).await?;
+    assert_eq!(ok(&listed)?.as_array().map(Vec::len), Some(1), "{listed}");
+    let aborted = user
+        .request("chat.abort", json!({"sessionKey": "main", "runId": "ab1"}))
+        .await?;
+    ok(&aborted)?;
+    until_chat_terminal(&mut user, "ab1").await?;
+    // The abandoned approval is gone from the list and cannot be answered.
+    let mut pending = 1;
+    for _ in 0..40 {
+        let listed = approver.request("exec.approval.list", json!({})).await?;
+        pending = ok(&listed)?.as_array().map_or(0, Vec::len);
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 0, "the abandoned approval is still listed");
+    let late = approver
+        .request(
+            "exec.approval.resolve",
+            json!({"id": id, "decision": "allow-once"}),
+        )
+        .await?;
+    assert!(
+        late.to_string().contains("unknown or expired approval id"),
+        "{late}"
+    );
+    Ok(())
+}

@@ -122,15 +122,36 @@ fn decode(stored: &StoredApproval) -> Option<ExecApproval> {
     ExecApproval::decode(bytes).ok()
 }
 
-/// Removes a waiter when its run stops waiting.
+/// Removes a waiter when its run stops waiting; a run that stopped before a
+/// decision (aborted, timed out) leaves its approval expired, so nobody
+/// answers a request no run waits for any more.
 struct Waiting<'a> {
     approvals: &'a Approvals,
-    id: String,
+    approval: ExecApproval,
+    /// Stored and not decided yet.
+    open: bool,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.approvals.lock().remove(&self.id);
+        self.approvals.lock().remove(&self.approval.id);
+        if !self.open {
+            return;
+        }
+        let store = self.approvals.store.clone();
+        let mut expired = self.approval.clone();
+        expired.decision = EXPIRED.to_owned();
+        expired.resolved_at_ms = now_ms();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let decided = store
+                    .decide(&expired.tenant_id, &expired.id, &expired.encode_to_vec())
+                    .await;
+                if let Err(err) = decided {
+                    tracing::debug!(error = %err, "an abandoned approval stays until it expires");
+                }
+            });
+        }
     }
 }
 
@@ -238,9 +259,10 @@ impl Approvals {
         }
         let notify = Arc::new(Notify::new());
         self.lock().insert(approval.id.clone(), notify.clone());
-        let _waiting = Waiting {
+        let mut waiting = Waiting {
             approvals: self,
-            id: approval.id.clone(),
+            approval: approval.clone(),
+            open: false,
         };
         self.store
             .create(
@@ -250,8 +272,11 @@ impl Approvals {
                 approval.expires_at_ms,
             )
             .await?;
+        waiting.open = true;
         self.announce(ApprovalChange::Requested, &approval).await;
-        self.wait_decided(&approval, Some(&notify)).await
+        let decided = self.wait_decided(&approval, Some(&notify)).await;
+        waiting.open = false;
+        decided
     }
 
     /// Waits until `approval` is decided, or expires it at its expiry.
