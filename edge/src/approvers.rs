@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use clawgate_proto::Principal;
 use clawgate_proto::principal::SCOPE_APPROVALS;
 use clawgate_runtime::presence::{
-    ENTRY_TTL, PresenceRecord, PresenceRegistry, REFRESH_EVERY, Refresh, approvers_key,
+    ENTRY_TTL, PresenceRecord, PresenceRegistry, REFRESH_EVERY, Refresh, approver_payload,
+    approvers_key,
 };
 
 use crate::methods::Role;
@@ -32,14 +33,6 @@ pub fn may_answer(principal: &Principal, goclaw: bool) -> bool {
         Role::of(&principal.role).is_some_and(|role| role >= Role::Operator)
     } else {
         principal.role == "operator" && principal.has_scope(SCOPE_APPROVALS)
-    }
-}
-
-fn payload(principal: &Principal) -> Vec<u8> {
-    if principal.sees_tenant() || principal.has_scope(SCOPE_APPROVALS) {
-        b"*".to_vec()
-    } else {
-        principal.user_id.as_bytes().to_vec()
     }
 }
 
@@ -95,7 +88,7 @@ impl EdgeApprovers {
             record: PresenceRecord {
                 key: conn_id.to_owned(),
                 owner: conn_id.to_owned(),
-                payload: payload(principal),
+                payload: approver_payload(principal),
             },
         };
         if let Err(err) = self

@@ -78,6 +78,13 @@ impl Principal {
         self.access() >= Access::Admin
     }
 
+    /// Whether the principal may see and decide every exec approval of its
+    /// tenant (admins, owners, `operator.approvals`); anyone else only those
+    /// of its own user's runs, where its dialect lets it.
+    pub fn approves_tenant(&self) -> bool {
+        self.sees_tenant() || self.has_scope(SCOPE_APPROVALS)
+    }
+
     /// The user whose rows the principal may see: `None` for every user of
     /// the tenant (admins and owners), its own user otherwise.
     pub fn user_filter(&self) -> Option<&str> {

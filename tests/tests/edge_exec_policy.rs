@@ -14,6 +14,24 @@ use clawgate_tests::ws::WsClient;
 use edge_support::{ok, open, openclaw_params, until_chat_terminal};
 use serde_json::{Value, json};
 
+/// The embedded gateway with the `exec` tool (approvals expire after
+/// `approval_timeout_ms`) and its mock model; the workspace lives as long
+/// as the returned guard.
+async fn exec_gateway(
+    approval_timeout_ms: u64,
+) -> anyhow::Result<(TestGateway, MockModel, tempfile::TempDir)> {
+    let model = MockModel::start(Script::text("Done.")).await?;
+    let workspace = tempfile::tempdir()?;
+    let gw = TestGateway::start(GatewayOptions {
+        model_base_url: Some(model.base_url()),
+        exec_workspace: Some(workspace.path().to_path_buf()),
+        approval_timeout_ms: Some(approval_timeout_ms),
+        ..Default::default()
+    })
+    .await?;
+    Ok((gw, model, workspace))
+}
+
 async fn connect(url: &str, token: &str, scopes: &[&str]) -> anyhow::Result<WsClient> {
     let mut client = open(url).await?;
     let res = client
@@ -78,15 +96,7 @@ async fn exec_turn(
 
 #[tokio::test]
 async fn allow_always_lets_the_same_command_run_without_asking() -> anyhow::Result<()> {
-    let model = MockModel::start(Script::text("Done.")).await?;
-    let workspace = tempfile::tempdir()?;
-    let gw = TestGateway::start(GatewayOptions {
-        model_base_url: Some(model.base_url()),
-        exec_workspace: Some(workspace.path().to_path_buf()),
-        approval_timeout_ms: Some(10_000),
-        ..Default::default()
-    })
-    .await?;
+    let (gw, model, _workspace) = exec_gateway(10_000).await?;
     let token = gw.gateway_token.clone();
     let mut user = connect(&gw.ws_url, &token, &["operator.read", "operator.write"]).await?;
     let mut approver =
@@ -194,15 +204,7 @@ async fn allow_always_lets_the_same_command_run_without_asking() -> anyhow::Resu
 
 #[tokio::test]
 async fn allow_always_needs_tenant_wide_approval() -> anyhow::Result<()> {
-    let model = MockModel::start(Script::text("Done.")).await?;
-    let workspace = tempfile::tempdir()?;
-    let gw = TestGateway::start(GatewayOptions {
-        model_base_url: Some(model.base_url()),
-        exec_workspace: Some(workspace.path().to_path_buf()),
-        approval_timeout_ms: Some(10_000),
-        ..Default::default()
-    })
-    .await?;
+    let (gw, model, _workspace) = exec_gateway(10_000).await?;
     let mut admin = WsClient::connect(&gw.ws_url).await?;
     admin.goclaw_handshake(&gw.gateway_token, "boss").await?;
     // A goclaw operator answers their own approvals, but not "always".
@@ -245,15 +247,7 @@ async fn allow_always_needs_tenant_wide_approval() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn an_aborted_run_leaves_no_approval_to_answer() -> anyhow::Result<()> {
-    let model = MockModel::start(Script::text("Done.")).await?;
-    let workspace = tempfile::tempdir()?;
-    let gw = TestGateway::start(GatewayOptions {
-        model_base_url: Some(model.base_url()),
-        exec_workspace: Some(workspace.path().to_path_buf()),
-        approval_timeout_ms: Some(60_000),
-        ..Default::default()
-    })
-    .await?;
+    let (gw, model, _workspace) = exec_gateway(60_000).await?;
     let token = gw.gateway_token.clone();
     let mut user = connect(&gw.ws_url, &token, &["operator.read", "operator.write"]).await?;
     let mut approver =

@@ -33,9 +33,7 @@ pub mod projection;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clawgate_proto::pb::common::v1::{
-    ApprovalChange, Disconnect, ExecApprovalEvent, PairingEvent, RunEvent,
-};
+use clawgate_proto::pb::common::v1::{Disconnect, ExecApprovalEvent, PairingEvent, RunEvent};
 use clawgate_proto::runner::{GetRunRequest, RunInfo, RunnerApi, StartRunResponse, StartStatus};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::clock::now_ms;
@@ -43,7 +41,7 @@ use serde_json::{Value, json};
 
 use crate::conn::{Cx, DialectConn};
 use crate::frames::{self, CLOSE_NORMAL, ErrorShape, Inbound, Request};
-use crate::methods::{self, Handler, Job, Method, Role, approvals, system};
+use crate::methods::{self, Handler, Job, Method, approvals, system};
 use crate::notify::{self, Notice};
 use crate::out::EventOut;
 use crate::params::Style;
@@ -375,28 +373,11 @@ impl DialectConn for Conn {
     }
 
     fn on_approval(&mut self, event: &ExecApprovalEvent, cx: &mut Cx<'_, Done>) {
-        let Some(approval) = &event.approval else {
-            return;
-        };
-        let operator = Role::of(&self.principal.role).is_some_and(|role| role >= Role::Operator);
-        if self.pending_until_ms.is_some()
-            || !operator
-            || !approvals::sees_approval(&self.principal, approval, true)
+        if self.pending_until_ms.is_none()
+            && let Some(event) = approvals::event_for(&self.principal, event, true)
         {
-            return;
+            cx.out.event(event);
         }
-        let (name, payload) = if event.change == ApprovalChange::Requested as i32 {
-            (
-                approvals::REQUESTED,
-                approvals::requested_payload(approval, Style::Snake),
-            )
-        } else {
-            (
-                approvals::RESOLVED,
-                approvals::resolved_payload(approval, Style::Snake),
-            )
-        };
-        cx.out.event(EventOut::droppable(name, payload));
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {

@@ -21,8 +21,7 @@
 //! decision exactly once; `waitDecision` waits in bounded calls (each below the
 //! service call timeout) until the approval is decided or expires.
 
-use clawgate_proto::pb::common::v1::ExecApproval;
-use clawgate_proto::principal::SCOPE_APPROVALS;
+use clawgate_proto::pb::common::v1::{ApprovalChange, ExecApproval, ExecApprovalEvent};
 use clawgate_proto::runner::{
     GetApprovalRequest, ListApprovalsRequest, ResolveApprovalRequest, RunnerApi,
     WaitApprovalRequest,
@@ -32,6 +31,7 @@ use clawgate_runtime::clock::now_ms;
 use serde_json::{Value, json};
 
 use super::decl::{Job, Method, Outcome, Request, Role, Runs, Scope, declared};
+use crate::out::EventOut;
 use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 
@@ -211,9 +211,31 @@ pub fn resolved_payload(approval: &ExecApproval, style: Style) -> Value {
 /// and `own_user` (the dialect lets users decide their own).
 pub fn sees_approval(principal: &Principal, approval: &ExecApproval, own_user: bool) -> bool {
     approval.tenant_id == principal.tenant_id
-        && (principal.sees_tenant()
-            || principal.has_scope(SCOPE_APPROVALS)
-            || (own_user && approval.user_id == principal.user_id))
+        && (principal.approves_tenant() || (own_user && approval.user_id == principal.user_id))
+}
+
+/// The frame a connection of `principal` (goclaw or OpenClaw) gets for
+/// `event`: `None` unless it may answer approvals
+/// ([`crate::approvers::may_answer`]) and may see this one ([`sees_approval`];
+/// goclaw users see their own user's).
+pub fn event_for(
+    principal: &Principal,
+    event: &ExecApprovalEvent,
+    goclaw: bool,
+) -> Option<EventOut> {
+    let approval = event.approval.as_ref()?;
+    if !crate::approvers::may_answer(principal, goclaw)
+        || !sees_approval(principal, approval, goclaw)
+    {
+        return None;
+    }
+    let style = if goclaw { Style::Snake } else { Style::Camel };
+    let (name, payload) = if event.change == ApprovalChange::Requested as i32 {
+        (REQUESTED, requested_payload(approval, style))
+    } else {
+        (RESOLVED, resolved_payload(approval, style))
+    };
+    Some(EventOut::droppable(name, payload))
 }
 
 /// The decision as `waitDecision` reports it: `null` while pending or expired.

@@ -35,8 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clawgate_proto::pb::common::v1::{
-    ApprovalChange, Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange,
-    TranscriptNote,
+    Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange, TranscriptNote,
 };
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::runner::RunnerApi as _;
@@ -417,26 +416,9 @@ impl DialectConn for Conn {
     }
 
     fn on_approval(&mut self, event: &ExecApprovalEvent, cx: &mut Cx<'_, Done>) {
-        let Some(approval) = &event.approval else {
-            return;
-        };
-        if self.principal.role != "operator"
-            || !approvals::sees_approval(&self.principal, approval, false)
-        {
-            return;
+        if let Some(event) = approvals::event_for(&self.principal, event, false) {
+            cx.out.event(event);
         }
-        let (name, payload) = if event.change == ApprovalChange::Requested as i32 {
-            (
-                approvals::REQUESTED,
-                approvals::requested_payload(approval, Style::Camel),
-            )
-        } else {
-            (
-                approvals::RESOLVED,
-                approvals::resolved_payload(approval, Style::Camel),
-            )
-        };
-        cx.out.event(EventOut::droppable(name, payload));
     }
 
     fn on_pairing(&mut self, event: &PairingEvent, cx: &mut Cx<'_, Done>) {

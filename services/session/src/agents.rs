@@ -17,7 +17,6 @@
 //!   http(s) or `data:image/` URI, a relative workspace that cannot climb out
 //!   of its root, tool names of `[a-z][a-z0-9_.-]*`, limits within range.
 
-use clawgate_proto::principal::SCOPE_APPROVALS;
 use clawgate_proto::session::{
     Agent, AgentSettings, AllowExecRequest, CreateAgentRequest, DeleteAgentRequest,
     DeleteAgentResponse, ListAgentsResponse, UpdateAgentRequest,
@@ -295,7 +294,7 @@ pub(crate) async fn allow_exec(
     request: AllowExecRequest,
 ) -> Result<Agent, ServiceError> {
     let tenant = tenant(principal)?;
-    if !(principal.sees_tenant() || principal.has_scope(SCOPE_APPROVALS)) {
+    if !principal.approves_tenant() {
         return Err(ServiceError::forbidden(
             "allowing a command always needs operator.approvals",
         ));

@@ -11,7 +11,7 @@
 //! [`POLL_EVERY`], so a lost wake-up only delays it.
 //!
 //! Who may decide: a caller that may approve for its whole tenant
-//! ([`may_approve_all`]: an admin or owner, or `operator.approvals`) any
+//! (`Principal::approves_tenant`: an admin or owner, or `operator.approvals`) any
 //! approval of its tenant; anyone else only those of its own user's runs. An
 //! approval of another tenant, or of another user for a caller that may not
 //! see it, is unknown.
@@ -38,14 +38,13 @@ use clawgate_proto::pb::common::v1::{
     ApprovalChange, ApprovalDecided, BusMessage, ExecApproval, ExecApprovalEvent, RunnerCommand,
     RunnerControl, bus_message, runner_command, runner_control,
 };
-use clawgate_proto::principal::SCOPE_APPROVALS;
 use clawgate_proto::session::{AllowExecRequest, SessionApi as _, SessionClient};
 use clawgate_proto::{Principal, ServiceError};
 use clawgate_runtime::approvals::memory::MemoryApprovals;
 use clawgate_runtime::approvals::{ApprovalStore, Decide, StoredApproval};
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
-use clawgate_runtime::presence::{PresenceRegistry, approvers_key};
+use clawgate_runtime::presence::{PresenceRegistry, approver_answers, approvers_key};
 use prost::Message as _;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -61,21 +60,6 @@ pub const ALLOW_ONCE: &str = "allow-once";
 pub const ALLOW_ALWAYS: &str = "allow-always";
 pub const DENY: &str = "deny";
 pub const EXPIRED: &str = "expired";
-
-/// Whether `principal` may see and decide every approval of its tenant.
-pub fn may_approve_all(principal: &Principal) -> bool {
-    principal.sees_tenant() || principal.has_scope(SCOPE_APPROVALS)
-}
-
-/// The approver record payload of a connection that may decide every
-/// approval of its tenant (`*`) or only its own user's (the user id).
-pub fn approver_payload(principal: &Principal) -> Vec<u8> {
-    if may_approve_all(principal) {
-        b"*".to_vec()
-    } else {
-        principal.user_id.as_bytes().to_vec()
-    }
-}
 
 /// What asking for an approval needs.
 #[derive(Clone, Debug, Default)]
@@ -117,9 +101,15 @@ fn not_found() -> ServiceError {
         .with_details(json!({ "reason": "APPROVAL_NOT_FOUND" }))
 }
 
+/// An approval as stored (its decision when it has one).
 fn decode(stored: &StoredApproval) -> Option<ExecApproval> {
-    let bytes = stored.decision.as_deref().unwrap_or(&stored.payload);
-    ExecApproval::decode(bytes).ok()
+    decoded(stored.decision.as_deref().unwrap_or(&stored.payload)).ok()
+}
+
+/// An approval from stored bytes.
+fn decoded(bytes: &[u8]) -> Result<ExecApproval, ServiceError> {
+    ExecApproval::decode(bytes)
+        .map_err(|_| ServiceError::internal("an approval's decision cannot be read"))
 }
 
 /// Removes a waiter when its run stops waiting; a run that stopped before a
@@ -202,7 +192,7 @@ impl Approvals {
             Ok(list) => list
                 .payloads
                 .iter()
-                .any(|payload| payload == b"*" || payload == user_id.as_bytes()),
+                .any(|payload| approver_answers(payload, user_id)),
             Err(err) => {
                 tracing::warn!(error = %err, "approver presence unavailable; waiting");
                 true
@@ -328,15 +318,14 @@ impl Approvals {
             .await?
         {
             Decide::Applied | Decide::Unknown => Ok(expired),
-            Decide::Already(winner) => ExecApproval::decode(winner.as_slice())
-                .map_err(|_| ServiceError::internal("an approval's decision cannot be read")),
+            Decide::Already(winner) => decoded(&winner),
         }
     }
 
     /// Whether `principal` may see `approval` (of its tenant).
     fn visible(principal: &Principal, approval: &ExecApproval) -> bool {
         approval.tenant_id == principal.tenant_id
-            && (may_approve_all(principal) || approval.user_id == principal.user_id)
+            && (principal.approves_tenant() || approval.user_id == principal.user_id)
     }
 
     /// The pending approvals `principal` may decide, oldest first.
@@ -387,7 +376,7 @@ impl Approvals {
                 "decision must be allow-once, allow-always or deny",
             ));
         }
-        if decision == ALLOW_ALWAYS && !may_approve_all(principal) {
+        if decision == ALLOW_ALWAYS && !principal.approves_tenant() {
             return Err(ServiceError::invalid(
                 "allow-always needs operator.approvals (it allows the command for the whole tenant)",
             )
@@ -416,8 +405,7 @@ impl Approvals {
                 Ok((decided, true))
             }
             Decide::Already(winner) => {
-                let winner = ExecApproval::decode(winner.as_slice())
-                    .map_err(|_| ServiceError::internal("an approval's decision cannot be read"))?;
+                let winner = decoded(&winner)?;
                 if winner.decision == EXPIRED {
                     Err(not_found())
                 } else if winner.decision == decision {

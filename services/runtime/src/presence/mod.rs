@@ -45,6 +45,22 @@ pub fn approvers_key(tenant_id: &str) -> String {
     format!("approvers.{tenant_id}")
 }
 
+/// The approver record payload of a connection of `principal`: `*` when it
+/// may answer every approval of its tenant, else its user id.
+pub fn approver_payload(principal: &clawgate_proto::Principal) -> Vec<u8> {
+    if principal.approves_tenant() {
+        b"*".to_vec()
+    } else {
+        principal.user_id.as_bytes().to_vec()
+    }
+}
+
+/// Whether an approver record of `payload` may answer an approval of a run
+/// of `user_id`.
+pub fn approver_answers(payload: &[u8], user_id: &str) -> bool {
+    payload == b"*" || payload == user_id.as_bytes()
+}
+
 /// One record of a tenant's presence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceRecord {
