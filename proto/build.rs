@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 
 /// Messages with a secret field; keep in sync with `src/redact.rs`.
-const SECRET_BEARING: [&str; 8] = [
+const SECRET_BEARING: [&str; 10] = [
     ".clawgate.auth.v1.OpenClawConnect",
     ".clawgate.auth.v1.GoclawConnect",
     ".clawgate.auth.v1.AuthenticateConnectResponse",
     ".clawgate.auth.v1.DeviceTokenInfo",
     ".clawgate.auth.v1.CreateApiKeyResponse",
     ".clawgate.auth.v1.SetSecretRequest",
+    ".clawgate.auth.v1.ApproveNodePairingResponse",
+    ".clawgate.auth.v1.VerifyNodeRequest",
     ".clawgate.channel.v1.CreateAccountRequest",
     ".clawgate.channel.v1.UpdateAccountRequest",
 ];

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+    Disconnect, ExecApprovalEvent, NodeInvokeRequest, NodePairingEvent, PairingEvent, RunEvent,
+    SessionChange, TranscriptNote,
 };
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
@@ -177,6 +178,14 @@ pub trait DialectConn: Send + 'static {
     /// connection decides whether it may see it); by default it shows nothing.
     fn on_approval(&mut self, _event: &ExecApprovalEvent, _cx: &mut Cx<'_, Self::Done>) {}
 
+    /// Handles a call for a node socket of this pod (the connection sends it
+    /// only if it is that socket); by default it shows nothing.
+    fn on_node_invoke(&mut self, _request: &NodeInvokeRequest, _cx: &mut Cx<'_, Self::Done>) {}
+
+    /// Handles one node pairing event of the connection's tenant (the
+    /// connection decides whether it may see it); by default it shows nothing.
+    fn on_node_pairing(&mut self, _event: &NodePairingEvent, _cx: &mut Cx<'_, Self::Done>) {}
+
     /// Whether `disconnect` (published for the connection's tenant) targets
     /// this connection.
     fn is_target(&self, disconnect: &Disconnect) -> bool;
@@ -266,6 +275,14 @@ pub async fn authenticated<C: DialectConn>(
                         HubEvent::Note(note) => session.conn.on_note(&note, &mut cx),
                         HubEvent::Session(change) => session.conn.on_session(&change, &mut cx),
                         HubEvent::Approval(event) => session.conn.on_approval(&event, &mut cx),
+                        HubEvent::NodeInvoke(request) => {
+                            session.conn.on_node_invoke(&request, &mut cx);
+                        }
+                        HubEvent::NodePairing(event) => {
+                            session.conn.on_node_pairing(&event, &mut cx);
+                        }
+                        // Results go to the pod's invoker, never to a socket.
+                        HubEvent::NodeResult(_) => {}
                         HubEvent::Disconnect(disconnect) => {
                             if session.conn.is_target(&disconnect) {
                                 tracing::info!(

@@ -22,7 +22,9 @@
 //! - the process's own inbox topic ([`Hub::subscribe_inbox`], see
 //!   [`crate::registry`]) carries messages targeted at sockets of this pod: a
 //!   disconnect arriving there is offered to the local sockets of its tenant,
-//!   exactly as if it had come on the tenant's topic.
+//!   exactly as if it had come on the tenant's topic; node calls and their
+//!   results arriving there go to the pod's node handler
+//!   ([`Hub::on_node_messages`], see [`crate::nodes`]), never to a topic.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +33,9 @@ use std::time::Duration;
 
 use clawgate_proto::Principal;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, ExecApprovalEvent, PairingEvent, PresenceEvent, RunEvent,
-    SessionChange, TranscriptNote, bus_message,
+    BusMessage, Disconnect, ExecApprovalEvent, NodeInvokeRequest, NodeInvokeResult,
+    NodePairingEvent, PairingEvent, PresenceEvent, RunEvent, SessionChange, TranscriptNote,
+    bus_message,
 };
 use clawgate_runtime::bus::{BusError, Delivery, EventBus, SubscriptionControl, Topic};
 use prost::Message as _;
@@ -54,6 +57,12 @@ pub enum HubEvent {
     Note(Arc<TranscriptNote>),
     Session(Arc<SessionChange>),
     Approval(Arc<ExecApprovalEvent>),
+    /// A call for a node socket of this pod (from the pod's inbox, handed to
+    /// the socket by [`crate::nodes`]).
+    NodeInvoke(Arc<NodeInvokeRequest>),
+    /// The answer to a node call this pod made (pod inbox only).
+    NodeResult(Arc<NodeInvokeResult>),
+    NodePairing(Arc<NodePairingEvent>),
 }
 
 impl HubEvent {
@@ -67,6 +76,9 @@ impl HubEvent {
             bus_message::Body::TranscriptNote(note) => Self::Note(Arc::new(note)),
             bus_message::Body::SessionChange(change) => Self::Session(Arc::new(change)),
             bus_message::Body::ExecApprovalEvent(event) => Self::Approval(Arc::new(event)),
+            bus_message::Body::NodeInvokeRequest(request) => Self::NodeInvoke(Arc::new(request)),
+            bus_message::Body::NodeInvokeResult(result) => Self::NodeResult(Arc::new(result)),
+            bus_message::Body::NodePairingEvent(event) => Self::NodePairing(Arc::new(event)),
         };
         Some((event, size))
     }
@@ -122,7 +134,12 @@ struct HubInner {
     linger: Duration,
     /// This process's inbox topic, once subscribed.
     pod_inbox: OnceLock<Topic>,
+    /// Takes the node calls and results arriving on the pod inbox.
+    node_handler: OnceLock<NodeHandler>,
 }
+
+/// What the hub hands node calls and results of the pod inbox to.
+pub type NodeHandler = Arc<dyn Fn(HubEvent) + Send + Sync>;
 
 /// Handle on the process's hub. Cheap to clone.
 #[derive(Clone)]
@@ -156,6 +173,7 @@ impl Hub {
             inbox_bytes,
             linger,
             pod_inbox: OnceLock::new(),
+            node_handler: OnceLock::new(),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), subscriber.deliveries));
         Ok(Self { inner })
@@ -206,6 +224,12 @@ impl Hub {
         self.inner.control.subscribe(&topic).await?;
         let _ = self.inner.pod_inbox.set(topic);
         Ok(())
+    }
+
+    /// Sets what node calls and results arriving on the pod inbox go to
+    /// (once; later calls are ignored).
+    pub fn on_node_messages(&self, handler: NodeHandler) {
+        let _ = self.inner.node_handler.set(handler);
     }
 
     /// Topics currently subscribed by this process.
@@ -369,6 +393,12 @@ async fn dispatch(hub: Weak<HubInner>, mut deliveries: mpsc::Receiver<Delivery>)
         let topic = match hub.pod_inbox.get() {
             Some(inbox) if *inbox == delivery.topic => match &event {
                 HubEvent::Disconnect(disconnect) => Topic::tenant(&disconnect.tenant_id),
+                HubEvent::NodeInvoke(_) | HubEvent::NodeResult(_) => {
+                    if let Some(handler) = hub.node_handler.get() {
+                        handler(event);
+                    }
+                    continue;
+                }
                 _ => continue,
             },
             _ => delivery.topic,

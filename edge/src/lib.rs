@@ -29,7 +29,9 @@
 //!   naming styles, session keys, wire times;
 //! - `notify`: typed pairing events and targeted disconnects for a tenant's
 //!   sockets on every edge; [`registry`]: which pod holds a device's sockets,
-//!   so a message for one device goes only to those pods' inboxes.
+//!   so a message for one device goes only to those pods' inboxes;
+//!   `nodes`: this edge's node sockets and its calls to nodes on any edge
+//!   (through the node registry and the pods' inboxes).
 //!
 //! Event routing: a socket that sees only its own user's runs (an operator or
 //! viewer) is on its user's topic; one that sees the whole tenant (an admin or
@@ -48,6 +50,7 @@ mod health;
 mod health_cache;
 mod hub;
 mod methods;
+mod nodes;
 mod notify;
 mod openclaw;
 mod out;

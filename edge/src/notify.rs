@@ -24,7 +24,8 @@ use std::sync::Arc;
 use clawgate_proto::Principal;
 use clawgate_proto::auth::PairingRequest;
 use clawgate_proto::pb::common::v1::{
-    BusMessage, Disconnect, PairingChange, PairingEvent, TranscriptNote, bus_message,
+    BusMessage, Disconnect, NodePairingEvent, PairingChange, PairingEvent, TranscriptNote,
+    bus_message,
 };
 use clawgate_runtime::bus::{EventBus, Topic};
 use clawgate_runtime::clock::now_ms;
@@ -180,6 +181,8 @@ pub enum Notice {
     Disconnect(Disconnect),
     /// A transcript note, for the sockets that see its user's runs.
     Note(TranscriptNote),
+    /// A node pairing request created or resolved.
+    NodePairing(Box<NodePairingEvent>),
 }
 
 impl Notice {
@@ -188,6 +191,7 @@ impl Notice {
             Self::Pairing(event) => &event.tenant_id,
             Self::Disconnect(disconnect) => &disconnect.tenant_id,
             Self::Note(note) => &note.tenant_id,
+            Self::NodePairing(event) => &event.tenant_id,
         }
     }
 
@@ -196,6 +200,7 @@ impl Notice {
             Self::Pairing(event) => bus_message::Body::PairingEvent(*event),
             Self::Disconnect(disconnect) => bus_message::Body::Disconnect(disconnect),
             Self::Note(note) => bus_message::Body::TranscriptNote(note),
+            Self::NodePairing(event) => bus_message::Body::NodePairingEvent(*event),
         }
     }
 }
@@ -203,6 +208,12 @@ impl Notice {
 impl From<PairingEvent> for Notice {
     fn from(event: PairingEvent) -> Self {
         Self::Pairing(Box::new(event))
+    }
+}
+
+impl From<NodePairingEvent> for Notice {
+    fn from(event: NodePairingEvent) -> Self {
+        Self::NodePairing(Box::new(event))
     }
 }
 

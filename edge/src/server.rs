@@ -36,6 +36,7 @@ use crate::error::EdgeError;
 use crate::health;
 use crate::health_cache::HealthCache;
 use crate::hub::Hub;
+use crate::nodes::EdgeNodes;
 use crate::presence_table::EdgePresence;
 use crate::registry::{LocalDevices, inbox_topic};
 use crate::socket;
@@ -82,13 +83,16 @@ impl Edge {
             config.topic_linger,
         )
         .await?;
-        let devices = match &services.devices {
-            Some(registry) => {
-                hub.subscribe_inbox(inbox_topic(&config.pod_id)).await?;
-                Some(LocalDevices::start(registry.clone()))
-            }
-            None => None,
-        };
+        // The pod inbox carries targeted disconnects and node calls and
+        // their results; it is subscribed before any socket is accepted.
+        let nodes = EdgeNodes::start(&config.pod_id, services.bus.clone(), services.nodes.clone());
+        let handler = nodes.clone();
+        hub.on_node_messages(Arc::new(move |event| handler.on_inbox(event)));
+        hub.subscribe_inbox(inbox_topic(&config.pod_id)).await?;
+        let devices = services
+            .devices
+            .as_ref()
+            .map(|registry| LocalDevices::start(registry.clone()));
         let services_presence = services.presence.clone();
         let state = Arc::new(EdgeState {
             config,
@@ -102,6 +106,7 @@ impl Edge {
             approvers: EdgeApprovers::start(services_presence.clone()),
             presence: EdgePresence::start(services_presence),
             health: HealthCache::default(),
+            nodes,
         });
         tokio::spawn(probe_bus(Arc::downgrade(&state)));
         tokio::spawn(health::run(Arc::downgrade(&state)));

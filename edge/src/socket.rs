@@ -49,6 +49,7 @@ use crate::state::{Peer, SocketGuard, SocketInfo};
 use crate::version::Protocol;
 use crate::writer::{Io, Read, Wire, read_text};
 use crate::{goclaw, openclaw};
+use crate::{nodes, notify};
 
 /// What a socket owns for its whole life, in one allocation: its WebSocket and
 /// outbound queue, its facts, and its place among the process's live sockets.
@@ -110,6 +111,7 @@ async fn run(mut socket: Box<Socket>) {
             devices.remove(&socket.info.conn_id).await;
         }
         state.approvers.remove(&socket.info.conn_id).await;
+        state.nodes.remove(&socket.info.conn_id, "disconnect").await;
     }
     socket.out.close_quietly();
     let grace = state.config.close_timeout;
@@ -319,7 +321,35 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
             state.approvers.add(&principal, &info.conn_id, goclaw).await;
         }
     };
-    let (mut opened, ()) = tokio::join!(open_presence, add_approver);
+    // A node is entered in the node registry (reconciled with its pairing)
+    // before `hello-ok` too, so a call made after it finds the node.
+    let open_node = async {
+        if !goclaw && principal.role == "node" {
+            let inbox = registration.inbox.clone();
+            Some(nodes::seat::open(state, &principal, info, &request.params, inbox).await)
+        } else {
+            None
+        }
+    };
+    let (mut opened, (), node) = tokio::join!(open_presence, add_approver, open_node);
+    let node_notices = match node {
+        Some(Err(err)) => {
+            tracing::warn!(error = %err, "node not entered");
+            if let Some(seat) = opened.seat.take() {
+                seat.close(state);
+            }
+            state.approvers.remove(&info.conn_id).await;
+            if let Some(devices) = &state.devices {
+                devices.remove(&info.conn_id).await;
+            }
+            registration.release().await;
+            out.response(&request.id, None, Some(&ErrorShape::openclaw(&err)));
+            out.close(CLOSE_INTERNAL, "node registry unavailable");
+            return None;
+        }
+        Some(Ok(notices)) => notices,
+        None => Vec::new(),
+    };
     if !goclaw {
         presence::fill_hello(&mut reply, &opened);
     }
@@ -327,6 +357,7 @@ async fn handshake(socket: &mut Socket) -> Option<Connected> {
     if let Some(event) = opened.event.take() {
         presence::publish_in_background(state, event);
     }
+    notify::publish_in_background(state, node_notices);
     let presence = opened.seat;
     Some(if goclaw {
         out.set_numbered(false);

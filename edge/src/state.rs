@@ -16,6 +16,7 @@ use clawgate_proto::runner::RunnerClient;
 use clawgate_proto::session::SessionClient;
 use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::limits::SocketBudget;
+use clawgate_runtime::nodes::NodeRegistry;
 use clawgate_runtime::presence::PresenceRegistry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ use crate::approvers::EdgeApprovers;
 use crate::config::EdgeConfig;
 use crate::health_cache::HealthCache;
 use crate::hub::Hub;
+use crate::nodes::EdgeNodes;
 use crate::presence_table::EdgePresence;
 use crate::registry::{DeviceRegistry, LocalDevices};
 
@@ -60,6 +62,8 @@ pub struct EdgeServices {
     pub devices: Option<Arc<dyn DeviceRegistry>>,
     /// Who is online per tenant (Redis across edges, or in-process).
     pub presence: Arc<dyn PresenceRegistry>,
+    /// Where nodes are, across edges (Redis) or in this process.
+    pub nodes: Arc<dyn NodeRegistry>,
 }
 
 impl std::fmt::Debug for EdgeServices {
@@ -135,6 +139,8 @@ pub struct EdgeState {
     pub approvers: EdgeApprovers,
     /// The cached health snapshot (refreshed by [`crate::health`]).
     pub health: HealthCache,
+    /// This edge's node sockets, and its calls to nodes anywhere.
+    pub nodes: EdgeNodes,
 }
 
 impl EdgeState {

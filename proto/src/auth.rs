@@ -37,5 +37,16 @@ crate::macros::service_bindings! {
         authed fn delete_secret(DeleteSecretRequest) -> DeleteSecretResponse;
         /// A secret's plaintext, for the runner's principal only.
         authed fn reveal_secret(RevealSecretRequest) -> RevealSecretResponse;
+        authed fn request_node_pairing(RequestNodePairingRequest) -> RequestNodePairingResponse;
+        /// A node socket completed its handshake; for a `node` principal of that node only.
+        authed fn node_connected(NodeConnectedRequest) -> NodeConnectedResponse;
+        authed fn list_node_pairing(ListNodePairingRequest) -> ListNodePairingResponse;
+        /// Returns the node's new token, once.
+        authed fn approve_node_pairing(ApproveNodePairingRequest) -> ApproveNodePairingResponse;
+        authed fn reject_node_pairing(RejectNodePairingRequest) -> RejectNodePairingResponse;
+        authed fn remove_node(RemoveNodeRequest) -> RemoveNodeResponse;
+        authed fn verify_node(VerifyNodeRequest) -> VerifyNodeResponse;
+        authed fn rename_node(RenameNodeRequest) -> PairedNode;
+        authed fn get_node(GetNodeRequest) -> GetNodeResponse;
     }
 }

@@ -1,13 +1,13 @@
-//! `Debug` for the messages that carry secrets (gateway and device tokens,
-//! passwords, API keys, tenant secrets, channel credentials). The generated code
+//! `Debug` for the messages that carry secrets (gateway, device and node
+//! tokens, passwords, API keys, tenant secrets, channel credentials). The generated code
 //! skips `Debug` for them (see `build.rs`); here every secret prints as
 //! `<redacted>` (or `None`), everything else as usual.
 
 use std::fmt;
 
 use crate::pb::auth::v1::{
-    AuthenticateConnectResponse, CreateApiKeyResponse, DeviceTokenInfo, GoclawConnect,
-    OpenClawConnect, SetSecretRequest,
+    ApproveNodePairingResponse, AuthenticateConnectResponse, CreateApiKeyResponse, DeviceTokenInfo,
+    GoclawConnect, OpenClawConnect, SetSecretRequest, VerifyNodeRequest,
 };
 use crate::pb::channel::v1::{CreateAccountRequest, UpdateAccountRequest};
 
@@ -121,6 +121,25 @@ impl fmt::Debug for SetSecretRequest {
     }
 }
 
+impl fmt::Debug for ApproveNodePairingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApproveNodePairingResponse")
+            .field("request", &self.request)
+            .field("node", &self.node)
+            .field("token", &secret(&self.token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for VerifyNodeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyNodeRequest")
+            .field("node_id", &self.node_id)
+            .field("token", &secret(&self.token))
+            .finish()
+    }
+}
+
 impl fmt::Debug for CreateAccountRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CreateAccountRequest")
@@ -165,8 +184,19 @@ mod tests {
             secret: "clawgate_0123456789abcdef".into(),
             ..Default::default()
         };
-        let printed = format!("{connect:?} {goclaw:?} {response:?} {key:?}");
+        let approved = ApproveNodePairingResponse {
+            token: "node-token-secret-value".into(),
+            ..Default::default()
+        };
+        let verify = VerifyNodeRequest {
+            node_id: "n1".into(),
+            token: "node-verify-secret-value".into(),
+        };
+        let printed =
+            format!("{connect:?} {goclaw:?} {response:?} {key:?} {approved:?} {verify:?}");
         for leaked in [
+            "node-token-secret-value",
+            "node-verify-secret-value",
             "shared-secret-value",
             "device-secret-value",
             "goclaw-secret-value",

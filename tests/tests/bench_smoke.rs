@@ -188,3 +188,29 @@ async fn the_tool_turn_scenario_reports_every_turn_without_errors() -> anyhow::R
     assert_eq!(budgets["tool_turn_concurrent_runs"]["met"], false);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_invoke_harness_reports_complete_and_sane_json() -> anyhow::Result<()> {
+    use clawgate_tests::bench::node_invoke::{self, NodeBenchOptions};
+    let options = NodeBenchOptions {
+        warmup_calls: 10,
+        sequential: 50,
+        sockets: 2,
+        in_flight: 4,
+        duration: Duration::from_millis(500),
+        ..NodeBenchOptions::default()
+    };
+    let report = node_invoke::run(&options).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let p50 = number(&report, "/round_trip_ms/p50");
+    assert!(
+        0.0 < p50 && p50 <= number(&report, "/round_trip_ms/max"),
+        "{report:#}"
+    );
+    assert_eq!(number(&report, "/round_trip_ms/samples"), 50.0);
+    assert!(number(&report, "/throughput/completed") > 0.0, "{report:#}");
+    assert_eq!(number(&report, "/throughput/errors"), 0.0, "{report:#}");
+    assert!(number(&report, "/throughput/invokes_per_s") > 0.0);
+    assert!(number(&report, "/node_received") >= 60.0, "{report:#}");
+    Ok(())
+}

@@ -92,7 +92,19 @@ async fn edge_openclaw_hello_and_chat_round_trip() -> anyhow::Result<()> {
             "exec.approval.resolve",
             "exec.approval.waitDecision",
             "exec.approvals.get",
-            "exec.approvals.set"
+            "exec.approvals.set",
+            "node.list",
+            "node.describe",
+            "node.invoke",
+            "node.pair.request",
+            "node.pair.list",
+            "node.pair.approve",
+            "node.pair.reject",
+            "node.pair.remove",
+            "node.pair.verify",
+            "node.rename",
+            "node.invoke.result",
+            "node.event"
         ])
     );
     assert!(

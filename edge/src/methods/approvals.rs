@@ -148,13 +148,29 @@ fn parse_call(request: &Request<'_>) -> Result<Box<dyn Job>, ServiceError> {
 
 /// The `request` object of an approval, as OpenClaw shows it.
 fn request_json(approval: &ExecApproval) -> Value {
-    json!({
+    let mut request = json!({
         "command": approval.command,
         "cwd": approval.cwd,
         "host": approval.host,
         "agentId": approval.agent_id,
         "sessionKey": approval.session_key,
-    })
+    });
+    // A command for a node carries its node and the plan the node will run.
+    if !approval.node_id.is_empty() {
+        request["nodeId"] = json!(approval.node_id);
+        if let Ok(plan) = serde_json::from_str::<Value>(&approval.system_run_plan_json) {
+            request["systemRunPlan"] = plan;
+        }
+    }
+    request
+}
+
+fn node_id_json(approval: &ExecApproval) -> Value {
+    if approval.node_id.is_empty() {
+        Value::Null
+    } else {
+        json!(approval.node_id)
+    }
 }
 
 /// An approval as goclaw lists it.
@@ -164,6 +180,7 @@ fn goclaw_json(approval: &ExecApproval) -> Value {
         "command": approval.command,
         "cwd": approval.cwd,
         "host": approval.host,
+        "node_id": approval.node_id,
         "agent_id": approval.agent_id,
         "session_key": approval.session_key,
         "user_id": approval.user_id,
@@ -285,7 +302,7 @@ async fn run(
                 "commandPreview": preview,
                 "allowedDecisions": DECISIONS,
                 "host": approval.host,
-                "nodeId": Value::Null,
+                "nodeId": node_id_json(&approval),
                 "agentId": approval.agent_id,
                 "expiresAtMs": approval.expires_at_ms,
             }))

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clawgate_proto::pb::common::v1::NodeInvokeResult;
 use clawgate_proto::principal::{
     SCOPE_ADMIN, SCOPE_APPROVALS, SCOPE_PAIRING, SCOPE_READ, SCOPE_WRITE,
 };
@@ -23,6 +24,9 @@ use crate::params::{Obj, Style};
 use crate::state::EdgeState;
 use crate::version::Protocol;
 
+/// How the reference's method table names the node-only methods' requirement.
+pub const NODE_ROLE: &str = "role:node";
+
 /// The OpenClaw scope a method needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -33,6 +37,8 @@ pub enum Scope {
     Pairing,
     Approvals,
     Admin,
+    /// Only a connection of role `node` (OpenClaw §4.1); no operator scope.
+    Node,
 }
 
 impl Scope {
@@ -45,6 +51,7 @@ impl Scope {
             Self::Pairing => Some(SCOPE_PAIRING),
             Self::Approvals => Some(SCOPE_APPROVALS),
             Self::Admin => Some(SCOPE_ADMIN),
+            Self::Node => Some(NODE_ROLE),
         }
     }
 }
@@ -99,13 +106,14 @@ pub enum Handler {
     Agent(fn(&Request<'_>) -> Result<AgentRun, ServiceError>),
     /// A call validated on the socket's task and run on a spawned one.
     Call(fn(&Request<'_>) -> Result<Box<dyn Job>, ServiceError>),
-    /// A change of what the connection itself is subscribed to, answered by
-    /// the connection at once (no service is called).
+    /// A change of the connection's own state (what it is subscribed to, a
+    /// node's answer to a call it was given), answered by the connection at
+    /// once (no call is spawned, so no in-flight limit applies).
     Subscribe(fn(&Request<'_>) -> Result<Subscription, ServiceError>),
 }
 
 /// What a subscription method asks the connection to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Subscription {
     /// Every visible session's changes and messages (`sessions.subscribe`);
     /// `false` stops them.
@@ -113,6 +121,13 @@ pub enum Subscription {
     /// One session's messages (`sessions.messages.subscribe`), by canonical
     /// key; `on: false` stops them.
     Messages { key: String, on: bool },
+    /// A node follows one session's `chat` and `agent` events (`node.event`
+    /// `chat.subscribe` / `chat.unsubscribe`), by canonical key.
+    NodeChat { key: String, on: bool },
+    /// A node event this gateway does not act on (answered `handled: false`).
+    NodeEvent { event: String },
+    /// A node's `node.invoke.result`, passed on to whoever called.
+    NodeResult(Box<NodeInvokeResult>),
 }
 
 /// A run whose request is answered when it is accepted and again when it ends.

@@ -34,6 +34,9 @@ pub mod chat;
 pub mod decl;
 pub mod inject;
 pub mod logs;
+pub mod node_pairing;
+pub mod node_role;
+pub mod nodes;
 pub mod pairing;
 pub mod presence;
 pub mod providers;
@@ -56,7 +59,7 @@ pub use decl::{AgentRun, Handler, Job, Method, Request, Role, Scope, Subscriptio
 use crate::version::Protocol;
 
 /// Every family's table, in the order OpenClaw advertises them.
-pub const FAMILIES: [&[Method]; 21] = [
+pub const FAMILIES: [&[Method]; 24] = [
     system::METHODS,
     presence::METHODS,
     logs::METHODS,
@@ -78,6 +81,9 @@ pub const FAMILIES: [&[Method]; 21] = [
     providers::METHODS,
     approvals::METHODS,
     approval_policy::METHODS,
+    nodes::METHODS,
+    node_pairing::METHODS,
+    node_role::METHODS,
 ];
 
 /// Every declared method, in declaration order.

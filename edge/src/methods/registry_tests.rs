@@ -35,7 +35,7 @@ const OPENCLAW_EXTENSIONS: [&str; 17] = [
 /// (`sessions.label` and `models.list` are named by goclaw's seed method
 /// list, which its code never registered; clawgate serves them as the seed
 /// describes.)
-const GOCLAW_EXTENSIONS: [&str; 8] = [
+const GOCLAW_EXTENSIONS: [&str; 15] = [
     "providers.list",
     "providers.set",
     "providers.delete",
@@ -44,6 +44,15 @@ const GOCLAW_EXTENSIONS: [&str; 8] = [
     "secrets.delete",
     "sessions.label",
     "models.list",
+    // Upstream goclaw has node methods the reference snapshot predates; its
+    // admins get OpenClaw's.
+    "node.list",
+    "node.describe",
+    "node.invoke",
+    "node.pair.list",
+    "node.pair.approve",
+    "node.pair.reject",
+    "node.pair.remove",
 ];
 
 /// `method → second column` of a reference table (comments skipped).

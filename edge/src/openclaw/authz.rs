@@ -15,12 +15,12 @@ use clawgate_proto::{Principal, ServiceError};
 
 use serde_json::json;
 
-use crate::methods::{self, Scope, approvals};
+use crate::methods::{self, Scope, approvals, node_pairing};
 use crate::notify::{PAIR_REQUESTED, PAIR_RESOLVED};
 use crate::version::Protocol;
 
 /// Events this edge sends, as advertised in `hello-ok.features.events`.
-pub const EVENTS: [&str; 13] = [
+pub const EVENTS: [&str; 16] = [
     "connect.challenge",
     "agent",
     "chat",
@@ -34,16 +34,22 @@ pub const EVENTS: [&str; 13] = [
     PAIR_RESOLVED,
     approvals::REQUESTED,
     approvals::RESOLVED,
+    node_pairing::REQUESTED,
+    node_pairing::RESOLVED,
+    "node.invoke.request",
 ];
 
-/// The methods only a `node` may call (§4.1), besides `health`.
-pub const NODE_METHODS: [&str; 7] = [
+/// The methods only a `node` may call (§4.1, and v4's
+/// `node.pluginSurface.refresh`), besides `health`, whether this edge serves
+/// them or not: an operator calling one is refused for its role.
+pub const NODE_METHODS: [&str; 8] = [
     "node.invoke.result",
     "node.event",
     "node.pending.drain",
     "node.pending.pull",
     "node.pending.ack",
     "node.canvas.capability.refresh",
+    "node.pluginSurface.refresh",
     "skills.bins",
 ];
 
@@ -161,7 +167,8 @@ mod tests {
         assert!(authorize(&writer, "chat.history").is_ok());
         let admin = principal("operator", &["operator.admin"]);
         for method in methods::openclaw_methods(Protocol::V3) {
-            assert!(authorize(&admin, method).is_ok(), "{method}");
+            let for_nodes = NODE_METHODS.contains(method);
+            assert_eq!(authorize(&admin, method).is_ok(), !for_nodes, "{method}");
         }
         for method in ["tenants.list", "tenants.get", "tenants.users.list"] {
             assert!(authorize(&reader, method).is_ok(), "{method}");
@@ -192,6 +199,9 @@ mod tests {
 
     #[test]
     fn roles() {
+        for method in methods::all().filter(|m| m.openclaw == Some(Scope::Node)) {
+            assert!(NODE_METHODS.contains(&method.name), "{}", method.name);
+        }
         let node = principal("node", &[]);
         assert!(authorize(&node, "health").is_ok());
         assert!(authorize(&node, "node.event").is_ok());

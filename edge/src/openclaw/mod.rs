@@ -25,6 +25,7 @@ pub mod agent_reply;
 pub mod authz;
 pub mod handshake;
 pub mod hello;
+pub mod node_side;
 pub mod note;
 pub mod pairing;
 pub mod projection;
@@ -35,7 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clawgate_proto::pb::common::v1::{
-    Disconnect, ExecApprovalEvent, PairingEvent, RunEvent, SessionChange, TranscriptNote,
+    Disconnect, ExecApprovalEvent, NodeInvokeRequest, NodePairingEvent, PairingEvent, RunEvent,
+    SessionChange, TranscriptNote,
 };
 use clawgate_proto::principal::{SCOPE_PAIRING, SCOPE_READ};
 use clawgate_proto::runner::RunnerApi as _;
@@ -114,6 +116,8 @@ pub struct Conn {
     agents: agent_reply::Waits,
     /// What `sessions.subscribe` and `sessions.messages.subscribe` asked for.
     subscriptions: session_events::Subscriptions,
+    /// A node connection's own state (`None` for operators).
+    node: Option<node_side::NodeSide>,
 }
 
 impl Conn {
@@ -127,6 +131,7 @@ impl Conn {
             .get("caps")
             .and_then(Value::as_array)
             .is_some_and(|caps| caps.iter().any(|cap| cap == "tool-events"));
+        let principal_role_is_node = principal.role == "node";
         let sees_events = principal.role == "operator" && principal.has_scope(SCOPE_READ);
         let sees_pairing = principal.role == "operator" && principal.has_scope(SCOPE_PAIRING);
         tracing::debug!(conn_id = %info.conn_id, sees_events, tool_events, "openclaw connection");
@@ -142,6 +147,7 @@ impl Conn {
             unauthorized_streak: 0,
             agents: agent_reply::Waits::default(),
             subscriptions: session_events::Subscriptions::default(),
+            node: (principal_role_is_node).then(node_side::NodeSide::default),
         }
     }
 
@@ -245,7 +251,10 @@ impl Conn {
                 return;
             }
             Handler::Subscribe(parse) => {
-                let answer = parse(&parsed).and_then(|change| self.subscriptions.apply(change));
+                let answer = parse(&parsed).and_then(|change| match (&mut self.node, change) {
+                    (Some(node), change) => node.apply(change, cx.state, &self.principal),
+                    (None, change) => self.subscriptions.apply(change),
+                });
                 self.respond(cx, &request.id, &Reply::from_result(answer));
                 return;
             }
@@ -387,6 +396,16 @@ impl DialectConn for Conn {
     }
 
     fn on_event(&mut self, event: Arc<RunEvent>, cx: &mut Cx<'_, Done>) {
+        if let Some(node) = &self.node {
+            // A node receives only the sessions it follows, straight to its socket.
+            if node.follows(&event.session_key) {
+                for mut frame in self.projector.project(&event, Instant::now()) {
+                    frame.delivery = crate::out::Delivery::Targeted;
+                    cx.out.event(frame);
+                }
+            }
+            return;
+        }
         let ends = self.agents.on_event(&event, &self.principal.user_id);
         let phase = self
             .sees_events
@@ -428,6 +447,25 @@ impl DialectConn for Conn {
         if let Some(payload) = pairing::pairing_payload(event) {
             let name = notify::event_name(event);
             cx.out.event(EventOut::droppable(name, payload));
+        }
+    }
+
+    fn on_node_invoke(&mut self, request: &NodeInvokeRequest, cx: &mut Cx<'_, Done>) {
+        if self.node.is_some()
+            && let Some(frame) = node_side::invoke_request(&self.principal, request)
+        {
+            cx.out.event(frame);
+        }
+    }
+
+    fn on_node_pairing(&mut self, event: &NodePairingEvent, cx: &mut Cx<'_, Done>) {
+        if self.node.is_some() {
+            node_side::own_pairing(cx.state, &self.principal, event);
+        } else if self.sees_pairing
+            && node_side::sees_node_pairing(&self.principal, event)
+            && let Some(frame) = node_side::pairing_frame(event)
+        {
+            cx.out.event(frame);
         }
     }
 

@@ -59,6 +59,12 @@ impl Subscriptions {
                 self.keys.remove(&key);
                 Ok(json!({ "subscribed": false, "key": key }))
             }
+            // Node events are a node's (its connection routes them elsewhere).
+            Subscription::NodeChat { .. }
+            | Subscription::NodeEvent { .. }
+            | Subscription::NodeResult(_) => {
+                Err(ServiceError::forbidden("unauthorized role: operator"))
+            }
         }
     }
 

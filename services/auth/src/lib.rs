@@ -1,7 +1,8 @@
 //! The auth service: decides who a connection is, and keeps the state that
 //! decision needs: tenants and their users, paired devices, pending pairing
 //! requests, device tokens, goclaw pairing codes and paired senders, API keys,
-//! and the tenants' sealed secrets.
+//! the tenants' sealed secrets, and node pairing (the commands each node may
+//! be invoked with).
 //!
 //! It owns credential checks and the building of the [`Principal`] that every later
 //! call carries. The edge only asks and enforces the answer: it publishes the
@@ -31,8 +32,8 @@
 //!
 //! Layout: `openclaw` and `goclaw` run the connect chains, `access` the
 //! tenant and membership checks, `pairing`, `device_tokens`, `api_keys`,
-//! `tenants`, `users` and `secrets` the RPCs, `store` the SQL, `convert`
-//! the mapping of stored records to protobuf messages.
+//! `tenants`, `users`, `secrets` and `nodes` (node pairing) the RPCs, `store`
+//! the SQL, `convert` the mapping of stored records to protobuf messages.
 
 mod access;
 mod api_keys;
@@ -42,6 +43,7 @@ pub mod device_proof;
 mod device_tokens;
 mod goclaw;
 pub mod keyring;
+mod nodes;
 mod openclaw;
 mod pairing;
 mod scopes;
@@ -57,17 +59,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use clawgate_proto::auth::{
-    ApiKey, ApprovePairingRequest, ApprovePairingResponse, AuthApi, AuthenticateConnectRequest,
-    AuthenticateConnectResponse, CreateApiKeyRequest, CreateApiKeyResponse, CreateTenantRequest,
-    DeleteSecretRequest, DeleteSecretResponse, DeviceTokenInfo, GetTenantRequest,
-    ListApiKeysRequest, ListApiKeysResponse, ListPairingRequest, ListPairingResponse,
-    ListSecretsRequest, ListSecretsResponse, ListTenantsRequest, ListTenantsResponse,
-    ListUsersRequest, ListUsersResponse, PairingRequest, PairingStatusRequest,
-    PairingStatusResponse, PutUserRequest, RejectPairingRequest, RejectPairingResponse,
-    RemoveDeviceRequest, RemoveDeviceResponse, RemoveUserRequest, RemoveUserResponse,
+    ApiKey, ApproveNodePairingRequest, ApproveNodePairingResponse, ApprovePairingRequest,
+    ApprovePairingResponse, AuthApi, AuthenticateConnectRequest, AuthenticateConnectResponse,
+    CreateApiKeyRequest, CreateApiKeyResponse, CreateTenantRequest, DeleteSecretRequest,
+    DeleteSecretResponse, DeviceTokenInfo, GetNodeRequest, GetNodeResponse, GetTenantRequest,
+    ListApiKeysRequest, ListApiKeysResponse, ListNodePairingRequest, ListNodePairingResponse,
+    ListPairingRequest, ListPairingResponse, ListSecretsRequest, ListSecretsResponse,
+    ListTenantsRequest, ListTenantsResponse, ListUsersRequest, ListUsersResponse,
+    NodeConnectedRequest, NodeConnectedResponse, PairedNode, PairingRequest, PairingStatusRequest,
+    PairingStatusResponse, PutUserRequest, RejectNodePairingRequest, RejectNodePairingResponse,
+    RejectPairingRequest, RejectPairingResponse, RemoveDeviceRequest, RemoveDeviceResponse,
+    RemoveNodeRequest, RemoveNodeResponse, RemoveUserRequest, RemoveUserResponse,
+    RenameNodeRequest, RequestNodePairingRequest, RequestNodePairingResponse,
     RequestPairingRequest, RevealSecretRequest, RevealSecretResponse, RevokeApiKeyRequest,
     RevokeDeviceTokenRequest, RotateDeviceTokenRequest, SecretInfo, SetSecretRequest, Tenant,
-    UpdateTenantRequest, User, authenticate_connect_request::Connect,
+    UpdateTenantRequest, User, VerifyNodeRequest, VerifyNodeResponse,
+    authenticate_connect_request::Connect,
 };
 use clawgate_proto::principal::ROLE_RUNNER;
 use clawgate_proto::{Principal, ServiceError};
@@ -75,6 +82,7 @@ use clawgate_runtime::db::Database;
 use clawgate_runtime::limits::memory::MemoryAuthLimiter;
 use clawgate_runtime::limits::{AuthLimitConfig, AuthLimiter, AuthScope, LimitKey};
 
+pub use nodes::{EXEC_COMMANDS, NODE_PAIRING_REQUEST_TTL_MS};
 pub use secret::{API_KEY_PREFIX, PAIRING_CODE_ALPHABET, PAIRING_CODE_LEN};
 pub use secrets::MAX_SECRET_VALUE_BYTES;
 pub use token::GatewayToken;
@@ -483,5 +491,77 @@ impl AuthApi for AuthService {
             found: value.is_some(),
             value: value.unwrap_or_default(),
         })
+    }
+
+    async fn request_node_pairing(
+        &self,
+        principal: &Principal,
+        request: RequestNodePairingRequest,
+    ) -> Result<RequestNodePairingResponse, ServiceError> {
+        nodes::request(self, principal, request).await
+    }
+
+    async fn node_connected(
+        &self,
+        principal: &Principal,
+        request: NodeConnectedRequest,
+    ) -> Result<NodeConnectedResponse, ServiceError> {
+        nodes::connected(self, principal, request).await
+    }
+
+    async fn list_node_pairing(
+        &self,
+        principal: &Principal,
+        _request: ListNodePairingRequest,
+    ) -> Result<ListNodePairingResponse, ServiceError> {
+        nodes::list(self, principal).await
+    }
+
+    async fn approve_node_pairing(
+        &self,
+        principal: &Principal,
+        request: ApproveNodePairingRequest,
+    ) -> Result<ApproveNodePairingResponse, ServiceError> {
+        nodes::approve(self, principal, request).await
+    }
+
+    async fn reject_node_pairing(
+        &self,
+        principal: &Principal,
+        request: RejectNodePairingRequest,
+    ) -> Result<RejectNodePairingResponse, ServiceError> {
+        nodes::reject(self, principal, request).await
+    }
+
+    async fn remove_node(
+        &self,
+        principal: &Principal,
+        request: RemoveNodeRequest,
+    ) -> Result<RemoveNodeResponse, ServiceError> {
+        nodes::remove(self, principal, request).await
+    }
+
+    async fn verify_node(
+        &self,
+        principal: &Principal,
+        request: VerifyNodeRequest,
+    ) -> Result<VerifyNodeResponse, ServiceError> {
+        nodes::verify(self, principal, request).await
+    }
+
+    async fn rename_node(
+        &self,
+        principal: &Principal,
+        request: RenameNodeRequest,
+    ) -> Result<PairedNode, ServiceError> {
+        nodes::rename(self, principal, request).await
+    }
+
+    async fn get_node(
+        &self,
+        principal: &Principal,
+        request: GetNodeRequest,
+    ) -> Result<GetNodeResponse, ServiceError> {
+        nodes::get(self, principal, request).await
     }
 }

@@ -55,6 +55,20 @@ const TABLES: &[(&str, &str, &str)] = &[
          VALUES ('{t}', 'u', '{t}-key', 'browser', 1, 9999999999999)",
     ),
     (
+        "node_pairing_requests",
+        "request_id",
+        "INSERT INTO node_pairing_requests (request_id, tenant_id, user_id, node_id, created_at, \
+             expires_at) \
+         VALUES ('{t}-key', '{t}', 'u', '{t}-key', 1, 9999999999999)",
+    ),
+    (
+        "paired_nodes",
+        "node_id",
+        "INSERT INTO paired_nodes (tenant_id, node_id, user_id, token_hash, created_at, \
+             approved_at) \
+         VALUES ('{t}', '{t}-key', 'u', '{t}-hash', 1, 1)",
+    ),
+    (
         "users",
         "user_id",
         "INSERT INTO users (tenant_id, user_id, role, created_at, updated_at) \

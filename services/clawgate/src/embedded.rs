@@ -148,6 +148,7 @@ pub async fn prepare(mut args: UpArgs) -> anyhow::Result<Embedded> {
         // One process: the rate limits, runs and devices live in it.
         redis: None,
         presence: crate::wiring::presence_registry(None),
+        nodes: crate::wiring::node_registry(None),
         runner_cluster: clawgate_runner::ClusterOptions::default(),
         runner_shutdown_grace,
     };

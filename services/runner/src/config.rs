@@ -122,6 +122,9 @@ pub struct RunnerConfig {
     /// How long an exec approval waits for an answer (the run's own timeout
     /// may end it sooner).
     pub approval_timeout: Duration,
+    /// How long a node tool's call waits for the node (bounded by the run's
+    /// deadline); see [`crate::RunnerBuilder::nodes`].
+    pub node_timeout: Duration,
     /// Assistant tokens are gathered this long before one delta is published.
     pub coalesce_window: Duration,
     /// A pending delta is published early once it holds this many bytes.
@@ -156,6 +159,7 @@ impl Default for RunnerConfig {
             tools: ToolSet::builtin(),
             exec: None,
             approval_timeout: crate::approvals::DEFAULT_TIMEOUT,
+            node_timeout: Duration::from_secs(30),
             coalesce_window: Duration::from_millis(40),
             coalesce_max_bytes: 16 * 1024,
             run_timeout: Duration::from_secs(600),

@@ -15,6 +15,13 @@
 //! of a dead runner ended by the others, and a replayable history per run (see
 //! [`cluster`]). A run's `exec` calls wait for a human decision that may come
 //! through any edge and any runner ([`approvals`]).
+//!
+//! Given the edges' node registry ([`RunnerBuilder::nodes`]), a run's agent
+//! also uses its user's nodes (phones and hosts connected to some edge): each
+//! run offers the commands of the user's live nodes as `node_*` tools
+//! ([`tools::node_commands`]), and `exec` may run on a node
+//! ([`tools::exec_node`], approved like any exec); calls travel over the bus
+//! to the edge holding the node and back on the runner's reply topic.
 
 pub mod approvals;
 pub mod cluster;
@@ -29,6 +36,7 @@ mod context;
 mod events;
 mod failover;
 mod history;
+mod nodes;
 mod registry;
 mod run;
 mod run_tools;

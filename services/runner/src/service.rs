@@ -2,7 +2,8 @@
 //! `ReadRunEvents`, and what it is configured and doing: `ListModels`,
 //! `RunnerStats`, `ListTools`, see [`crate::catalog`]; `ActiveRuns`: which
 //! sessions have a run in flight, for session listings; the exec approval
-//! RPCs, see [`crate::approvals`]). Shutdown, aborts and accepting a turn are
+//! RPCs, see [`crate::approvals`]). Shutdown, aborts, accepting a turn, a
+//! run's tools (with its user's node tools) and the `ActiveRuns` lookups are
 //! in `service_ops`.
 //!
 //! Invariants:
@@ -32,7 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clawgate_proto::auth::AuthClient;
 use clawgate_proto::runner::{
     AbortRunRequest, AbortRunResponse, ActiveRunsRequest, ActiveRunsResponse, ExecApproval,
     GetApprovalRequest, GetRunRequest, ListApprovalsRequest, ListApprovalsResponse,
@@ -43,30 +43,26 @@ use clawgate_proto::runner::{
 };
 use clawgate_proto::session::{GetAgentRequest, SessionApi as _, SessionClient};
 use clawgate_proto::{ErrorCode, Principal, ServiceError};
-use clawgate_runtime::bus::EventBus;
 use clawgate_runtime::clock::now_ms;
-use clawgate_runtime::replay::memory::MemoryReplayLog;
-use clawgate_runtime::replay::{ReplayLog, ReplayOptions, RunRef};
-use futures_util::{FutureExt as _, StreamExt as _};
+use clawgate_runtime::replay::{ReplayLog, RunRef};
+use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::approvals::Approvals;
-use crate::approvals::gate::ApprovalGate;
 use crate::cluster::Cluster;
 use crate::config::RunnerConfig;
 use crate::events::{EventPublisher, RunIdentity};
 use crate::failover::Cooldowns;
 use crate::history::RunHistory;
+use crate::nodes::Nodes;
+use crate::provider::ProviderSlot;
 use crate::provider::tenant::{Models, TenantProviders};
-use crate::provider::{ModelProvider, ProviderSlot};
-use crate::registry::{Admission, MemoryRegistry, RunControl, RunRegistry};
+use crate::registry::{Admission, RunControl, RunRegistry};
 use crate::run::RunTask;
 use crate::stopwords::is_stop_command;
 use crate::tools::ToolSet;
-use crate::tools::exec::ExecTool;
-use crate::tools::sessions_send::SessionsSend;
 use crate::validate::{
     MAX_IDEMPOTENCY_KEY_CHARS, session_busy, validate_session_key, validate_start,
 };
@@ -87,16 +83,20 @@ pub(crate) struct Inner {
     pub(crate) tasks: TaskTracker,
     /// Set by [`RunnerService::shutdown`]: no new runs are accepted.
     pub(crate) draining: AtomicBool,
-    /// Stops the cluster loops (on shutdown, or when the service is dropped).
+    /// Stops the cluster loops and the node reply loop (on shutdown, or when
+    /// the service is dropped).
     pub background: CancellationToken,
     /// Models that failed recently, skipped by every run until they cool off.
-    cooldowns: Arc<Cooldowns>,
+    pub(crate) cooldowns: Arc<Cooldowns>,
     /// Exec approvals this runner's runs wait on, and the decisions it applies.
     pub approvals: Arc<Approvals>,
     /// The tools of the config plus `exec` when configured (gated by approvals).
-    tools: ToolSet,
+    pub(crate) tools: ToolSet,
     /// The providers tenants configured for themselves.
     pub tenant_providers: TenantProviders,
+    /// The nodes runs may use (their commands become per-run tools, see
+    /// [`crate::tools::node_commands`]); `None`: no node tools.
+    pub(crate) nodes: Option<Arc<Nodes>>,
 }
 
 impl Drop for Inner {
@@ -120,85 +120,6 @@ impl std::fmt::Debug for RunnerService {
 }
 
 impl RunnerService {
-    /// An in-process runner that calls the OpenAI-compatible provider of
-    /// `config` (if any) and publishes on `bus`.
-    pub fn new(config: RunnerConfig, session: SessionClient, bus: Arc<dyn EventBus>) -> Self {
-        let provider = ProviderSlot::from_config(&config);
-        let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
-        let approvals = Approvals::in_process(bus, session.clone());
-        Self::assemble(config, provider, session, replay, None, approvals, None)
-    }
-
-    /// A runner that calls `provider` (`config.provider` is ignored).
-    pub fn with_provider(
-        config: RunnerConfig,
-        provider: Arc<dyn ModelProvider>,
-        session: SessionClient,
-        bus: Arc<dyn EventBus>,
-    ) -> Self {
-        let replay = Arc::new(MemoryReplayLog::new(bus.clone(), ReplayOptions::default()));
-        let approvals = Approvals::in_process(bus, session.clone());
-        Self::assemble(
-            config,
-            ProviderSlot::Ready(provider),
-            session,
-            replay,
-            None,
-            approvals,
-            None,
-        )
-    }
-
-    pub(crate) fn assemble(
-        config: RunnerConfig,
-        provider: ProviderSlot,
-        session: SessionClient,
-        replay: Arc<dyn ReplayLog>,
-        cluster: Option<Cluster>,
-        approvals: Approvals,
-        auth: Option<AuthClient>,
-    ) -> Self {
-        let approvals = Arc::new(approvals);
-        let tenant_providers = TenantProviders::new(auth, config.provider_timeouts);
-        let mut tools = config.tools.clone();
-        if let Some(exec) = &config.exec {
-            let gate = ApprovalGate::new(approvals.clone(), config.approval_timeout);
-            tools = tools.with(Arc::new(ExecTool::new(exec.clone(), Arc::new(gate))));
-        }
-        let registry: Arc<dyn RunRegistry> = match &cluster {
-            Some(cluster) => cluster.registry.clone(),
-            None => Arc::new(MemoryRegistry::new(
-                config.dedupe_ttl,
-                config.max_active_runs,
-                config.max_remembered_runs,
-            )),
-        };
-        // `sessions_send` starts runs through this very runner.
-        let inner = Arc::new_cyclic(|runner| Inner {
-            config: Arc::new(config),
-            provider,
-            session,
-            registry,
-            replay: RunHistory::new(replay),
-            cluster,
-            tasks: TaskTracker::new(),
-            draining: AtomicBool::new(false),
-            background: CancellationToken::new(),
-            cooldowns: Arc::default(),
-            approvals,
-            tools: tools.with(Arc::new(SessionsSend::new({
-                let runner = runner.clone();
-                Box::new(move || {
-                    runner
-                        .upgrade()
-                        .map(|inner| Arc::new(RunnerService { inner }) as Arc<dyn RunnerApi>)
-                })
-            }))),
-            tenant_providers,
-        });
-        Self { inner }
-    }
-
     /// Where this runner records run events (their bus payloads, see
     /// [`clawgate_proto::run_events`]); the edge of an in-process deployment
     /// may read histories from it directly, otherwise it calls `ReadRunEvents`.
@@ -335,7 +256,9 @@ impl RunnerApi for RunnerService {
             fallbacks: models.fallbacks,
             cooldown_scope: models.cooldown_scope,
             cooldowns: self.inner.cooldowns.clone(),
-            tools: self.inner.tools.for_agent(&agent.tools),
+            tools: self
+                .run_tools(principal, &agent.tools, agent.max_tool_steps, timeout)
+                .await,
             max_tool_steps: agent.max_tool_steps,
             next_part: 0,
             step_start: 0,
@@ -496,38 +419,7 @@ impl RunnerApi for RunnerService {
         request: ActiveRunsRequest,
     ) -> Result<ActiveRunsResponse, ServiceError> {
         principal.require()?;
-        if request.sessions.len() > MAX_ACTIVE_RUN_QUERIES {
-            return Err(ServiceError::invalid(format!(
-                "at most {MAX_ACTIVE_RUN_QUERIES} sessions per call"
-            )));
-        }
-        let registry = &self.inner.registry;
-        let tenant_id = principal.tenant_id.as_str();
-        // Another user's session only for a principal that sees the whole
-        // tenant; for anyone else it simply has no run.
-        let lookups = request.sessions.into_iter().filter_map(|session| {
-            let user_id = match session.user_id.as_str() {
-                "" => principal.user_id.clone(),
-                user if user == principal.user_id || principal.sees_tenant() => user.to_owned(),
-                _ => return None,
-            };
-            Some(async move {
-                registry
-                    .active(tenant_id, &user_id, &session.session_key)
-                    .await
-            })
-        });
-        let found: Vec<_> = futures_util::stream::iter(lookups)
-            .buffer_unordered(ACTIVE_RUN_LOOKUP_CONCURRENCY)
-            .collect()
-            .await;
-        let mut runs = Vec::new();
-        for entry in found {
-            if let Some(entry) = entry? {
-                runs.push(entry.info);
-            }
-        }
-        Ok(ActiveRunsResponse { runs })
+        self.active_runs_of(principal, request).await
     }
 
     async fn list_approvals(
@@ -608,9 +500,3 @@ impl RunnerApi for RunnerService {
         ))
     }
 }
-
-/// Sessions one `ActiveRuns` call may ask about.
-const MAX_ACTIVE_RUN_QUERIES: usize = 1000;
-/// Registry lookups of one `ActiveRuns` call in flight at once (each is one
-/// Redis round trip in a cluster).
-const ACTIVE_RUN_LOOKUP_CONCURRENCY: usize = 16;

@@ -562,6 +562,10 @@ impl EventBus for BrokenBus {
     async fn subscriber(&self, _capacity: usize) -> Result<Subscriber, BusError> {
         Err(BusError::Closed)
     }
+
+    async fn listeners(&self, _topic: &Topic) -> Result<usize, BusError> {
+        Err(BusError::Unavailable("broker down".into()))
+    }
 }
 
 #[tokio::test]

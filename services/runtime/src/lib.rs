@@ -18,6 +18,7 @@ pub mod internal_token;
 pub mod lease;
 pub mod limits;
 pub mod log_ring;
+pub mod nodes;
 pub mod presence;
 pub mod redis;
 pub mod refresh;

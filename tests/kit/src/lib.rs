@@ -18,4 +18,5 @@ pub mod mock_model;
 pub mod mock_script;
 pub mod openclaw_device;
 pub mod otlp;
+pub mod refnode;
 pub mod ws;

@@ -29,6 +29,7 @@
 
 pub mod client;
 pub mod handshake;
+pub mod node_invoke;
 pub mod phases;
 pub mod stats;
 pub mod target;

@@ -54,6 +54,7 @@ async fn here(plan: &Plan, peers: Peers<'_>) -> anyhow::Result<Wired<Edge>> {
             .as_ref()
             .map(|redis| Arc::new(RedisDeviceRegistry::new(redis)) as Arc<dyn DeviceRegistry>),
         presence: plan.presence.clone(),
+        nodes: plan.nodes.clone(),
     };
     let edge = &plan.common.edge;
     let config = EdgeConfig {

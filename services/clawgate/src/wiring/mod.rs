@@ -35,6 +35,9 @@ mod serve;
 mod session;
 mod wired;
 
+use clawgate_runtime::nodes::NodeRegistry;
+use clawgate_runtime::nodes::memory::MemoryNodeRegistry;
+use clawgate_runtime::nodes::redis::RedisNodeRegistry;
 use clawgate_runtime::presence::PresenceRegistry;
 use clawgate_runtime::presence::memory::MemoryPresence;
 use clawgate_runtime::presence::redis::RedisPresence;
@@ -83,6 +86,17 @@ pub struct Plan {
     /// Who is connected (Redis with `redis`, else this process's): the edge
     /// lists connections and approvers in it, the runner reads approvers.
     pub presence: Arc<dyn PresenceRegistry>,
+    /// Where nodes are (Redis with `redis`, else this process's): the edge
+    /// holding a node writes it, every edge and runner reads it.
+    pub nodes: Arc<dyn NodeRegistry>,
+}
+
+/// The node registry of a process with `redis` (or without).
+pub fn node_registry(redis: Option<&Redis>) -> Arc<dyn NodeRegistry> {
+    match redis {
+        Some(redis) => Arc::new(RedisNodeRegistry::new(redis)),
+        None => Arc::new(MemoryNodeRegistry::new()),
+    }
 }
 
 /// The presence registry of a process with `redis` (or without).

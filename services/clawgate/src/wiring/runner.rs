@@ -58,9 +58,12 @@ async fn here(
         (None, Some(url)) => Some(AuthClient::connect_lazy(url, cx.signer.clone())?),
         (None, None) => None,
     };
+    // Agents use the nodes the edges register (their commands as tools,
+    // `exec` on a node).
     let mut builder =
         RunnerService::builder(runner_config(&plan.common), session, plan.bus.clone())
-            .approvers(plan.presence.clone());
+            .approvers(plan.presence.clone())
+            .nodes(plan.nodes.clone());
     match auth {
         Some(auth) => builder = builder.auth(auth),
         None => tracing::warn!(

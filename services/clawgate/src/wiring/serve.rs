@@ -60,6 +60,7 @@ pub async fn serve(
         migrate: args.migrate,
         signing_keys: Some(signing_keys(args.signing_key.as_deref())?),
         presence: super::presence_registry(redis.as_ref()),
+        nodes: super::node_registry(redis.as_ref()),
         redis,
         runner_cluster: cluster_options(&args.cluster),
         runner_shutdown_grace: Duration::from_millis(args.cluster.runner_shutdown_grace_ms),

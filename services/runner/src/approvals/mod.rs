@@ -18,7 +18,11 @@
 //!
 //! `allow-always` (for callers that may approve for the whole tenant) also adds
 //! the command to the agent's exec allowlist in the session service; the gate
-//! ([`gate`]) runs allowlisted commands without asking.
+//! ([`gate`]) runs allowlisted commands without asking. That allowlist is the
+//! gateway's only: a command on a node (`host` `node`, with `node_id` and
+//! `system_run_plan_json`) is always asked, and its `allow-always` goes to
+//! the node (its own policy), never to the allowlist, so the gateway never
+//! runs it unasked.
 //!
 //! Invariants: a decision is applied exactly once (the store's check-and-set),
 //! however many callers answer at once; the same decision again is an
@@ -72,7 +76,17 @@ pub struct ApprovalAsk {
     pub command: String,
     pub cwd: String,
     pub timeout: Duration,
+    /// Where it runs: `gateway` (also when empty) or `node`.
+    pub host: String,
+    /// For `node`: the node that runs it.
+    pub node_id: String,
+    /// For `node`: the `systemRunPlan` the approver is shown (JSON text).
+    pub system_run_plan_json: String,
 }
+
+/// The hosts of an approval's command: the gateway, or a node.
+pub const HOST_GATEWAY: &str = "gateway";
+pub const HOST_NODE: &str = "node";
 
 /// The exec approvals of one runner process.
 pub struct Approvals {
@@ -233,7 +247,13 @@ impl Approvals {
             run_id: ask.run_id,
             command: ask.command,
             cwd: ask.cwd,
-            host: "gateway".to_owned(),
+            host: if ask.host.is_empty() {
+                HOST_GATEWAY.to_owned()
+            } else {
+                ask.host
+            },
+            node_id: ask.node_id,
+            system_run_plan_json: ask.system_run_plan_json,
             created_at_ms: now,
             expires_at_ms: now.saturating_add(timeout_ms),
             runner_id: self.runner_id.clone(),
@@ -397,7 +417,8 @@ impl Approvals {
             .await?;
         match outcome {
             Decide::Applied => {
-                if decision == ALLOW_ALWAYS {
+                // The agent's allowlist is the gateway's: a node keeps its own.
+                if decision == ALLOW_ALWAYS && decided.host != HOST_NODE {
                     self.allow_always(principal, &decided).await;
                 }
                 self.wake(&decided).await;

@@ -1,5 +1,6 @@
 //! The `exec` tool: runs a shell command for the model, in the run's user's
-//! own directory, after an [`ExecGate`] allowed it.
+//! own directory, after an [`ExecGate`] allowed it — or, with `host: "node"`
+//! (a runner with nodes only), on one of the user's nodes ([`exec_node`]).
 //!
 //! This module owns the tool's arguments, where a command may start and how
 //! its outcome reads to the model; running the process (scrubbed environment,
@@ -24,6 +25,8 @@
 //! - The result is a JSON object that fits [`MAX_OUTPUT_BYTES`] whole (the
 //!   command's output is cut to make it fit, with `truncated` set), so the
 //!   generic cut of tool outputs never breaks it.
+//! - `host` is `gateway` unless the call says `node` (or names a `node`);
+//!   a node call never touches the gateway's workspace.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +36,12 @@ use async_trait::async_trait;
 use clawgate_proto::Principal;
 use serde_json::{Value, json};
 
-use super::process::{self, CommandSpec, ProcessLimits, ProcessOutcome};
+use super::exec_gate::outcome_json;
+pub use super::exec_gate::{ExecGate, ExecRequest, GateDecision};
+use super::exec_node::{self, Host, NodeCall};
+use super::process::{self, CommandSpec, ProcessLimits};
 use super::{MAX_OUTPUT_BYTES, Tool, ToolContext, ToolOutput};
+use crate::nodes::Nodes;
 use crate::provider::ToolSpec;
 
 /// Longest command accepted (bytes).
@@ -43,30 +50,6 @@ pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest time a call may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What an exec call asks to run, as an approver sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExecRequest {
-    pub command: String,
-    /// The canonical absolute directory the command starts in.
-    pub cwd: String,
-    /// The timeout the command will run with, in milliseconds.
-    pub timeout_ms: u64,
-}
-
-/// What the gate decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GateDecision {
-    Allow,
-    /// Why, shown to the model.
-    Deny(String),
-}
-
-/// Decides whether an exec call may run (policy, then a human approval).
-#[async_trait]
-pub trait ExecGate: Send + Sync + 'static {
-    async fn check(&self, context: &ToolContext, request: &ExecRequest) -> GateDecision;
-}
 
 /// Where and how long commands run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,15 +81,35 @@ impl ExecConfig {
 pub struct ExecTool {
     config: ExecConfig,
     gate: Arc<dyn ExecGate>,
+    /// Set: calls may run on the user's nodes (`host: "node"`).
+    nodes: Option<Arc<Nodes>>,
+}
+
+/// A call's arguments, checked.
+struct Parsed {
+    command: String,
+    workdir: Option<String>,
+    timeout_ms: u64,
+    host: Host,
 }
 
 impl ExecTool {
     pub fn new(config: ExecConfig, gate: Arc<dyn ExecGate>) -> Self {
-        Self { config, gate }
+        Self {
+            config,
+            gate,
+            nodes: None,
+        }
     }
 
-    /// The call's command, workdir and timeout, checked.
-    fn parse(&self, arguments: &Value) -> Result<(String, Option<String>, u64), ToolOutput> {
+    /// This tool, also able to run commands on the user's nodes.
+    pub(crate) fn with_nodes(mut self, nodes: Arc<Nodes>) -> Self {
+        self.nodes = Some(nodes);
+        self
+    }
+
+    /// The call's command, workdir, timeout and host, checked.
+    fn parse(&self, arguments: &Value) -> Result<Parsed, ToolOutput> {
         let command = match arguments.get("command") {
             Some(Value::String(command)) if !command.trim().is_empty() => command,
             _ => {
@@ -147,7 +150,12 @@ impl ExecTool {
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        Ok((command.clone(), workdir, timeout_ms))
+        Ok(Parsed {
+            command: command.clone(),
+            workdir,
+            timeout_ms,
+            host: exec_node::host(arguments)?,
+        })
     }
 
     /// The user's root, created if needed, canonical.
@@ -233,40 +241,10 @@ fn lexically_normal(path: &Path) -> PathBuf {
     normal
 }
 
-/// The outcome as the model reads it, cut to fit [`MAX_OUTPUT_BYTES`].
-fn outcome_json(outcome: &ProcessOutcome, cwd: &str) -> String {
-    let mut output = outcome.output.clone();
-    let mut truncated = outcome.truncated;
-    loop {
-        let mut value = json!({
-            "exitCode": outcome.exit_code,
-            "output": output,
-            "timedOut": outcome.timed_out,
-            "truncated": truncated,
-            "durationMs": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-            "cwd": cwd,
-        });
-        if let Some(signal) = outcome.signal {
-            value["signal"] = json!(signal);
-        }
-        let text = value.to_string();
-        if text.len() <= MAX_OUTPUT_BYTES || output.is_empty() {
-            return text;
-        }
-        // Each byte cut from the output shortens the JSON by at least one.
-        let mut end = output.len().saturating_sub(text.len() - MAX_OUTPUT_BYTES);
-        while !output.is_char_boundary(end) {
-            end -= 1;
-        }
-        output.truncate(end);
-        truncated = true;
-    }
-}
-
 #[async_trait]
 impl Tool for ExecTool {
     fn spec(&self) -> ToolSpec {
-        ToolSpec {
+        let mut spec = ToolSpec {
             name: "exec".to_owned(),
             description: format!(
                 "Runs a shell command (/bin/sh -c) in the user's own workspace directory and \
@@ -293,7 +271,11 @@ impl Tool for ExecTool {
                 "required": ["command"],
                 "additionalProperties": false,
             }),
+        };
+        if self.nodes.is_some() {
+            exec_node::extend_spec(&mut spec);
         }
+        spec
     }
 
     fn on_by_default(&self) -> bool {
@@ -305,10 +287,30 @@ impl Tool for ExecTool {
     }
 
     async fn call(&self, context: &ToolContext, arguments: Value) -> ToolOutput {
-        let (command, workdir, timeout_ms) = match self.parse(&arguments) {
+        let Parsed {
+            command,
+            workdir,
+            timeout_ms,
+            host,
+        } = match self.parse(&arguments) {
             Ok(parsed) => parsed,
             Err(output) => return output,
         };
+        if let Host::Node(node) = host {
+            let Some(nodes) = &self.nodes else {
+                return ToolOutput::error(
+                    "exec on a node is unavailable: this runner has no nodes",
+                );
+            };
+            let call = NodeCall {
+                command,
+                cwd: workdir,
+                timeout_ms,
+                node,
+            };
+            let max = self.config.max_output_bytes;
+            return exec_node::run(nodes, self.gate.as_ref(), context, call, max).await;
+        }
         let cwd = match self.user_root(&context.principal).await {
             Ok(root) => match self.resolve_cwd(&root, workdir.as_deref()).await {
                 Ok(cwd) => cwd,
@@ -358,7 +360,7 @@ impl Tool for ExecTool {
             "exec finished"
         );
         let failed = outcome.exit_code != Some(0) || outcome.timed_out;
-        let content = outcome_json(&outcome, &request.cwd);
+        let content = outcome_json(&outcome, json!(request.cwd), serde_json::Map::new());
         if failed {
             ToolOutput::error(content)
         } else {
@@ -370,6 +372,7 @@ impl Tool for ExecTool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::process::ProcessOutcome;
 
     #[test]
     fn lexical_normalization_applies_dots() {
@@ -402,7 +405,7 @@ mod tests {
             timed_out: false,
             duration: Duration::from_millis(5),
         };
-        let text = outcome_json(&outcome, "/ws/t/u");
+        let text = outcome_json(&outcome, json!("/ws/t/u"), serde_json::Map::new());
         assert!(text.len() <= MAX_OUTPUT_BYTES, "{}", text.len());
         let value: Value = serde_json::from_str(&text).expect("valid json");
         assert_eq!(value["truncated"], true);
@@ -414,7 +417,8 @@ mod tests {
                 exit_code: None,
                 ..outcome
             },
-            "/ws",
+            json!("/ws"),
+            serde_json::Map::new(),
         );
         let value: Value = serde_json::from_str(&short).expect("valid json");
         assert_eq!(value["output"], "hi");

@@ -8,7 +8,10 @@
 //! that is on by default). Built in: the session tools ([`sessions`]) and
 //! the SSRF-guarded [`web_fetch`]; every runner adds [`sessions_send`] (it
 //! starts runs through the runner) and, when configured, [`exec`] (each call
-//! waits for a human approval, see `crate::approvals`).
+//! waits for a human approval, see `crate::approvals`; with nodes it may run
+//! on one of the user's nodes, [`exec_node`]). A runner with nodes also adds
+//! per run one tool per command its user's live nodes offer
+//! ([`node_commands`]; allowlist entry `nodes`) to that run's [`AgentTools`].
 //!
 //! Invariants: a tool's output is bounded ([`MAX_OUTPUT_BYTES`], cut on a
 //! character boundary with a note); arguments that are not a JSON object, and
@@ -17,6 +20,9 @@
 //! most (the caller drops its future).
 
 pub mod exec;
+pub mod exec_gate;
+pub mod exec_node;
+pub mod node_commands;
 pub mod process;
 pub mod sessions;
 pub mod sessions_send;
@@ -180,6 +186,18 @@ impl AgentTools {
     /// Whether the run may call `name`.
     pub fn has(&self, name: &str) -> bool {
         self.tools.contains_key(name)
+    }
+
+    /// Adds `tool` for this run only, unless one of its name is there;
+    /// returns whether it was added.
+    pub(crate) fn add(&mut self, tool: Arc<dyn Tool>) -> bool {
+        match self.tools.entry(tool.spec().name) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(tool);
+                true
+            }
+        }
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use clawgate_proto::{Principal, ServiceError};
 use clawgate_runner::{ProviderConfig, RunnerConfig, RunnerService};
 use clawgate_runtime::bus::memory::MemoryBus;
 use clawgate_runtime::bus::{Delivery, EventBus, SubscriptionControl, Topic};
+use clawgate_runtime::nodes::NodeRegistry;
 use clawgate_session::SessionService;
 pub use clawgate_testkit::mock_model::{MockModel, Script};
 use prost::Message as _;
@@ -75,6 +78,16 @@ impl Harness {
     }
 
     pub async fn start(options: Options) -> Self {
+        Self::start_on(options, MemoryBus::new(), None).await
+    }
+
+    /// A harness on `memory` (which the test may share, e.g. with a fake
+    /// edge), its runner built with `nodes` when given.
+    pub async fn start_on(
+        options: Options,
+        memory: MemoryBus,
+        nodes: Option<Arc<dyn NodeRegistry>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!(
             "sqlite://{}?mode=rwc",
@@ -84,7 +97,6 @@ impl Harness {
         sessions.migrate().await.expect("migrate");
         let session = SessionClient::local(Arc::new(sessions));
 
-        let memory = MemoryBus::new();
         let subscriber = memory.subscriber(4096).await.expect("subscriber");
         subscriber
             .control
@@ -103,7 +115,14 @@ impl Harness {
             None => None,
         };
         let bus: Arc<dyn EventBus> = options.bus.unwrap_or_else(|| Arc::new(memory));
-        let runner = RunnerService::new(config, session.clone(), bus);
+        let runner = match nodes {
+            Some(nodes) => RunnerService::builder(config, session.clone(), bus)
+                .nodes(nodes)
+                .build()
+                .await
+                .expect("runner"),
+            None => RunnerService::new(config, session.clone(), bus),
+        };
         Self {
             runner,
             session,

@@ -66,6 +66,10 @@ impl EventBus for MemoryBus {
         Ok(())
     }
 
+    async fn listeners(&self, topic: &Topic) -> Result<usize, BusError> {
+        Ok(self.lock().topics.get(topic).map_or(0, HashSet::len))
+    }
+
     async fn subscriber(&self, capacity: usize) -> Result<Subscriber, BusError> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = {

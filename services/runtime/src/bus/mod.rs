@@ -125,6 +125,11 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Opens a subscriber whose deliveries queue holds at most `capacity` messages.
     async fn subscriber(&self, capacity: usize) -> Result<Subscriber, BusError>;
+
+    /// How many subscribers `topic` has right now. A process that dies drops
+    /// its subscriptions with its connection, so a pod's inbox topic without
+    /// listeners means the pod is gone (used to fail calls waiting on it).
+    async fn listeners(&self, topic: &Topic) -> Result<usize, BusError>;
 }
 
 /// Changes what a subscriber receives. Cheap to clone.

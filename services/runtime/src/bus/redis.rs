@@ -129,6 +129,20 @@ impl EventBus for RedisBus {
         self.run_publish(pipeline).instrument(span).await
     }
 
+    async fn listeners(&self, topic: &Topic) -> Result<usize, BusError> {
+        let mut connection = self.redis.connection();
+        let mut command = redis::cmd("PUBSUB");
+        command.arg("NUMSUB").arg(self.channel_name(topic));
+        let reply: (String, usize) = tokio::time::timeout(
+            self.redis.command_timeout(),
+            command.query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| unavailable("listeners", "timed out"))?
+        .map_err(|err| redis_unavailable("listeners", &err))?;
+        Ok(reply.1)
+    }
+
     async fn subscriber(&self, capacity: usize) -> Result<Subscriber, BusError> {
         let shared = Arc::new(SubscriberShared {
             redis: self.redis.clone(),
