@@ -2,7 +2,7 @@
 //! (`super::exec`) and on a node (`super::exec_node`): the requests an
 //! approver sees ([`ExecRequest`], [`NodeExecRequest`]), the gate's decision
 //! and the gate itself ([`ExecGate`]), and the output the model reads of a
-//! finished command ([`outcome_json`]).
+//! finished command (`outcome_json`).
 //!
 //! Invariant: knows neither how a command runs nor where; both exec modules
 //! depend on it, it on neither.
